@@ -732,7 +732,8 @@ class Handler(server.ProjectAPIHandler):
             )
         if not is_avr(board):
             raise ToolNotFoundError(
-                f"arduino: building for the {board} needs arduino-cli with the {fqbn(board).rsplit(':', 1)[0]} "
+                f"arduino: building for the {board} needs arduino-cli with the "
+                f"{fqbn(board).rsplit(':', 1)[0]} "
                 "core (arduino-cli core install ...); install it from https://arduino.github.io/arduino-cli/ "
                 "and pass arduino_cli_cmd=... if it is not on PATH. Only AVR boards "
                 "(uno, nano, mega2560, leonardo) build without it, with Debian's arduino-mk."
