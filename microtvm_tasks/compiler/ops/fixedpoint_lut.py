@@ -86,8 +86,15 @@ def _exp_on_quarter_interval(a: int) -> int:
     return wrap32(constant_term + srdhm(constant_term, wrap32(x + poly)))
 
 
-_BARREL = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308),
-           (2, 39332535), (3, 720401), (4, 242))
+_BARREL = (
+    (-2, 1672461947),
+    (-1, 1302514674),
+    (0, 790015084),
+    (1, 290630308),
+    (2, 39332535),
+    (3, 720401),
+    (4, 242),
+)
 
 
 def exp_on_negative_values(a: int, integer_bits: int) -> int:
@@ -114,7 +121,7 @@ def exp_on_negative_values(a: int, integer_bits: int) -> int:
 def _newton_reciprocal_half(a: int) -> int:
     """Shared start of 1/(1+x) and (1-x)/(1+x): x ~= 1/half_denominator in Q2.29."""
     s = a + INT32_MAX
-    half_den = (s + (1 if s >= 0 else -1))
+    half_den = s + (1 if s >= 0 else -1)
     half_den = abs(half_den) // 2 * (1 if half_den >= 0 else -1)  # C truncating division
     x = wrap32(1515870810 + srdhm(half_den, -1010580540))  # 48/17 - 32/17 * d
     for _ in range(3):
@@ -166,7 +173,7 @@ def _input_rescale(scale: float, input_integer_bits: int) -> tuple[int, int, int
     q, shift = math.frexp(real)
     multiplier = int(_tflite_round(q * (1 << 31)))
     max_rescaled = 1.0 * ((1 << input_integer_bits) - 1) * (1 << (31 - input_integer_bits))
-    max_rescaled = max_rescaled / 2.0 ** shift
+    max_rescaled = max_rescaled / 2.0**shift
     return multiplier, shift, int(math.floor(max_rescaled))
 
 

@@ -1,0 +1,168 @@
+"""The built-in ahead-of-time compiler: TFLite / ONNX -> Model Library Format (C99).
+
+Pipeline (one module per step):
+
+    frontend_<fmt>.load(path) -> ir.Graph          (frontend_tflite.py, frontend_onnx.py)
+    passes.run_passes(graph)                         (check ops, fold constants, fuse activations)
+    memory.plan_memory(graph) -> Plan                (static arena from lifetimes)
+    emit_c.emit(graph, plan, name) -> C sources      (header, lib0.c constants, lib1.c kernels + run)
+    mlf.write_archive(out, members)                  (reproducible tar)
+
+Adding an operator or a frontend: read `ops/__init__.py` (one module per operator in
+`ops/`, its C kernel in `kernels/`, registered by a decorator and discovered
+automatically; a frontend is a module with `load(path, **options) -> Graph` listed in
+`FRONTENDS` below).
+
+Same input and options give a byte-identical archive.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from ..errors import CompileError
+
+#: file suffix -> frontend module (in this package) with load(path, **options) -> ir.Graph
+FRONTENDS: dict[str, str] = {".tflite": "frontend_tflite", ".onnx": "frontend_onnx"}
+
+#: options compile_model understands (forwarded to the frontend)
+KNOWN_OPTIONS = ("input_layout",)
+
+GENERATOR = {"name": "microtvm-tasks", "version": "0.1.0"}
+
+
+def _is_mlf_tar(path: Path) -> dict[str, Any]:
+    """The metadata of an existing MLF archive, or CompileError saying why it is not one."""
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            member = None
+            for name in ("./metadata.json", "metadata.json"):
+                try:
+                    member = tar.getmember(name)
+                    break
+                except KeyError:
+                    continue
+            if member is None:
+                raise CompileError(f"{path}: not a Model Library Format archive (no metadata.json)")
+            f = tar.extractfile(member)
+            meta = json.loads(f.read().decode("utf-8")) if f is not None else None
+    except (tarfile.TarError, OSError, ValueError) as e:
+        raise CompileError(f"{path}: cannot read as a Model Library Format archive: {e}") from None
+    if not isinstance(meta, dict) or meta.get("version") not in (5, 6, 7):
+        version = meta.get("version") if isinstance(meta, dict) else None
+        raise CompileError(
+            f"{path}: metadata.json version {version!r} is not supported (Model Library Format 5-7 is)"
+        )
+    return meta
+
+
+def _tensor_meta(t: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {"size": t.nbytes, "dtype": t.dtype, "shape": [int(s) for s in t.shape]}
+    if t.quant is not None:
+        d["quantization"] = t.quant.to_json()
+    return d
+
+
+def compile_graph(graph: Any, module_name: str = "default") -> tuple[dict[str, bytes], dict[str, Any]]:
+    """Passes, planning and emission for a loaded graph: (archive members, metadata)."""
+    from .emit_c import emit
+    from .memory import plan_memory
+    from .passes import run_passes
+
+    graph = run_passes(graph)
+    plan = plan_memory(graph)
+    files, const_bytes = emit(graph, plan, module_name)
+    io_bytes = sum(graph.t(n).nbytes for n in graph.inputs + graph.outputs)
+    meta = {
+        "version": 7,
+        "modules": {
+            module_name: {
+                "model_name": module_name,
+                "export_datetime": "1970-01-01 00:00:00Z",
+                "style": "full-model",
+                "target": ["c -keys=cpu"],
+                "executors": ["aot"],
+                "memory": {
+                    "operator_functions": [],
+                    "main": [
+                        {
+                            "device": 1,
+                            "workspace_size_bytes": plan.arena_size,
+                            "constants_size_bytes": const_bytes,
+                            "io_size_bytes": io_bytes,
+                            "inputs": {n: _tensor_meta(graph.t(n)) for n in graph.inputs},
+                            "outputs": {n: _tensor_meta(graph.t(n)) for n in graph.outputs},
+                        }
+                    ],
+                },
+                "generator": dict(GENERATOR),
+            }
+        },
+    }
+    members = {k: v.encode("utf-8") for k, v in files.items()}
+    members["metadata.json"] = (json.dumps(meta, indent=2, sort_keys=False) + "\n").encode("utf-8")
+    members[f"src/{module_name}.ir.txt"] = graph.dump().encode("utf-8")
+    return members, meta
+
+
+def load_model(path: str | Path, **options: Any) -> Any:
+    """Parse a model file into the IR with the frontend its suffix names."""
+    path = Path(path)
+    mod_name = FRONTENDS.get(path.suffix.lower())
+    if mod_name is None:
+        raise CompileError(
+            f"{path}: unknown model format {path.suffix!r}; expected one of "
+            f"{', '.join(sorted(FRONTENDS))} or an MLF .tar"
+        )
+    try:
+        frontend = importlib.import_module(f"{__name__}.{mod_name}")
+    except ModuleNotFoundError as e:
+        raise CompileError(f"{path}: the {path.suffix} frontend is not available ({e})") from None
+    given = {k: v for k, v in options.items() if v is not None}
+    return frontend.load(path, **given) if given else frontend.load(path)
+
+
+def compile_model(path: str | Path, out: str | Path, *, module_name: str = "default", **options: Any) -> Path:
+    """Compile a .tflite / .onnx model (or pass an MLF .tar through) to an MLF archive at `out`.
+
+    Raises CompileError for anything the user can fix: unknown format, unsupported
+    operator (naming operator, node and model), bad module name or option.
+    """
+    from ..mlf import write_archive
+
+    path = Path(path)
+    if not path.is_file():
+        raise CompileError(f"{path}: model file not found")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", module_name):
+        raise CompileError(f"module name {module_name!r} is not a C identifier (letters, digits, _)")
+    unknown = sorted(set(options) - set(KNOWN_OPTIONS))
+    if unknown:
+        raise CompileError(
+            f"unknown compile option(s) {', '.join(unknown)}; known: {', '.join(KNOWN_OPTIONS)}"
+        )
+    out = Path(out)
+    if path.suffix.lower() == ".tar":
+        _is_mlf_tar(path)
+        data = path.read_bytes()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        from ..fsutil import atomic_write_bytes
+
+        atomic_write_bytes(out, data)
+        return out
+    graph = load_model(path, **options)
+    members, _ = compile_graph(graph, module_name)
+    return write_archive(out, members)
+
+
+def compile_to_members(path: str | Path, *, module_name: str = "default", **options: Any) -> dict[str, bytes]:
+    """The archive members compile_model would write (for tests and benchmarks)."""
+    graph = load_model(path, **options)
+    return compile_graph(graph, module_name)[0]
+
+
+__all__ = ["compile_model", "compile_graph", "compile_to_members", "load_model", "FRONTENDS"]

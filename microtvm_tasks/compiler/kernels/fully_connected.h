@@ -1,0 +1,53 @@
+/*
+ * fully_connected.h: FULLY_CONNECTED, int8 (TFLite reference semantics) and float32.
+ *
+ * int8: weights [out_dim][in_dim], symmetric (per tensor: one multiplier/shift, or per
+ * output channel: per_channel = 1 and out_dim of each); the
+ * compiler folds input_offset * sum(weights row) into `bias`, so the inner loop is a plain
+ * int8 x int8 -> int32 dot product that gcc vectorises.
+ * float32: weights are stored transposed, [in_dim][out_dim], so the loop over outputs is
+ * an axpy that vectorises without reassociating any sum.
+ */
+MT_KERNEL void mt_fc_s8(const int8_t* restrict in, const int8_t* restrict w,
+                        const int32_t* restrict bias, const int32_t* restrict mult,
+                        const int32_t* restrict shift, int per_channel,
+                        int8_t* restrict out, int batches, int in_dim, int out_dim,
+                        int32_t out_zp, int32_t act_min, int32_t act_max) {
+  int b, o, i;
+  for (b = 0; b < batches; ++b) {
+    const int8_t* restrict x = in + b * in_dim;
+    for (o = 0; o < out_dim; ++o) {
+      const int8_t* restrict wr = w + o * in_dim;
+      int32_t acc = 0;
+      for (i = 0; i < in_dim; ++i) {
+        acc += (int32_t)x[i] * (int32_t)wr[i];
+      }
+      acc += bias[o];
+      acc = mt_mbqm(acc, mult[per_channel ? o : 0], shift[per_channel ? o : 0]) + out_zp;
+      out[b * out_dim + o] = (int8_t)mt_clamp_i32(acc, act_min, act_max);
+    }
+  }
+}
+
+MT_KERNEL void mt_fc_f32(const float* restrict in, const float* restrict wt,
+                         const float* restrict bias, float* restrict out, int batches,
+                         int in_dim, int out_dim, float act_min, float act_max) {
+  int b, o, i;
+  for (b = 0; b < batches; ++b) {
+    const float* restrict x = in + b * in_dim;
+    float* restrict y = out + b * out_dim;
+    for (o = 0; o < out_dim; ++o) {
+      y[o] = 0.0f;
+    }
+    for (i = 0; i < in_dim; ++i) {
+      const float xi = x[i];
+      const float* restrict wr = wt + i * out_dim;
+      for (o = 0; o < out_dim; ++o) {
+        y[o] += xi * wr[o];
+      }
+    }
+    for (o = 0; o < out_dim; ++o) {
+      y[o] = mt_clamp_f32(y[o] + (bias ? bias[o] : 0.0f), act_min, act_max);
+    }
+  }
+}

@@ -1,0 +1,163 @@
+"""Static memory planning: one arena, offsets from tensor lifetimes.
+
+Why: a microcontroller has no heap to spare; every intermediate tensor gets a fixed
+offset in one static arena, and two tensors may share bytes when their lifetimes (from
+the node that writes them to the last node that reads them) do not overlap.
+
+- Constants live in flash (lib0.c) and model inputs/outputs are the caller's buffers
+  (TVM's C interface), so neither takes arena space.
+- Alias nodes (RESHAPE, SQUEEZE: `OpSpec.alias`) make their output the same storage as
+  their input; an alias between two caller buffers (e.g. an input reshaped straight into
+  an output) cannot share and becomes a copy (`node.attrs["_copy"]`).
+- Placement is greedy first-fit into the lowest gap (as TFLite Micro's greedy planner),
+  tried with several orderings; the smallest arena wins (ties: the first ordering, so
+  the result is deterministic). Every offset and size is 16-byte aligned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .ir import Graph
+from .ops import spec
+
+ALIGN = 16
+
+
+def _align(n: int) -> int:
+    return (n + ALIGN - 1) // ALIGN * ALIGN
+
+
+@dataclass
+class Storage:
+    kind: str  # "arena" | "input" | "output" | "const"
+    ref: str  # arena: group root; input/output: graph tensor name; const: tensor name
+    offset: int = 0  # arena byte offset
+
+
+@dataclass
+class Plan:
+    storage: dict[str, Storage] = field(default_factory=dict)
+    arena_size: int = 0
+    strategy: str = ""
+    # group root -> (first node, last node, aligned bytes), for reports and tests
+    lifetimes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, x: str) -> str:
+        self.parent.setdefault(x, x)
+        while self.parent[x] != x:
+            self.parent[x] = self.parent[self.parent[x]]
+            x = self.parent[x]
+        return x
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            # keep the lexicographically stable root: the earlier-seen (input side) one
+            self.parent[rb] = ra
+
+
+def plan_memory(graph: Graph) -> Plan:
+    uf = _UnionFind()
+    pinned: dict[str, tuple[str, str]] = {}  # root -> (kind, ref) for caller buffers / consts
+
+    def pin_of(name: str) -> tuple[str, str] | None:
+        t = graph.t(name)
+        if name in graph.inputs:
+            return ("input", name)
+        if name in graph.outputs:
+            return ("output", name)
+        if t.is_const:
+            return ("const", name)
+        return None
+
+    for name in graph.tensors:
+        p = pin_of(name)
+        if p is not None:
+            pinned[uf.find(name)] = p
+    for node in graph.nodes:
+        if not spec(node.kind).alias:
+            continue
+        src, dst = node.inputs[0], node.outputs[0]
+        assert src is not None
+        rs, rd = uf.find(src), uf.find(dst)
+        ps, pd = pinned.get(rs), pinned.get(rd)
+        if ps is not None and pd is not None:
+            node.attrs["_copy"] = True
+            continue
+        node.attrs.pop("_copy", None)
+        uf.union(src, dst)
+        if ps is not None or pd is not None:
+            pinned[uf.find(src)] = ps or pd  # type: ignore[assignment]
+
+    # lifetimes of arena groups
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    nbytes: dict[str, int] = {}
+    for i, node in enumerate(graph.nodes):
+        for name in node.outputs:
+            r = uf.find(name)
+            first.setdefault(r, i)
+            last[r] = max(last.get(r, i), i)
+            nbytes[r] = max(nbytes.get(r, 0), graph.t(name).nbytes)
+        for name in node.inputs:
+            if name is None:
+                continue
+            r = uf.find(name)
+            last[r] = max(last.get(r, i), i)
+            nbytes[r] = max(nbytes.get(r, 0), graph.t(name).nbytes)
+    groups = sorted(r for r in first if r not in pinned)
+
+    plan = Plan()
+    for r in groups:
+        plan.lifetimes[r] = (first[r], last[r], _align(nbytes[r]))
+
+    orderings = {
+        "size": lambda r: (-plan.lifetimes[r][2], plan.lifetimes[r][0], r),
+        "first-use": lambda r: (plan.lifetimes[r][0], -plan.lifetimes[r][2], r),
+        "longest-life": lambda r: (plan.lifetimes[r][0] - plan.lifetimes[r][1], -plan.lifetimes[r][2], r),
+        "size-x-life": lambda r: (
+            -(plan.lifetimes[r][2] * (plan.lifetimes[r][1] - plan.lifetimes[r][0] + 1)),
+            r,
+        ),
+        "last-use": lambda r: (-plan.lifetimes[r][1], -plan.lifetimes[r][2], r),
+    }
+    best: tuple[int, str, dict[str, int]] | None = None
+    for sname, key in orderings.items():
+        offsets = _place(sorted(groups, key=key), plan.lifetimes)
+        size = max((offsets[r] + plan.lifetimes[r][2] for r in groups), default=0)
+        if best is None or size < best[0]:
+            best = (size, sname, offsets)
+    assert best is not None
+    plan.arena_size, plan.strategy, offsets = best
+
+    for name in graph.tensors:
+        r = uf.find(name)
+        if r in pinned:
+            kind, ref = pinned[r]
+            plan.storage[name] = Storage(kind, ref)
+        elif r in offsets:
+            plan.storage[name] = Storage("arena", r, offsets[r])
+    return plan
+
+
+def _place(order: list[str], life: dict[str, tuple[int, int, int]]) -> dict[str, int]:
+    """First-fit: each buffer at the lowest offset not overlapping a live placed buffer."""
+    placed: list[tuple[int, int, int, int]] = []  # (offset, size, first, last)
+    offsets: dict[str, int] = {}
+    for r in order:
+        f, la, size = life[r]
+        busy = sorted((o, s) for o, s, pf, pl in placed if not (pl < f or la < pf))
+        off = 0
+        for o, s in busy:
+            if off + size <= o:
+                break
+            off = max(off, o + s)
+        offsets[r] = off
+        placed.append((off, size, f, la))
+    return offsets

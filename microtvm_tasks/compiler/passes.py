@@ -1,0 +1,103 @@
+"""Graph passes run between a frontend and the memory planner.
+
+Order matters: operators are checked first (so an unsupported operator, attribute or
+dtype is a CompileError naming the operator, node and model, never wrong code), then
+constants are folded (work done once at compile time instead of on every inference),
+then standalone activations are fused into the producing operator's clamp, and finally
+everything no output depends on is dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..errors import CompileError
+from .ir import Graph, Node
+from .ops import REGISTRY, load_all, spec
+
+
+def node_error(graph: Graph, node: Node) -> Callable[[str], CompileError]:
+    def err(msg: str) -> CompileError:
+        src = node.attrs.get("_source")
+        extra = f", {src}" if src else ""
+        return CompileError(f"{graph.name}: operator {node.kind} (node {node.name!r}{extra}): {msg}")
+
+    return err
+
+
+def check_ops(graph: Graph) -> None:
+    load_all()
+    for node in graph.nodes:
+        if node.kind not in REGISTRY:
+            raise node_error(graph, node)("operator is not supported by the built-in compiler")
+        for name in [*node.inputs, *node.outputs]:
+            if name is not None and graph.t(name).dtype.startswith("unsupported:"):
+                raise node_error(graph, node)(
+                    f"tensor {name!r} has unsupported type {graph.t(name).dtype[12:]}"
+                )
+        spec(node.kind).check(node, graph, node_error(graph, node))
+
+
+def fold_constants(graph: Graph) -> int:
+    """Evaluate nodes whose inputs are all constants; their outputs become constants."""
+    import numpy as np
+
+    folded = 0
+    kept: list[Node] = []
+    for node in graph.nodes:
+        ins = [graph.t(i) for i in node.inputs if i is not None]
+        if ins and all(t.is_const for t in ins) and not any(o in graph.outputs for o in node.outputs):
+            values = spec(node.kind).fold(node, graph)
+            if values is not None:
+                for name, v in zip(node.outputs, values, strict=False):
+                    t = graph.t(name)
+                    t.data = np.asarray(v).astype(t.dtype).reshape(t.shape)
+                folded += 1
+                continue
+        kept.append(node)
+    graph.nodes = kept
+    return folded
+
+
+def fuse_activations(graph: Graph) -> int:
+    """Merge a standalone RELU / RELU6 / RELU_N1_TO_1 into the clamp of its producer."""
+    fused = 0
+    changed = True
+    while changed:
+        changed = False
+        for node in graph.nodes:
+            act = spec(node.kind).activation
+            if act is None or node.inputs[0] is None:
+                continue
+            src = node.inputs[0]
+            prod = graph.producer(src)
+            if prod is None or not spec(prod.kind).fuses_activation or prod.attrs.get("activation"):
+                continue
+            if src in graph.outputs or len(graph.consumers(src)) != 1:
+                continue
+            a, b = graph.t(src), graph.t(node.outputs[0])
+            if a.dtype != b.dtype or a.shape != b.shape:
+                continue
+            if (a.quant is None) != (b.quant is None) or (
+                a.quant is not None
+                and b.quant is not None
+                and (a.quant.scale != b.quant.scale or a.quant.zero_point != b.quant.zero_point)
+            ):
+                continue
+            prod.outputs = [node.outputs[0] if o == src else o for o in prod.outputs]
+            prod.attrs["activation"] = act
+            graph.nodes.remove(node)
+            fused += 1
+            changed = True
+            break
+    return fused
+
+
+def run_passes(graph: Graph) -> Graph:
+    check_ops(graph)
+    fold_constants(graph)
+    fuse_activations(graph)
+    graph.prune()
+    if not graph.nodes and graph.outputs:
+        raise CompileError(f"{graph.name}: the model computes nothing (no operator reaches an output)")
+    return graph

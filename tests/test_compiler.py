@@ -1,0 +1,128 @@
+"""Unit tests of the built-in compiler: archive layout, metadata, determinism, errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from compiler_harness import TFLM, CompiledModel, LiteRT, random_inputs  # noqa: E402
+
+from microtvm_tasks.compiler import compile_model  # noqa: E402
+from microtvm_tasks.errors import CompileError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SINE = ROOT / "models" / "sine.tflite"
+SINE_FLOAT = ROOT / "models" / "sine_float.tflite"
+
+
+def _members(tar_path: Path) -> dict[str, bytes]:
+    with tarfile.open(tar_path) as tar:
+        return {
+            m.name[2:] if m.name.startswith("./") else m.name: tar.extractfile(m).read()
+            for m in tar.getmembers()
+            if m.isfile()
+        }
+
+
+def test_sine_int8_bit_exact_with_tflm(tmp_path):
+    out = compile_model(SINE, tmp_path / "sine.tar")
+    members = _members(out)
+    model = CompiledModel(members, tmp_path / "build")
+    tflm = TFLM(SINE)
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        x = random_inputs(model.inputs, rng)
+        (ours,) = model.run(x)
+        (ref,) = tflm.run(x)
+        assert np.array_equal(ours.reshape(-1), ref.reshape(-1))
+
+
+def test_sine_float_matches_litert(tmp_path):
+    out = compile_model(SINE_FLOAT, tmp_path / "sine_float.tar")
+    model = CompiledModel(_members(out), tmp_path / "build")
+    ref_rt = LiteRT(SINE_FLOAT)
+    rng = np.random.default_rng(2)
+    for _ in range(50):
+        x = random_inputs(model.inputs, rng)
+        (ours,) = model.run(x)
+        (ref,) = ref_rt.run(x)
+        tol = 1e-4 * max(float(np.ptp(ref)), float(np.abs(ref).max()), 1e-6)
+        assert np.abs(ours.reshape(-1) - ref.reshape(-1)).max() <= tol
+
+
+def test_metadata_layout(tmp_path):
+    members = _members(compile_model(SINE, tmp_path / "a.tar", module_name="sine"))
+    assert set(members) == {
+        "metadata.json",
+        "codegen/host/include/tvmgen_sine.h",
+        "codegen/host/src/sine_lib0.c",
+        "codegen/host/src/sine_lib1.c",
+        "src/sine.ir.txt",
+    }
+    meta = json.loads(members["metadata.json"])
+    assert meta["version"] == 7
+    mod = meta["modules"]["sine"]
+    assert mod["executors"] == ["aot"] and mod["style"] == "full-model"
+    main = mod["memory"]["main"][0]
+    (name, inp), = main["inputs"].items()
+    assert name == "serving_default_dense_input:0"
+    assert inp["dtype"] == "int8" and inp["shape"] == [1, 1] and inp["size"] == 1
+    assert inp["quantization"]["zero_point"] == -128
+    assert main["workspace_size_bytes"] <= 32  # TFLite Micro's arena head for this model
+    header = members["codegen/host/include/tvmgen_sine.h"].decode()
+    assert "void* serving_default_dense_input_0;" in header
+    assert "#define TVMGEN_SINE_SERVING_DEFAULT_DENSE_INPUT_0_SIZE 1" in header
+    assert "int32_t tvmgen_sine_run(struct tvmgen_sine_inputs* inputs, struct tvmgen_sine_outputs* outputs);" in header
+    # weights are const (flash), the arena is the only mutable storage
+    lib0 = members["codegen/host/src/sine_lib0.c"].decode()
+    assert "const int8_t tvmgen_sine_c0[" in lib0
+
+
+def test_deterministic_archive(tmp_path):
+    a = compile_model(SINE, tmp_path / "a.tar").read_bytes()
+    b = compile_model(SINE, tmp_path / "b.tar").read_bytes()
+    assert a == b
+
+
+def test_mlf_passthrough(tmp_path):
+    a = compile_model(SINE, tmp_path / "a.tar")
+    b = compile_model(a, tmp_path / "b.tar")
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_passthrough_rejects_non_mlf_tar(tmp_path):
+    bad = tmp_path / "bad.tar"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        data = json.dumps({"version": 3}).encode()
+        info = tarfile.TarInfo("./metadata.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    bad.write_bytes(buf.getvalue())
+    with pytest.raises(CompileError, match="version 3"):
+        compile_model(bad, tmp_path / "out.tar")
+    empty = tmp_path / "empty.tar"
+    with tarfile.open(empty, "w"):
+        pass
+    with pytest.raises(CompileError, match="no metadata.json"):
+        compile_model(empty, tmp_path / "out.tar")
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(CompileError, match="not found"):
+        compile_model(tmp_path / "missing.tflite", tmp_path / "o.tar")
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"not a model at all")
+    with pytest.raises(CompileError, match="not a valid TFLite model"):
+        compile_model(junk, tmp_path / "o.tar")
+    with pytest.raises(CompileError, match="C identifier"):
+        compile_model(SINE, tmp_path / "o.tar", module_name="bad-name")
+    with pytest.raises(CompileError, match="unknown compile option"):
+        compile_model(SINE, tmp_path / "o.tar", frobnicate=1)
