@@ -1,0 +1,411 @@
+"""Glue between a Model Library Format archive and the firmware runtime.
+
+Every template's ``generate_project`` copies `runtime_sources()` into the project and calls
+`write_model_glue()`, which writes ``mt_model_glue.c``: static, 16-byte-aligned input and
+output buffers, the tensor table of ``mt_model.h`` (names, dtypes, shapes, quantisation) and
+a ``run()`` that calls ``tvmgen_<name>_run``. The runtime itself never includes the
+generated ``tvmgen_<name>.h``, so one runtime serves every model.
+
+The C field names of the input/output structs are parsed from the header (not derived from
+tensor names) so that archives written by TVM <= 0.18 work too, including those whose run
+function also takes ``struct tvmgen_<name>_workspace_pools`` (static pools are allocated
+here, sized from the header's ``*_WORKSPACE_POOL_SIZE`` macros) or ``..._devices``.
+
+Standard library only: a Project API server imports this and must start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import MLFError
+
+RUNTIME_DIR = Path(__file__).resolve().parent
+
+#: dtype codes, identical to ``enum mt_dtype`` in mt_model.h and to session.py.
+DTYPE_CODES: dict[str, int] = {
+    "int8": 1,
+    "uint8": 2,
+    "int16": 3,
+    "int32": 4,
+    "float32": 5,
+    "int64": 6,
+}
+DTYPE_SIZES: dict[str, int] = {"int8": 1, "uint8": 1, "int16": 2, "int32": 4, "float32": 4, "int64": 8}
+MAX_DIMS = 6
+
+GLUE_FILE = "mt_model_glue.c"
+STANDALONE_FILE = "mt_standalone_input.c"
+
+
+def runtime_sources() -> list[Path]:
+    """The runtime's C sources and headers, to be copied into a project's source directory.
+
+    platform.h is included: the template implements it. Python files and the spec are not.
+    """
+    return sorted(p for p in RUNTIME_DIR.iterdir() if p.suffix in (".c", ".h") and p.is_file())
+
+
+@dataclass
+class TensorInfo:
+    """One model input or output as the glue and the run protocol describe it."""
+
+    name: str
+    dtype: str
+    shape: list[int]
+    nbytes: int
+    scale: float | None = None
+    zero_point: int = 0
+    c_field: str = ""
+
+    @property
+    def scale_bits(self) -> int:
+        """IEEE-754 float32 bits of the scale, 0 when not quantised (mt_tensor_t.scale_bits)."""
+        if self.scale is None:
+            return 0
+        return struct.unpack("<I", struct.pack("<f", float(self.scale)))[0]
+
+
+@dataclass
+class ModelInfo:
+    """What the glue needs from an MLF: the module name, tensors, arena, header facts."""
+
+    name: str
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    workspace_bytes: int
+    header: Path
+    # pool field name -> bytes, for TVM archives built with USMP workspace pools
+    workspace_pools: dict[str, int] = field(default_factory=dict)
+    has_devices: bool = False
+
+
+def _c_ident(name: str) -> str:
+    ident = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    if not ident or ident[0].isdigit():
+        ident = "_" + ident
+    return ident
+
+
+def _load_metadata(mlf_dir: Path) -> dict:
+    path = mlf_dir / "metadata.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MLFError(f"{path}: missing; is {mlf_dir} an extracted Model Library Format archive?") from None
+    except (OSError, ValueError) as exc:
+        raise MLFError(f"{path}: unreadable metadata ({exc}); re-export the archive") from None
+
+
+def _module_entry(meta: dict, path: Path) -> tuple[str, dict]:
+    modules = meta.get("modules")
+    if isinstance(modules, dict) and modules:
+        if len(modules) != 1:
+            raise MLFError(
+                f"{path}: {len(modules)} modules ({', '.join(modules)}); the runtime serves one model per "
+                "project: export one module per archive"
+            )
+        (key, mod), = modules.items()
+        return str(mod.get("model_name", key)), mod
+    if "model_name" in meta:  # metadata versions 5 and 6: one module at the top level
+        return str(meta["model_name"]), meta
+    raise MLFError(f"{path}: no 'modules' and no 'model_name'; not a Model Library Format metadata file")
+
+
+def _main_memory(mod: dict) -> dict:
+    memory = mod.get("memory", {})
+    main = memory.get("main")
+    if main is None:
+        main = memory.get("functions", {}).get("main")  # versions 5/6
+    if isinstance(main, list) and main:
+        for entry in main:
+            if isinstance(entry, dict) and ("inputs" in entry or "workspace_size_bytes" in entry):
+                return entry
+        return main[0]
+    return {}
+
+
+_STRUCT_RE = r"struct\s+{tag}\s*\{{(?P<body>[^}}]*)\}}\s*;"
+
+
+def _struct_fields(header_text: str, tag: str) -> list[str] | None:
+    m = re.search(_STRUCT_RE.format(tag=re.escape(tag)), header_text)
+    if m is None:
+        return None
+    body = re.sub(r"/\*.*?\*/|//[^\n]*", "", m.group("body"), flags=re.S)
+    fields = []
+    for decl in body.split(";"):
+        decl = decl.strip()
+        if not decl:
+            continue
+        fm = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*$", decl)
+        if fm is None:
+            raise MLFError(f"cannot parse the field declaration {decl!r} in struct {tag}")
+        fields.append(fm.group(1))
+    return fields
+
+
+_DEFINE_RE = r"#define\s+([A-Za-z_][A-Za-z0-9_]*)\s+\(?\s*(\d+|0x[0-9a-fA-F]+)[uUlL]*\s*\)?"
+
+
+def _macros(header_text: str) -> dict[str, int]:
+    return {
+        m.group(1): int(m.group(2), 0)
+        for m in re.finditer(_DEFINE_RE, header_text)
+    }
+
+
+def _tensor(name: str, info: dict, where: str) -> TensorInfo:
+    dtype = str(info.get("dtype", ""))
+    if dtype not in DTYPE_CODES:
+        raise MLFError(f"{where}: tensor {name!r} has dtype {dtype!r}; supported: {', '.join(DTYPE_CODES)}")
+    size = int(info.get("size", 0))
+    shape = info.get("shape")
+    if shape is None:
+        shape = [size // DTYPE_SIZES[dtype]]
+    shape = [int(d) for d in shape]
+    if len(shape) > MAX_DIMS:
+        raise MLFError(
+            f"{where}: tensor {name!r} has {len(shape)} dimensions; the runtime supports {MAX_DIMS}"
+        )
+    count = 1
+    for d in shape:
+        count *= d
+    if size == 0:
+        size = count * DTYPE_SIZES[dtype]
+    if count * DTYPE_SIZES[dtype] != size:
+        raise MLFError(f"{where}: tensor {name!r}: shape {shape} x {dtype} is not its size {size} bytes")
+    scale = None
+    zp = 0
+    q = info.get("quantization")
+    if q:
+        s = q.get("scale")
+        z = q.get("zero_point", 0)
+        if isinstance(s, list):
+            s = s[0] if len(s) == 1 else None
+        if isinstance(z, list):
+            z = z[0] if z else 0
+        if s is not None:
+            scale = float(s)
+            zp = int(z)
+    return TensorInfo(name=str(name), dtype=dtype, shape=shape, nbytes=size, scale=scale, zero_point=zp)
+
+
+def read_model_info(mlf_dir: str | Path) -> ModelInfo:
+    """Read an extracted MLF's metadata.json and its tvmgen header into a `ModelInfo`."""
+    mlf_dir = Path(mlf_dir)
+    meta_path = mlf_dir / "metadata.json"
+    meta = _load_metadata(mlf_dir)
+    name, mod = _module_entry(meta, meta_path)
+    mem = _main_memory(mod)
+    header = mlf_dir / "codegen" / "host" / "include" / f"tvmgen_{name}.h"
+    try:
+        htext = header.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        raise MLFError(f"{header}: missing; the archive was not built with the AOT C interface") from None
+    where = str(meta_path)
+    ins = [_tensor(k, v, where) for k, v in (mem.get("inputs") or {}).items()]
+    outs = [_tensor(k, v, where) for k, v in (mem.get("outputs") or {}).items()]
+    in_fields = _struct_fields(htext, f"tvmgen_{name}_inputs")
+    out_fields = _struct_fields(htext, f"tvmgen_{name}_outputs")
+    if in_fields is None or out_fields is None:
+        raise MLFError(f"{header}: no struct tvmgen_{name}_inputs/outputs; not an AOT C interface header")
+    macros = _macros(htext)
+    upper = _c_ident(name).upper()
+    # Archives without input/output metadata (older TVM): sizes from the header, bytes as uint8.
+    if not ins and in_fields:
+        ins = [TensorInfo(f, "uint8", [macros.get(f"TVMGEN_{upper}_{f.upper()}_SIZE", 0)],
+                          macros.get(f"TVMGEN_{upper}_{f.upper()}_SIZE", 0)) for f in in_fields]
+    if not outs and out_fields:
+        outs = [TensorInfo(f, "uint8", [macros.get(f"TVMGEN_{upper}_{f.upper()}_SIZE", 0)],
+                           macros.get(f"TVMGEN_{upper}_{f.upper()}_SIZE", 0)) for f in out_fields]
+    for kind, tensors, fields in (("inputs", ins, in_fields), ("outputs", outs, out_fields)):
+        if len(tensors) != len(fields):
+            raise MLFError(
+                f"{header}: struct tvmgen_{name}_{kind} has {len(fields)} fields but {where} lists "
+                f"{len(tensors)} {kind}; the archive is inconsistent: re-export it"
+            )
+        for t, f in zip(tensors, fields, strict=True):
+            t.c_field = f
+    pools: dict[str, int] = {}
+    m = re.search(rf"tvmgen_{re.escape(name)}_run\s*\((?P<params>[^)]*)\)", htext)
+    if m is None:
+        raise MLFError(f"{header}: no tvmgen_{name}_run prototype")
+    params = m.group("params")
+    if f"tvmgen_{name}_workspace_pools" in params:
+        pool_fields = _struct_fields(htext, f"tvmgen_{name}_workspace_pools") or []
+        pool_macros = {k: v for k, v in macros.items() if k.endswith("_WORKSPACE_POOL_SIZE")}
+        for f in pool_fields:
+            size = pool_macros.get(f"TVMGEN_{upper}_{f.upper()}_WORKSPACE_POOL_SIZE")
+            if size is None:
+                cands = [v for k, v in pool_macros.items() if f.upper() in k]
+                if len(cands) != 1:
+                    raise MLFError(f"{header}: no *_WORKSPACE_POOL_SIZE macro for workspace pool {f!r}")
+                size = cands[0]
+            pools[f] = size
+    return ModelInfo(
+        name=name,
+        inputs=ins,
+        outputs=outs,
+        workspace_bytes=int(mem.get("workspace_size_bytes", 0) or 0),
+        header=header,
+        workspace_pools=pools,
+        has_devices=f"tvmgen_{name}_devices" in params,
+    )
+
+
+def _c_string(s: str) -> str:
+    out = []
+    for b in s.encode("utf-8"):
+        ch = chr(b)
+        if ch in '"\\' or b < 0x20 or b >= 0x7F or ch == "?":
+            out.append(f"\\{b:03o}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _bytes_initializer(data: bytes) -> str:
+    if not data:
+        return "{0}"
+    rows = []
+    for i in range(0, len(data), 16):
+        rows.append("  " + ", ".join(f"0x{b:02x}" for b in data[i : i + 16]) + ",")
+    return "{\n" + "\n".join(rows) + "\n}"
+
+
+def _tensor_table(var: str, tensors: list[TensorInfo], buf_prefix: str) -> str:
+    if not tensors:
+        return f"static mt_tensor_t {var}[1];\n"
+    rows = []
+    for i, t in enumerate(tensors):
+        shape = ", ".join(str(d) for d in t.shape) or "0"
+        rows.append(
+            f"  {{{_c_string(t.name)}, {DTYPE_CODES[t.dtype]}u, {len(t.shape)}u, {{{shape}}}, "
+            f"0x{t.scale_bits:08x}u, {t.zero_point}, {buf_prefix}{i}, {t.nbytes}u}},"
+        )
+    return f"static mt_tensor_t {var}[] = {{\n" + "\n".join(rows) + "\n};\n"
+
+
+def _standalone_bytes(info: ModelInfo, standalone_input: dict[str, bytes]) -> list[bytes]:
+    known = {t.name for t in info.inputs} | {f"input_{i}" for i in range(len(info.inputs))}
+    unknown = sorted(set(standalone_input) - known)
+    if unknown:
+        raise MLFError(
+            f"standalone input names {unknown} match no model input; known: {sorted(known)}"
+        )
+    datas = []
+    for i, t in enumerate(info.inputs):
+        data = standalone_input.get(t.name, standalone_input.get(f"input_{i}"))
+        if data is None:
+            data = bytes(t.nbytes)
+        data = bytes(data)
+        if len(data) != t.nbytes:
+            raise MLFError(
+                f"standalone input {t.name!r}: {len(data)} bytes given, the model needs {t.nbytes}"
+            )
+        datas.append(data)
+    return datas
+
+
+def write_model_glue(
+    mlf_dir: str | Path, out_dir: str | Path, *, standalone_input: dict[str, bytes] | None = None
+) -> list[Path]:
+    """Write ``mt_model_glue.c`` (and, with `standalone_input`, ``mt_standalone_input.c``).
+
+    `standalone_input` maps an input's name (or ``input_<i>``) to its raw bytes; inputs not
+    given are zero. Without it the (empty) standalone input table lives in the glue file, so
+    a project linking every runtime source always links. Returns the written paths.
+    """
+    info = read_model_info(mlf_dir)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    n = info.name
+    lines = [
+        "/* Generated by microtvm_tasks.runtime.glue from the Model Library Format metadata.",
+        f" * Model {n!r}: {len(info.inputs)} input(s), {len(info.outputs)} output(s). Do not edit:",
+        " * regenerating the project rewrites it. */",
+        "#include <stddef.h>",
+        "#include <stdint.h>",
+        "",
+        '#include "mt_model.h"',
+        f'#include "tvmgen_{n}.h"',
+        "",
+        "#if defined(__GNUC__)",
+        "#define MT_ALIGN16 __attribute__((aligned(16)))",
+        "#else",
+        "#define MT_ALIGN16",
+        "#endif",
+        "",
+    ]
+    for prefix, tensors in (("mt_in_", info.inputs), ("mt_out_", info.outputs)):
+        for i, t in enumerate(tensors):
+            lines.append(f"static uint8_t {prefix}{i}[{max(t.nbytes, 1)}] MT_ALIGN16;  /* {t.name} */")
+    for f, size in info.workspace_pools.items():
+        lines.append(f"static uint8_t mt_pool_{f}[{max(size, 1)}] MT_ALIGN16;")
+    lines.append("")
+    lines.append(_tensor_table("mt_inputs", info.inputs, "mt_in_"))
+    lines.append(_tensor_table("mt_outputs", info.outputs, "mt_out_"))
+    lines.append("static int32_t mt_run(void) {")
+    lines.append(f"  struct tvmgen_{n}_inputs inputs;")
+    lines.append(f"  struct tvmgen_{n}_outputs outputs;")
+    args = ["&inputs", "&outputs"]
+    if info.workspace_pools:
+        lines.append(f"  struct tvmgen_{n}_workspace_pools pools;")
+    if info.has_devices:
+        lines.append(f"  struct tvmgen_{n}_devices devices = {{0}};")
+    for i, t in enumerate(info.inputs):
+        lines.append(f"  inputs.{t.c_field} = mt_in_{i};")
+    for i, t in enumerate(info.outputs):
+        lines.append(f"  outputs.{t.c_field} = mt_out_{i};")
+    if info.workspace_pools:
+        for f in info.workspace_pools:
+            lines.append(f"  pools.{f} = mt_pool_{f};")
+        args.append("&pools")
+    if info.has_devices:
+        args.append("&devices")
+    lines.append(f"  return tvmgen_{n}_run({', '.join(args)});")
+    lines.append("}")
+    lines.append("")
+    lines.append("const mt_model_t mt_model = {")
+    lines.append(f"  {_c_string(n)}, {len(info.inputs)}u, {len(info.outputs)}u, mt_inputs, mt_outputs,")
+    lines.append(f"  {info.workspace_bytes}u, mt_run")
+    lines.append("};")
+    written = []
+    if standalone_input is None:
+        lines += [
+            "",
+            "/* No baked-in input (host_driven project): the standalone demo would run on zeros. */",
+            "const uint32_t mt_standalone_num_inputs = 0;",
+            "const uint8_t *const mt_standalone_input_data[1] = {NULL};",
+            "const uint32_t mt_standalone_input_nbytes[1] = {0};",
+        ]
+    else:
+        datas = _standalone_bytes(info, standalone_input)
+        sl = [
+            "/* Generated by microtvm_tasks.runtime.glue: the input the aot_standalone_demo runs on. */",
+            "#include <stddef.h>",
+            "#include <stdint.h>",
+            "",
+        ]
+        for i, d in enumerate(datas):
+            sl.append(f"static const uint8_t mt_sa_in_{i}[{max(len(d), 1)}] = {_bytes_initializer(d)};")
+        count = len(datas)
+        ptrs = ", ".join(f"mt_sa_in_{i}" for i in range(count)) or "NULL"
+        sizes = ", ".join(f"{len(d)}u" for d in datas) or "0"
+        sl += [
+            f"const uint32_t mt_standalone_num_inputs = {count}u;",
+            f"const uint8_t *const mt_standalone_input_data[{max(count, 1)}] = {{{ptrs}}};",
+            f"const uint32_t mt_standalone_input_nbytes[{max(count, 1)}] = {{{sizes}}};",
+            "",
+        ]
+        sa_path = out_dir / STANDALONE_FILE
+        sa_path.write_text("\n".join(sl), encoding="utf-8")
+        written.append(sa_path)
+    glue_path = out_dir / GLUE_FILE
+    glue_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return [glue_path, *written]

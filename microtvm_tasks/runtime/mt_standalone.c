@@ -1,0 +1,160 @@
+/*
+ * mt_standalone.c: project_type aot_standalone_demo. Loads the input baked in at
+ * generate time (mt_standalone_input.c, or an empty table in mt_model_glue.c), runs the
+ * model once and prints every output as text, then the elapsed ticks:
+ *
+ *   mt: output 0 <name> int8 [1,1] = 12
+ *   mt: output 0 <name> real = 0.123456        (quantised outputs only)
+ *   mt: ticks 57 hz 1000000
+ *   mt: status 0
+ */
+#include <string.h>
+
+#include "mt_model.h"
+#include "mt_runtime.h"
+#include "mt_text.h"
+#include "platform.h"
+
+extern const uint32_t mt_standalone_num_inputs;
+extern const uint8_t *const mt_standalone_input_data[];
+extern const uint32_t mt_standalone_input_nbytes[];
+
+static void put_str(const char *s) { mt_platform_write((const uint8_t *)s, strlen(s)); }
+
+static void put_u32(uint32_t v) {
+  char buf[12];
+  mt_platform_write((const uint8_t *)buf, mt_fmt_u32(buf, v));
+}
+
+static void put_i32(int32_t v) {
+  char buf[12];
+  mt_platform_write((const uint8_t *)buf, mt_fmt_i32(buf, v));
+}
+
+static void put_f32(float v) {
+  char buf[20];
+  mt_platform_write((const uint8_t *)buf, mt_fmt_f32(buf, v));
+}
+
+static const char *dtype_name(uint8_t dtype) {
+  switch (dtype) {
+    case MT_DTYPE_INT8: return "int8";
+    case MT_DTYPE_UINT8: return "uint8";
+    case MT_DTYPE_INT16: return "int16";
+    case MT_DTYPE_INT32: return "int32";
+    case MT_DTYPE_FLOAT32: return "float32";
+    case MT_DTYPE_INT64: return "int64";
+    default: return "unknown";
+  }
+}
+
+static uint8_t dtype_size(uint8_t dtype) {
+  switch (dtype) {
+    case MT_DTYPE_INT8:
+    case MT_DTYPE_UINT8: return 1;
+    case MT_DTYPE_INT16: return 2;
+    case MT_DTYPE_INT32:
+    case MT_DTYPE_FLOAT32: return 4;
+    case MT_DTYPE_INT64: return 8;
+    default: return 1;
+  }
+}
+
+/* Element i of t as a raw integer (for integer dtypes) or float (float32). memcpy keeps
+ * the access aligned-safe and free of strict-aliasing trouble. */
+static int32_t elem_int(const mt_tensor_t *t, uint32_t i) {
+  switch (t->dtype) {
+    case MT_DTYPE_INT8: return (int32_t)(int8_t)t->data[i];
+    case MT_DTYPE_UINT8: return (int32_t)t->data[i];
+    case MT_DTYPE_INT16: {
+      int16_t v;
+      memcpy(&v, t->data + 2u * i, 2);
+      return (int32_t)v;
+    }
+    default: {
+      int32_t v;
+      memcpy(&v, t->data + 4u * i, 4);
+      return v;
+    }
+  }
+}
+
+static float elem_float(const mt_tensor_t *t, uint32_t i) {
+  float v;
+  memcpy(&v, t->data + 4u * i, 4);
+  return v;
+}
+
+static void print_output(uint32_t k, const mt_tensor_t *t) {
+  uint8_t d;
+  uint32_t i;
+  uint32_t count = t->nbytes / dtype_size(t->dtype);
+  put_str("mt: output ");
+  put_u32(k);
+  put_str(" ");
+  put_str(t->name);
+  put_str(" ");
+  put_str(dtype_name(t->dtype));
+  put_str(" [");
+  for (d = 0; d < t->ndim && d < MT_MAX_DIMS; ++d) {
+    if (d) put_str(",");
+    put_i32(t->shape[d]);
+  }
+  put_str("] =");
+  for (i = 0; i < count; ++i) {
+    put_str(" ");
+    if (t->dtype == MT_DTYPE_FLOAT32) {
+      put_f32(elem_float(t, i));
+    } else if (t->dtype == MT_DTYPE_INT64) {
+      put_i32(elem_int(t, 2u * i)); /* low word: int64 outputs are indices in practice */
+    } else {
+      put_i32(elem_int(t, i));
+    }
+  }
+  put_str("\n");
+  if (t->scale_bits != 0u && t->dtype != MT_DTYPE_FLOAT32) {
+    float scale;
+    memcpy(&scale, &t->scale_bits, 4);
+    put_str("mt: output ");
+    put_u32(k);
+    put_str(" ");
+    put_str(t->name);
+    put_str(" real =");
+    for (i = 0; i < count; ++i) {
+      put_str(" ");
+      put_f32(scale * (float)(elem_int(t, i) - t->zero_point));
+    }
+    put_str("\n");
+  }
+}
+
+int32_t mt_standalone_main(void) {
+  uint32_t i;
+  uint32_t t0;
+  uint32_t dt;
+  int32_t status;
+  for (i = 0; i < mt_standalone_num_inputs && i < mt_model.num_inputs; ++i) {
+    const mt_tensor_t *t = &mt_model.inputs[i];
+    uint32_t n = mt_standalone_input_nbytes[i];
+    if (n > t->nbytes) {
+      n = t->nbytes;
+    }
+    memcpy(t->data, mt_standalone_input_data[i], n);
+  }
+  t0 = mt_platform_ticks();
+  status = mt_model.run();
+  dt = mt_platform_ticks() - t0;
+  if (status == 0) {
+    for (i = 0; i < mt_model.num_outputs; ++i) {
+      print_output(i, &mt_model.outputs[i]);
+    }
+  }
+  put_str("mt: ticks ");
+  put_u32(dt);
+  put_str(" hz ");
+  put_u32(mt_platform_tick_hz());
+  put_str("\nmt: status ");
+  put_i32(status);
+  put_str("\n");
+  return status;
+}

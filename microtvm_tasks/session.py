@@ -1,0 +1,638 @@
+"""The host side of the run protocol (microtvm_tasks/runtime/PROTOCOL.md).
+
+`Session` speaks the protocol over any transport with ``read(n, timeout) -> bytes`` (b""
+when nothing arrived in time) and ``write(data, timeout)``; `ProjectAPITransport` adapts a
+Project API client's read_transport/write_transport to that. `run_project` is the whole
+`microtvm run` flow: start the project's own server, open the transport with the options
+remembered in `.tvmc.json`, handshake, describe, load inputs, run, read outputs, close,
+and always reap the server.
+
+Frames are delimited (0x7E, byte-stuffed) and CRC-16 checked, so boot chatter or line noise
+between frames is skipped: the decoder drops anything that is not a well-formed frame, and
+replies carry the request's sequence number so a stale reply is never taken for a new one.
+
+numpy is imported lazily: doit loads this module to build its task list.
+"""
+
+from __future__ import annotations
+
+import binascii
+import struct
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .errors import SessionError
+
+PROTOCOL_VERSION = 1
+
+FLAG = 0x7E
+ESC = 0x7D
+XOR = 0x20
+HEADER = 4
+CRC = 2
+
+CMD_HELLO = 0x01
+CMD_DESCRIBE = 0x02
+CMD_DESCRIBE_TENSOR = 0x03
+CMD_SET_INPUT = 0x04
+CMD_RUN = 0x05
+CMD_GET_OUTPUT = 0x06
+REPLY_BIT = 0x80
+MSG_ERROR = 0x7F
+
+ERR_FRAME = 1
+ERR_TOO_LONG = 2
+ERR_UNKNOWN_CMD = 3
+ERR_BAD_ARGS = 4
+ERR_INDEX = 5
+ERR_RANGE = 6
+ERR_RUN = 7
+ERR_NO_HELLO = 8
+ERR_VERSION = 9
+ERROR_NAMES = {
+    ERR_FRAME: "bad frame",
+    ERR_TOO_LONG: "frame too long",
+    ERR_UNKNOWN_CMD: "unknown command",
+    ERR_BAD_ARGS: "bad arguments",
+    ERR_INDEX: "no such tensor",
+    ERR_RANGE: "out of range",
+    ERR_RUN: "model run failed",
+    ERR_NO_HELLO: "no handshake",
+    ERR_VERSION: "version mismatch",
+}
+
+#: dtype codes of mt_model.h (enum mt_dtype) -> numpy dtype names.
+DTYPES = {1: "int8", 2: "uint8", 3: "int16", 4: "int32", 5: "float32", 6: "int64"}
+
+
+# ---- framing ---------------------------------------------------------------------------
+
+
+def crc16(data: bytes, crc: int = 0xFFFF) -> int:
+    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF), as mt_crc16() in mt_frame.c."""
+    return binascii.crc_hqx(data, crc)
+
+
+def _stuff(body: bytes) -> bytes:
+    body = body.replace(bytes([ESC]), bytes([ESC, ESC ^ XOR]))
+    return body.replace(bytes([FLAG]), bytes([ESC, FLAG ^ XOR]))
+
+
+def encode_frame(ftype: int, seq: int, payload: bytes = b"") -> bytes:
+    """One frame on the wire: FLAG, stuffed(type seq len payload crc), FLAG."""
+    body = struct.pack("<BBH", ftype, seq, len(payload)) + bytes(payload)
+    body += struct.pack("<H", crc16(body))
+    return bytes([FLAG]) + _stuff(body) + bytes([FLAG])
+
+
+@dataclass
+class Frame:
+    """A received frame that passed its length and CRC checks."""
+
+    type: int
+    seq: int
+    payload: bytes
+
+
+class FrameDecoder:
+    """Turns a byte stream into frames, dropping whatever between two FLAGs is not a frame.
+
+    `max_body` bounds the bytes kept for one candidate (a stream of garbage without FLAGs
+    cannot grow memory without limit). `dropped` counts discarded non-empty candidates.
+    """
+
+    def __init__(self, max_body: int = HEADER + 65535 + CRC) -> None:
+        self.max_body = max_body
+        self._buf = bytearray()
+        self._overflow = False
+        self.dropped = 0
+
+    def feed(self, data: bytes) -> list[Frame]:
+        frames = []
+        start = 0
+        while True:
+            i = data.find(FLAG, start)
+            chunk = data[start:] if i < 0 else data[start:i]
+            if not self._overflow:
+                self._buf += chunk
+                if len(self._buf) > 2 * self.max_body + 2:
+                    self._overflow = True
+                    self._buf.clear()
+            if i < 0:
+                return frames
+            frame = self._finish()
+            if frame is not None:
+                frames.append(frame)
+            start = i + 1
+
+    def _finish(self) -> Frame | None:
+        raw, overflow = bytes(self._buf), self._overflow
+        self._buf.clear()
+        self._overflow = False
+        if overflow:
+            self.dropped += 1
+            return None
+        if not raw:
+            return None
+        frame = decode_body(raw)
+        if frame is None:
+            self.dropped += 1
+        return frame
+
+
+def decode_body(stuffed: bytes) -> Frame | None:
+    """Unstuff and check one candidate (the bytes between two FLAGs); None if not a frame."""
+    body = bytearray()
+    it = iter(stuffed)
+    for b in it:
+        if b == ESC:
+            nxt = next(it, None)
+            if nxt is None:
+                return None
+            body.append(nxt ^ XOR)
+        else:
+            body.append(b)
+    if len(body) < HEADER + CRC:
+        return None
+    ftype, seq, length = struct.unpack_from("<BBH", body)
+    if length != len(body) - HEADER - CRC:
+        return None
+    (crc,) = struct.unpack_from("<H", body, len(body) - CRC)
+    if crc != crc16(bytes(body[:-CRC])):
+        return None
+    return Frame(ftype, seq, bytes(body[HEADER:-CRC]))
+
+
+# ---- model description ----------------------------------------------------------------
+
+
+@dataclass
+class TensorDesc:
+    """One input or output as the device describes it."""
+
+    index: int
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    nbytes: int
+    scale: float | None = None
+    zero_point: int = 0
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale is not None and self.dtype != "float32"
+
+    def quantize(self, real: Any) -> Any:
+        """Real values -> this tensor's integer dtype with its scale and zero point (rounded, clipped)."""
+        import numpy as np
+
+        info = np.iinfo(self.dtype)
+        q = np.round(np.asarray(real, dtype=np.float64) / self.scale) + self.zero_point
+        return np.clip(q, info.min, info.max).astype(self.dtype)
+
+    def dequantize(self, q: Any) -> Any:
+        """This tensor's integer values -> real values (float32)."""
+        import numpy as np
+
+        if not self.quantized:
+            return np.asarray(q, dtype=np.float32)
+        return ((np.asarray(q, dtype=np.float64) - self.zero_point) * self.scale).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "dtype": self.dtype, "shape": list(self.shape), "nbytes": self.nbytes,
+            "scale": self.scale, "zero_point": self.zero_point,
+        }
+
+
+@dataclass
+class ModelDesc:
+    """What DESCRIBE and DESCRIBE_TENSOR report."""
+
+    name: str
+    arena_bytes: int
+    inputs: list[TensorDesc] = field(default_factory=list)
+    outputs: list[TensorDesc] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "arena_bytes": self.arena_bytes,
+            "inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs],
+        }
+
+
+# ---- transports -------------------------------------------------------------------------
+
+
+class Transport(Protocol):
+    def read(self, n: int, timeout: float | None) -> bytes:
+        """Up to n bytes; b"" when nothing arrived within timeout; SessionError when closed."""
+
+    def write(self, data: bytes, timeout: float | None) -> None:
+        """All of data, or SessionError."""
+
+
+class ProjectAPITransport:
+    """Adapter from a ProjectAPIClient's read_transport/write_transport to `Transport`."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def read(self, n: int, timeout: float | None) -> bytes:
+        from .project_api import server
+
+        try:
+            return self.client.read_transport(n, timeout)
+        except server.IoTimeoutError:
+            return b""
+        except server.TransportClosedError as exc:
+            raise SessionError(f"the device's transport closed while reading: {exc}") from None
+
+    def write(self, data: bytes, timeout: float | None) -> None:
+        from .project_api import server
+
+        try:
+            self.client.write_transport(data, timeout)
+        except server.IoTimeoutError:
+            raise SessionError(f"timed out writing {len(data)} bytes to the device") from None
+        except server.TransportClosedError as exc:
+            raise SessionError(f"the device's transport closed while writing: {exc}") from None
+
+
+# ---- the session --------------------------------------------------------------------------
+
+
+class Session:
+    """A run-protocol session over `transport`.
+
+    `timeout` bounds each request's wait for its reply; `retries` is how many times a
+    request is sent again after a timeout or after the device reported a corrupted frame
+    (every command is idempotent, so repeating one is safe).
+    """
+
+    def __init__(self, transport: Transport, *, timeout: float = 10.0, retries: int = 2,
+                 read_size: int = 4096) -> None:
+        self.transport = transport
+        self.timeout = timeout
+        self.retries = retries
+        self.read_size = read_size
+        self.decoder = FrameDecoder()
+        self.max_payload: int | None = None
+        self.device_version: int | None = None
+        self._seq = 0
+        self._pending: list[Frame] = []
+        self.description: ModelDesc | None = None
+
+    # -- plumbing --
+
+    def _next_seq(self) -> int:
+        self._seq = self._seq % 255 + 1  # 1..255; 0 is the device's "unknown request"
+        return self._seq
+
+    def _frames(self, deadline: float) -> Frame | None:
+        """The next received frame, or None once `deadline` has passed."""
+        while not self._pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            data = self.transport.read(self.read_size, left)
+            if data:
+                self._pending.extend(self.decoder.feed(data))
+        return self._pending.pop(0)
+
+    def request(self, cmd: int, payload: bytes = b"", *, timeout: float | None = None,
+                retries: int | None = None) -> bytes:
+        """Send `cmd`, return the payload of its reply; SessionError on a device error."""
+        timeout = self.timeout if timeout is None else timeout
+        retries = self.retries if retries is None else retries
+        frame_errors = 0
+        for _attempt in range(retries + 1):
+            seq = self._next_seq()
+            self.transport.write(encode_frame(cmd, seq, payload), timeout)
+            deadline = time.monotonic() + timeout
+            resend = False
+            while not resend:
+                frame = self._frames(deadline)
+                if frame is None:
+                    break  # timed out: send again
+                if frame.type == MSG_ERROR:
+                    code, msg = _parse_error(frame.payload)
+                    if frame.seq == seq and code not in (ERR_FRAME, ERR_TOO_LONG):
+                        raise SessionError(
+                            f"device error {code} ({ERROR_NAMES.get(code, 'unknown')}) on command "
+                            f"0x{cmd:02x}: {msg}"
+                        )
+                    if frame.seq == 0 and code in (ERR_FRAME, ERR_TOO_LONG):
+                        frame_errors += 1
+                        resend = True  # our request may have been the corrupted one
+                    continue
+                if frame.seq != seq:
+                    continue  # a stale reply to an earlier attempt
+                if frame.type != (cmd | REPLY_BIT):
+                    raise SessionError(
+                        f"device replied type 0x{frame.type:02x} to command 0x{cmd:02x}; "
+                        "host and firmware disagree on the protocol"
+                    )
+                return frame.payload
+        raise SessionError(
+            f"no reply to command 0x{cmd:02x} after {retries + 1} attempt(s) of {timeout:.1f} s"
+            + (f" ({frame_errors} corrupted-frame report(s) from the device)" if frame_errors else "")
+            + (f"; {self.decoder.dropped} malformed frame(s) dropped" if self.decoder.dropped else "")
+            + ": is the firmware running the host_driven session, and is the transport right?"
+        )
+
+    # -- commands --
+
+    def hello(self, *, timeout: float | None = None, retry_every: float = 1.0) -> dict[str, int]:
+        """Version handshake; retried every `retry_every` s within `timeout` (boards boot slowly)."""
+        total = self.timeout if timeout is None else timeout
+        tries = max(1, int(total / retry_every + 0.5))
+        reply = self.request(CMD_HELLO, bytes([PROTOCOL_VERSION]), timeout=min(retry_every, total),
+                             retries=tries - 1)
+        if len(reply) < 6 or reply[:2] != b"MT":
+            raise SessionError(f"HELLO reply {reply!r} is not from a microtvm-tasks runtime")
+        version = reply[2]
+        (max_payload,) = struct.unpack_from("<H", reply, 4)
+        self.device_version = version
+        if version != PROTOCOL_VERSION:
+            raise SessionError(
+                f"the firmware speaks run protocol version {version}, this host speaks {PROTOCOL_VERSION}: "
+                "regenerate and rebuild the project with this microtvm-tasks"
+            )
+        if max_payload < 64:
+            raise SessionError(f"device advertises a max payload of {max_payload} bytes (minimum 64)")
+        self.max_payload = max_payload
+        return {"version": version, "max_payload": max_payload}
+
+    def describe(self) -> ModelDesc:
+        reply = self.request(CMD_DESCRIBE)
+        if len(reply) < 9:
+            raise SessionError(f"DESCRIBE reply too short ({len(reply)} bytes)")
+        arena, n_in, n_out = struct.unpack_from("<IHH", reply)
+        name = _parse_name(reply, 8)
+        desc = ModelDesc(name=name, arena_bytes=arena)
+        for kind, count, target in ((0, n_in, desc.inputs), (1, n_out, desc.outputs)):
+            for i in range(count):
+                target.append(self._describe_tensor(kind, i))
+        self.description = desc
+        return desc
+
+    def _describe_tensor(self, kind: int, index: int) -> TensorDesc:
+        reply = self.request(CMD_DESCRIBE_TENSOR, struct.pack("<BH", kind, index))
+        try:
+            rkind, rindex, dtype, ndim = struct.unpack_from("<BHBB", reply)
+            shape = struct.unpack_from(f"<{ndim}i", reply, 5)
+            off = 5 + 4 * ndim
+            scale_bits, zp, nbytes = struct.unpack_from("<IiI", reply, off)
+            name = _parse_name(reply, off + 12)
+        except struct.error:
+            raise SessionError(f"DESCRIBE_TENSOR reply malformed: {reply!r}") from None
+        if (rkind, rindex) != (kind, index):
+            raise SessionError(f"DESCRIBE_TENSOR answered tensor {rkind}/{rindex}, asked {kind}/{index}")
+        if dtype not in DTYPES:
+            raise SessionError(f"device reports dtype code {dtype} for tensor {name!r}; unknown to this host")
+        scale = struct.unpack("<f", struct.pack("<I", scale_bits))[0] if scale_bits else None
+        return TensorDesc(index, name, DTYPES[dtype], tuple(shape), nbytes, scale, zp)
+
+    def _desc(self) -> ModelDesc:
+        return self.description if self.description is not None else self.describe()
+
+    def _payload(self) -> int:
+        if self.max_payload is None:
+            self.hello()
+        assert self.max_payload is not None
+        return self.max_payload
+
+    def set_input(self, i: int, array: Any) -> None:
+        """Load input `i`; float values for a quantised input are quantised first."""
+        desc = self._desc()
+        if not 0 <= i < len(desc.inputs):
+            raise SessionError(f"input {i}: the model has {len(desc.inputs)} input(s)")
+        t = desc.inputs[i]
+        data = to_tensor_bytes(t, array)
+        chunk = self._payload() - 6
+        for off in range(0, len(data), chunk):
+            part = data[off : off + chunk]
+            reply = self.request(CMD_SET_INPUT, struct.pack("<HI", i, off) + part)
+            if len(reply) != 8 or struct.unpack_from("<HIH", reply) != (i, off, len(part)):
+                raise SessionError(f"SET_INPUT acknowledged {reply!r} for input {i} offset {off}")
+
+    def run(self, n: int = 1, *, timeout: float | None = None) -> tuple[int, int]:
+        """Run the model `n` times; returns (elapsed ticks for all n runs, tick frequency in Hz)."""
+        if n < 1:
+            raise SessionError("run count must be >= 1")
+        timeout = timeout if timeout is not None else self.timeout * (1 + n / 100)
+        reply = self.request(CMD_RUN, struct.pack("<I", n), timeout=timeout, retries=0)
+        if len(reply) != 16:
+            raise SessionError(f"RUN reply has {len(reply)} bytes, expected 16")
+        count, lo, hi, hz = struct.unpack("<IIII", reply)
+        if count != n:
+            raise SessionError(f"RUN ran {count} times, asked {n}")
+        return (hi << 32) | lo, hz
+
+    def get_output_bytes(self, i: int) -> bytes:
+        desc = self._desc()
+        if not 0 <= i < len(desc.outputs):
+            raise SessionError(f"output {i}: the model has {len(desc.outputs)} output(s)")
+        t = desc.outputs[i]
+        chunk = self._payload()
+        out = bytearray()
+        while len(out) < t.nbytes:
+            want = min(chunk, t.nbytes - len(out))
+            part = self.request(CMD_GET_OUTPUT, struct.pack("<HIH", i, len(out), want))
+            if len(part) != want:
+                raise SessionError(f"GET_OUTPUT returned {len(part)} bytes, asked {want}")
+            out += part
+        return bytes(out)
+
+    def get_output(self, i: int) -> Any:
+        """Output `i` as a numpy array of its dtype and shape."""
+        import numpy as np
+
+        data = self.get_output_bytes(i)
+        t = self._desc().outputs[i]
+        return np.frombuffer(data, dtype=t.dtype).reshape(t.shape).copy()
+
+
+def to_tensor_bytes(t: TensorDesc, array: Any) -> bytes:
+    """`array` as the raw bytes of tensor `t` (quantising floats for a quantised tensor)."""
+    import numpy as np
+
+    a = np.asarray(array)
+    if a.size * np.dtype(t.dtype).itemsize != t.nbytes:
+        raise SessionError(
+            f"input {t.name!r}: {a.size} values of shape {a.shape} given, the model needs shape "
+            f"{list(t.shape)} ({t.nbytes // np.dtype(t.dtype).itemsize} values)"
+        )
+    if a.dtype.kind == "f" and t.quantized:
+        a = t.quantize(a)
+    elif a.dtype != np.dtype(t.dtype):
+        if a.dtype.kind in "iub" and np.dtype(t.dtype).kind in "iu":
+            info = np.iinfo(t.dtype)
+            if a.size and (a.min() < info.min or a.max() > info.max):
+                raise SessionError(f"input {t.name!r}: values outside the range of {t.dtype}")
+        elif not (a.dtype.kind in "iubf" and np.dtype(t.dtype).kind == "f"):
+            raise SessionError(f"input {t.name!r}: cannot use {a.dtype} values for a {t.dtype} tensor")
+        a = a.astype(t.dtype)
+    return np.ascontiguousarray(a, dtype=t.dtype).tobytes()
+
+
+def _parse_name(buf: bytes, off: int) -> str:
+    if off >= len(buf):
+        raise SessionError("reply truncated before the name")
+    n = buf[off]
+    return buf[off + 1 : off + 1 + n].decode("utf-8", errors="replace")
+
+
+def _parse_error(payload: bytes) -> tuple[int, str]:
+    if len(payload) < 2:
+        return 0, "(empty error frame)"
+    (code,) = struct.unpack_from("<H", payload)
+    return code, payload[2:].decode("ascii", errors="replace")
+
+
+# ---- the whole run ------------------------------------------------------------------------
+
+
+@dataclass
+class RunResult:
+    """What `run_project` returns."""
+
+    outputs: list[Any]
+    inputs: list[Any]
+    timings: list[float]  # seconds per inference, one entry per repeat (device ticks / Hz / number)
+    description: ModelDesc
+    ticks: list[int] = field(default_factory=list)
+    tick_hz: int = 0
+    round_trip_s: float = 0.0  # wall time of set inputs + one RUN + get outputs, over the transport
+
+    def summary(self) -> dict[str, Any]:
+        import statistics
+
+        return {
+            "model": self.description.name,
+            "repeat": len(self.timings),
+            "tick_hz": self.tick_hz,
+            "ticks": self.ticks,
+            "seconds_per_inference": self.timings,
+            "median_seconds_per_inference": statistics.median(self.timings) if self.timings else None,
+            "round_trip_seconds": self.round_trip_s,
+            "description": self.description.to_dict(),
+        }
+
+
+def make_inputs(desc: ModelDesc, inputs: Any = None, *, fill_mode: str = "random",
+                seed: int | None = 0) -> list[Any]:
+    """The arrays to load: given ones (a list, or a mapping by ``input_<i>`` or tensor name),
+    the rest filled with zeros, ones or seeded random values of the tensor's dtype."""
+    import numpy as np
+
+    if fill_mode not in ("zeros", "ones", "random"):
+        raise SessionError(f"fill mode {fill_mode!r}: use zeros, ones or random")
+    rng = np.random.default_rng(seed)
+    given: dict[int, Any] = {}
+    if isinstance(inputs, (list, tuple)):
+        given = dict(enumerate(inputs))
+    elif inputs is not None:
+        names = {t.name: t.index for t in desc.inputs}
+        for key in inputs:
+            if key in names:
+                given[names[key]] = inputs[key]
+            elif key.startswith("input_") and key[6:].isdigit() and int(key[6:]) < len(desc.inputs):
+                given[int(key[6:])] = inputs[key]
+            else:
+                raise SessionError(
+                    f"input {key!r} is not one of the model's inputs "
+                    f"({', '.join(f'input_{t.index} / {t.name}' for t in desc.inputs)})"
+                )
+    out = []
+    for t in desc.inputs:
+        if t.index in given:
+            a = np.asarray(given[t.index])
+            try:
+                a = a.reshape(t.shape)
+            except ValueError:
+                raise SessionError(
+                    f"input {t.name!r}: shape {a.shape} given, the model needs {list(t.shape)}"
+                ) from None
+            out.append(a)
+            continue
+        if fill_mode == "zeros":
+            out.append(np.zeros(t.shape, dtype=t.dtype))
+        elif fill_mode == "ones":
+            out.append(np.ones(t.shape, dtype=t.dtype))
+        elif np.dtype(t.dtype).kind == "f":
+            out.append(rng.standard_normal(t.shape).astype(t.dtype))
+        else:
+            info = np.iinfo(t.dtype)
+            out.append(rng.integers(info.min, info.max, size=t.shape, endpoint=True).astype(t.dtype))
+    return out
+
+
+def _remembered_options(project_dir: Path) -> dict[str, Any]:
+    """The options given at create time, from the project's .tvmc.json (missing file: none)."""
+    from .state import try_load_state
+
+    st = try_load_state(project_dir)
+    return dict(st.options) if st is not None else {}
+
+
+def run_session(session: Session, inputs: Any = None, *, fill_mode: str = "random", repeat: int = 1,
+                number: int = 1, seed: int | None = 0) -> RunResult:
+    """Handshake, describe, load inputs, run `repeat` x RUN `number`, read the outputs."""
+    if repeat < 1 or number < 1:
+        raise SessionError("repeat and number must be >= 1")
+    if session.max_payload is None:
+        session.hello()
+    desc = session.describe()
+    arrays = make_inputs(desc, inputs, fill_mode=fill_mode, seed=seed)
+    t0 = time.perf_counter()
+    for i, a in enumerate(arrays):
+        session.set_input(i, a)
+    ticks_list, hz = [], 0
+    ticks, hz = session.run(number)
+    ticks_list.append(ticks)
+    outputs = [session.get_output(i) for i in range(len(desc.outputs))]
+    round_trip = time.perf_counter() - t0
+    for _ in range(repeat - 1):
+        ticks, hz = session.run(number)
+        ticks_list.append(ticks)
+    timings = [t / hz / number if hz else 0.0 for t in ticks_list]
+    return RunResult(outputs=outputs, inputs=arrays, timings=timings, description=desc, ticks=ticks_list,
+                     tick_hz=hz, round_trip_s=round_trip)
+
+
+def run_project(project_dir: str | Path, inputs: Any = None, *, fill_mode: str = "random", repeat: int = 1,
+                number: int = 1, options: dict[str, Any] | None = None, seed: int | None = 0,
+                timeout: float = 30.0) -> RunResult:
+    """`microtvm run`: start the project's server, open its transport, run, close, reap."""
+    from .project_api.client import instantiate_from_dir
+
+    project_dir = Path(project_dir)
+    if not (project_dir / "microtvm_api_server.py").exists() and not any(
+        (project_dir / n).exists() for n in ("microtvm_api_server.sh", "launch_microtvm_api_server.sh")
+    ):
+        raise SessionError(
+            f"{project_dir}: not a generated project (no microtvm_api_server.py); create it first"
+        )
+    opts = _remembered_options(project_dir)
+    opts.update(options or {})
+    with instantiate_from_dir(project_dir) as client:
+        timeouts = client.open_transport(opts)
+        start_timeout = _timeout_field(timeouts, "session_start_timeout_sec", timeout)
+        try:
+            session = Session(ProjectAPITransport(client), timeout=timeout)
+            session.hello(timeout=start_timeout)
+            return run_session(session, inputs, fill_mode=fill_mode, repeat=repeat, number=number, seed=seed)
+        finally:
+            try:
+                client.close_transport()
+            except Exception:  # noqa: BLE001 - closing must not hide the real error
+                pass
+
+
+def _timeout_field(timeouts: Any, name: str, default: float) -> float:
+    value = timeouts.get(name) if isinstance(timeouts, dict) else getattr(timeouts, name, None)
+    return float(value) if value else default
