@@ -1,0 +1,91 @@
+/*
+ * platform_qemu_arm.c: the platform.h hooks for the MPS2 boards under QEMU.
+ *
+ * Wire: UART0 (CMSDK APB UART), polled. QEMU connects it to a loopback TCP socket.
+ *
+ * Clock: CMSDK APB timer 0, a 32-bit down-counter on the 25 MHz system clock, free running
+ * with no interrupt. QEMU runs with `-icount shift=S`, so guest virtual time is exactly
+ * (instructions executed) * 2^S ns and the timer moves 2^S / 40 counts per instruction
+ * (3.2 for S = 7). Because that is more than one count per instruction, the instruction
+ * count since the timer started is the timer count divided by 3.2, rounded: QEMU's timer
+ * is within one count of the exact value, which is less than half an instruction. The
+ * ticks reported are therefore guest instructions, and `mt_platform_tick_hz` is the
+ * virtual instruction rate 1e9 / 2^S (7 812 500 Hz for S = 7), so ticks / tick_hz is QEMU's
+ * virtual time. Two runs of the same code report the same figure however long the host
+ * took to send the input, because the count never depends on where in a timer period a
+ * measurement starts. SysTick is not used: its 24 bits would wrap every 5.2 M instructions
+ * at this rate and an overflow interrupt would add a varying handful of instructions
+ * to the measurement.
+ */
+#include <stdint.h>
+
+#include "cmsdk_uart.h"
+#include "platform.h"
+#include "qemu_arm_board.h"
+
+#define TIMER_REG(off) (*(volatile uint32_t *)((uintptr_t)MT_TIMER0_BASE + (off)))
+#define TIMER_CTRL 0x00u
+#define TIMER_VALUE 0x04u
+#define TIMER_RELOAD 0x08u
+#define TIMER_INTCLEAR 0x0Cu
+#define TIMER_CTRL_ENABLE (1u << 0)
+
+/* Timer counts per instruction = 2^S ns / (1e9 / sysclk) ns = 2^S * sysclk / 1e9.
+ * Instructions = counts * 1e9 / (2^S * sysclk); with sysclk = 25 MHz that is
+ * counts * 40 / 2^S. Kept as a fraction NUM / DEN. */
+#define MT_NS_PER_TIMER_COUNT (1000000000u / MT_SYSCLK_HZ)
+#define MT_TICK_NUM ((uint64_t)MT_NS_PER_TIMER_COUNT)
+#define MT_TICK_DEN ((uint64_t)1u << MT_ICOUNT_SHIFT)
+
+static uint32_t g_last_count; /* timer counts elapsed at the previous reading (mod 2^32) */
+static uint64_t g_wraps;      /* how many times that 32-bit count has wrapped */
+
+void mt_platform_init(void) {
+  cmsdk_uart_init((uintptr_t)MT_UART0_BASE, MT_SYSCLK_HZ, MT_UART_BAUD);
+  TIMER_REG(TIMER_CTRL) = 0u;
+  TIMER_REG(TIMER_INTCLEAR) = 1u;
+  TIMER_REG(TIMER_RELOAD) = 0xFFFFFFFFu;
+  TIMER_REG(TIMER_VALUE) = 0xFFFFFFFFu;
+  TIMER_REG(TIMER_CTRL) = TIMER_CTRL_ENABLE;
+  g_last_count = 0u;
+  g_wraps = 0u;
+}
+
+int32_t mt_platform_read(uint8_t *buf, size_t n) {
+  const uintptr_t uart = (uintptr_t)MT_UART0_BASE;
+  size_t got = 0u;
+  if (n == 0u) {
+    return 0;
+  }
+  buf[got++] = cmsdk_uart_getc(uart);
+  while (got < n && cmsdk_uart_rx_ready(uart)) {
+    buf[got++] = cmsdk_uart_getc(uart);
+  }
+  return (int32_t)got;
+}
+
+int32_t mt_platform_write(const uint8_t *buf, size_t n) {
+  const uintptr_t uart = (uintptr_t)MT_UART0_BASE;
+  size_t i;
+  for (i = 0u; i < n; ++i) {
+    cmsdk_uart_putc(uart, buf[i]);
+  }
+  return (int32_t)n;
+}
+
+uint32_t mt_platform_ticks(void) {
+  /* Counts elapsed since the timer started; the timer counts down from 0xFFFFFFFF. */
+  uint32_t count = 0xFFFFFFFFu - TIMER_REG(TIMER_VALUE);
+  uint64_t total;
+  if (count < g_last_count) {
+    ++g_wraps; /* at most one wrap between readings: every 1.3 G instructions for S = 7 */
+  }
+  g_last_count = count;
+  total = (g_wraps << 32) | count;
+  /* Round to the nearest instruction; see the comment at the top of the file. */
+  return (uint32_t)((total * MT_TICK_NUM + MT_TICK_DEN / 2u) / MT_TICK_DEN);
+}
+
+uint32_t mt_platform_tick_hz(void) { return (uint32_t)(1000000000u >> MT_ICOUNT_SHIFT); }
+
+void mt_platform_abort(int32_t code) { mt_board_halt("abort", 0, code); }
