@@ -419,8 +419,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                        "PROJECT_DIR/.tvmc.json.")
     p.add_argument("project_dir", metavar="PROJECT_DIR", help="project directory to create")
     p.add_argument("mlf", metavar="MLF", help="Model Library Format archive (.tar)")
-    p.add_argument("platform", metavar=None, choices=_LazyPlatforms(),
-                   help="platform (a built-in or installed template), or `template` with -d")
+    action = p.add_argument("platform", metavar="PLATFORM", choices=_LazyPlatforms(),
+                            help="platform (a built-in or installed template), or `template` with -d")
+    # argparse formats the metavar once when the argument is added; with None it would list
+    # the choices (finding every template) even for `microtvm --help`. Unset it afterwards so
+    # `create-project --help` and its usage still show {host,qemu_arm,...,template}.
+    action.metavar = None
     p.add_argument("-d", "--template-dir", metavar="TEMPLATE_DIR",
                    help="template directory (with the `template` platform)")
     _add_option_args(p)
