@@ -358,6 +358,17 @@ def _pdeathsig_preexec() -> Any:
     return preexec
 
 
+def transport_closed(detail: str) -> server.TransportClosedError:
+    """TransportClosedError as the Project API carries it: the class name travels as the
+    message (so the client raises the same class), the explanation in ``data``."""
+    return server.TransportClosedError(data={"detail": detail})
+
+
+def io_timeout(detail: str) -> server.IoTimeoutError:
+    """IoTimeoutError with its explanation in ``data`` (see transport_closed)."""
+    return server.IoTimeoutError(data={"detail": detail})
+
+
 class QemuSession:
     """One QEMU run of a firmware image, its UART reached over a loopback TCP socket.
 
@@ -514,7 +525,7 @@ class QemuSession:
     def _closed(self, why: str) -> server.TransportClosedError:
         detail = self.last_output()
         self.stop()
-        return server.TransportClosedError(f"{why}; {detail}")
+        return transport_closed(f"{why}; {detail}")
 
     def _check_markers(self) -> None:
         """Stop on the firmware's fault or exit report (it sleeps forever after it)."""
@@ -547,7 +558,7 @@ class QemuSession:
         if self.exit_code is not None:
             raise self._closed(f"the firmware stopped (main returned {self.exit_code})")
         if self.serial is None:
-            raise server.TransportClosedError("the transport is not open")
+            raise transport_closed("the transport is not open")
         try:
             self.serial.timeout = timeout_sec
             data = self.serial.read(1)
@@ -559,9 +570,7 @@ class QemuSession:
         if not data:
             if not self.alive():
                 raise self._closed("QEMU is gone")
-            raise server.IoTimeoutError(
-                f"no byte from the firmware within {timeout_sec} s; {self.last_output()}"
-            )
+            raise io_timeout(f"no byte from the firmware within {timeout_sec} s; {self.last_output()}")
         self.tail.extend(data)
         self._check_markers()
         at = bytes(self.tail).rfind(EXIT_MARKER)
@@ -574,14 +583,14 @@ class QemuSession:
         import serial
 
         if self.serial is None:
-            raise server.TransportClosedError("the transport is not open")
+            raise transport_closed("the transport is not open")
         if not self.alive():
             raise self._closed("QEMU is gone")
         try:
             self.serial.write_timeout = timeout_sec
             self.serial.write(data)
         except serial.SerialTimeoutException:
-            raise server.IoTimeoutError(f"could not write {len(data)} bytes within {timeout_sec} s") from None
+            raise io_timeout(f"could not write {len(data)} bytes within {timeout_sec} s") from None
         except serial.SerialException as exc:
             raise self._closed(f"QEMU's UART closed ({exc})") from None
 
@@ -618,6 +627,14 @@ def _project_options() -> list[server.ProjectOption]:
         verbose={"optional": ["generate_project", "build"]},
     ) + [
         server.ProjectOption(
+            "standalone_input",
+            optional=["generate_project"],
+            type="str",
+            default=None,
+            help="aot_standalone_demo only: .npz with arrays input_0.. (or the input names) baked into "
+            "the firmware; default: a fixed deterministic pattern.",
+        ),
+        server.ProjectOption(
             "opt_level",
             optional=["generate_project", "build"],
             type="str",
@@ -626,6 +643,42 @@ def _project_options() -> list[server.ProjectOption]:
             help="arm-none-eabi-gcc optimisation level (-O0 .. -O3, -Os).",
         ),
     ]
+
+
+def standalone_input(mlf_dir: Path, npz_path: str | None) -> dict[str, bytes]:
+    """The input baked into an aot_standalone_demo firmware, as raw bytes per input name.
+
+    Without a file every input gets a fixed pattern, so the demo's printout is reproducible.
+    """
+    from microtvm_tasks.runtime.glue import read_model_info
+
+    info = read_model_info(mlf_dir)
+    out: dict[str, bytes] = {}
+    if npz_path:
+        import numpy as np
+
+        arrays = np.load(npz_path)
+        for i, t in enumerate(info.inputs):
+            key = f"input_{i}" if f"input_{i}" in arrays else t.name
+            if key not in arrays:
+                raise QemuArmError(f"standalone_input {npz_path}: no array input_{i} or {t.name!r}")
+            data = np.ascontiguousarray(np.asarray(arrays[key], dtype=t.dtype)).tobytes()
+            if len(data) != t.nbytes:
+                raise QemuArmError(
+                    f"standalone_input {npz_path}: {key} has {len(data)} bytes, "
+                    f"input {t.name!r} needs {t.nbytes}"
+                )
+            out[t.name] = data
+        return out
+    for t in info.inputs:
+        if t.dtype == "float32":
+            import struct
+
+            values = [((i * 29) % 97) / 48.0 - 1.0 for i in range(t.nbytes // 4)]
+            out[t.name] = struct.pack(f"<{len(values)}f", *values)
+        else:
+            out[t.name] = bytes((i * 29 + 7) % 256 for i in range(t.nbytes))
+    return out
 
 
 def _opt(options: dict, name: str, default: Any) -> Any:
@@ -719,10 +772,7 @@ class Handler(server.ProjectAPIHandler):
         )
         standalone = None
         if project_type == "aot_standalone_demo":
-            standalone = {}
-            inputs_npz = options.get("standalone_input")  # not an option of ours; reserved
-            if inputs_npz:
-                standalone = dict(inputs_npz)
+            standalone = standalone_input(project_dir / "model", options.get("standalone_input"))
         glue.write_model_glue(project_dir / "model", project_dir / "src", standalone_input=standalone)
 
         extra = options.get("extra_files_tar")
@@ -791,7 +841,7 @@ class Handler(server.ProjectAPIHandler):
 
     def _session(self) -> QemuSession:
         if self._qemu is None:
-            raise server.TransportClosedError("the transport is not open; call open_transport first")
+            raise transport_closed("the transport is not open; call open_transport first")
         return self._qemu
 
     def read_transport(self, n: int, timeout_sec: float | None) -> bytes:
