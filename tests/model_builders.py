@@ -827,3 +827,87 @@ def run_onnxruntime(model, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
     feed = {i.name: np.asarray(x, dtype=np.float32) for i, x in zip(sess.get_inputs(), inputs, strict=True)}
     return [np.asarray(y) for y in sess.run(None, feed)]
+
+
+# --------------------------------------------------------------------------------------
+# Compile with our compiler, run the C via ctypes, compare with the reference runtimes
+# --------------------------------------------------------------------------------------
+
+def compile_c(model: Any, workdir: Any, name: str = "model") -> Any:
+    """Compile ``model`` (.tflite bytes, an onnx ModelProto, or a path) with
+    ``microtvm_tasks.compiler`` and load its C as a shared library
+    (tests/compiler_harness.CompiledModel). Builds once; call ``.run(inputs)`` many times."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from compiler_harness import CompiledModel
+
+    from microtvm_tasks.compiler import compile_to_members
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+    elif hasattr(model, "SerializeToString"):
+        path = workdir / f"{name}.onnx"
+        path.write_bytes(model.SerializeToString())
+    else:
+        path = workdir / f"{name}.tflite"
+        path.write_bytes(model)
+    members = compile_to_members(path, module_name=name)
+    return CompiledModel(members, workdir / "build")
+
+
+def float_tolerance(ref: np.ndarray) -> float:
+    """The brief's float bound: 1e-4 x the reference output's range (at least 1e-4 x max|ref|)."""
+    ref = np.asarray(ref, np.float64)
+    return 1e-4 * max(float(np.ptp(ref)), float(np.max(np.abs(ref))), 1e-6)
+
+
+def check_tflite(model: bytes, workdir: Any, n_inputs: int = 5, seed: int = 0,
+                 compiled: Any = None) -> Any:
+    """Compile and run ``model`` on ``n_inputs`` random inputs; int8 outputs must equal
+    TFLite Micro's bit for bit, float outputs LiteRT's within float_tolerance.
+    Returns the CompiledModel (to reuse)."""
+    cm = compiled if compiled is not None else compile_c(model, workdir)
+    tflm = TFLMRunner(model)
+    for k in range(n_inputs):
+        xs = random_inputs(model, seed + k)
+        ours = cm.run(xs)
+        refs = tflm(xs)
+        floats = None
+        for i, (o, r) in enumerate(zip(ours, refs, strict=True)):
+            o = np.asarray(o).reshape(-1)
+            if np.dtype(r.dtype).kind == "f":
+                if floats is None:
+                    floats = run_litert(model, xs)
+                r = floats[i].reshape(-1)
+                err = float(np.max(np.abs(o.astype(np.float64) - r.astype(np.float64))))
+                assert err <= float_tolerance(r), (
+                    f"output {i} input #{k}: max |ours - LiteRT| = {err} > {float_tolerance(r)}")
+            else:
+                r = r.reshape(-1)
+                bad = np.flatnonzero(o != r)
+                assert bad.size == 0, (
+                    f"output {i} input #{k}: {bad.size}/{r.size} values differ from TFLite Micro; "
+                    f"first at {bad[0]}: ours {o[bad[0]]} vs {r[bad[0]]}")
+    return cm
+
+
+def check_onnx(model: Any, workdir: Any, n_inputs: int = 5, seed: int = 0,
+               compiled: Any = None, scale: float = 1.0) -> Any:
+    """Compile and run an ONNX model; outputs within float_tolerance of onnxruntime."""
+    cm = compiled if compiled is not None else compile_c(model, workdir)
+    rng = _rng(seed)
+    for k in range(n_inputs):
+        xs = [(rng.standard_normal(s["shape"]) * scale).astype(np.float32) for s in cm.inputs]
+        ours = cm.run(xs)
+        refs = run_onnxruntime(model, xs)
+        for i, (o, r) in enumerate(zip(ours, refs, strict=True)):
+            assert tuple(np.asarray(o).shape) == tuple(r.shape) or np.asarray(o).size == r.size
+            o, r = np.asarray(o, np.float64).reshape(-1), np.asarray(r, np.float64).reshape(-1)
+            err = float(np.max(np.abs(o - r)))
+            assert err <= float_tolerance(r), (
+                f"output {i} input #{k}: max |ours - onnxruntime| = {err} > {float_tolerance(r)}")
+    return cm

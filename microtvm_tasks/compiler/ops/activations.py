@@ -117,7 +117,7 @@ class Relu(_Unary):
                      x.size, "0.0f", "FLT_MAX")
             return
         table = relu_table_s8(x.scale, x.zero_point, y.scale, y.zero_point)
-        if table == [max(q, table[0]) if q >= table[0] else table[0] for q in range(-128, 128)]:
+        if table == [min(max(q, table[0]), 127) for q in range(-128, 128)]:
             ctx.kernel("activation.h")  # identity rescale: a clamp is enough
             ctx.call("mt_clamp_buf_s8", ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0]),
                      x.size, table[0], 127)
