@@ -1,0 +1,168 @@
+"""Server info of a template, cached in `.tvmc/server_info/` by the template's content hash.
+
+Listing options, type-checking projects.yaml and deciding which stage an option belongs
+to all need a template's `server_info_query` answer. Asking means launching its Project
+API server (a Python process: ~100 ms); doing that on every `doit` invocation would make
+a no-op run slow, so the answer is kept as `<template tree hash>.json` and a template
+already seen never starts a server again. Edit any file of the template and its hash,
+hence the cache key, changes.
+
+Hashing a template must itself be cheap, so file hashes are remembered by
+(path, mtime_ns, size, executable bit) in `hashes.json` beside the cache entries: an
+unchanged file is a `stat`, not a read (the shortcut git and doit take too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import TemplateError
+from .fsutil import IGNORED_NAMES, atomic_write_json, iter_tree, sha256_file
+
+#: What we tell a server our "TVM version" is: the Project API we speak is TVM v0.18's.
+TVM_VERSION = "0.18.0"
+
+_STAT_CACHE_FILE = "hashes.json"
+
+
+def default_cache_dir() -> Path:
+    """`.tvmc/server_info` under the current directory (the workspace when run by doit)."""
+    return Path.cwd() / ".tvmc" / "server_info"
+
+
+class TreeHasher:
+    """Content hashes of directory trees with a persistent (path, stat) -> sha256 cache.
+
+    One instance per process is enough; `tree_hash` results are also memoised for the
+    life of the instance, since within one doit run a template does not change.
+    """
+
+    def __init__(self, cache_dir: str | os.PathLike[str] | None = None) -> None:
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._stat_cache: dict[str, list[Any]] | None = None
+        self._dirty = False
+        self._memo: dict[str, str] = {}
+
+    def _load(self) -> dict[str, list[Any]]:
+        if self._stat_cache is None:
+            self._stat_cache = {}
+            if self.cache_dir is not None:
+                try:
+                    data = json.loads((self.cache_dir / _STAT_CACHE_FILE).read_text(encoding="utf-8"))
+                    if isinstance(data, dict):
+                        self._stat_cache = data
+                except (OSError, ValueError):
+                    pass
+        return self._stat_cache
+
+    def file_hash(self, path: Path, st: os.stat_result | None = None) -> str:
+        """sha256 of one file, read only when its stat differs from the cached one."""
+        st = st or path.stat()
+        key = str(path)
+        sig = [st.st_mtime_ns, st.st_size]
+        cache = self._load()
+        hit = cache.get(key)
+        if isinstance(hit, list) and len(hit) == 3 and hit[:2] == sig:
+            return str(hit[2])
+        digest = sha256_file(path)
+        cache[key] = [*sig, digest]
+        self._dirty = True
+        return digest
+
+    def tree_hash(self, root: str | os.PathLike[str], *, memo: bool = True) -> str:
+        """Same value as `fsutil.tree_hash(root)`: names, executable bits and contents."""
+        root = Path(root).resolve()
+        key = str(root)
+        if memo and key in self._memo:
+            return self._memo[key]
+        if not root.is_dir():
+            raise TemplateError(f"{root}: template directory not found")
+        h = hashlib.sha256()
+        for rel in iter_tree(root, IGNORED_NAMES):
+            p = root / rel
+            st = p.stat()
+            mode = "x" if os.access(p, os.X_OK) else "-"
+            h.update(f"{rel}\0{mode}\0{self.file_hash(p, st)}\n".encode())
+        digest = h.hexdigest()
+        self._memo[key] = digest
+        self.save()
+        return digest
+
+    def save(self) -> None:
+        """Persist new file hashes (atomic; concurrent writers just lose some cache entries)."""
+        if self._dirty and self.cache_dir is not None and self._stat_cache is not None:
+            try:
+                atomic_write_json(self.cache_dir / _STAT_CACHE_FILE, self._stat_cache)
+            except OSError:
+                pass
+            self._dirty = False
+
+
+_hashers: dict[str, TreeHasher] = {}
+
+
+def hasher_for(cache_dir: str | os.PathLike[str] | None) -> TreeHasher:
+    """The process-wide TreeHasher for a cache directory."""
+    key = str(Path(cache_dir).resolve()) if cache_dir is not None else ""
+    h = _hashers.get(key)
+    if h is None:
+        h = _hashers[key] = TreeHasher(cache_dir)
+    return h
+
+
+def template_hash(template_dir: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None,
+                  *, memo: bool = False) -> str:
+    """The template's content hash (the server-info cache key), cheap when nothing changed."""
+    cache_dir = default_cache_dir() if cache_dir is None else cache_dir
+    return hasher_for(cache_dir).tree_hash(template_dir, memo=memo)
+
+
+def query_server_info(template_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Launch the template's Project API server and ask it (no cache)."""
+    from .project_api.client import instantiate_from_dir
+
+    try:
+        with instantiate_from_dir(str(template_dir)) as client:
+            info = client.server_info_query(TVM_VERSION)
+    except Exception as e:
+        from .errors import MicrotvmError
+
+        if isinstance(e, MicrotvmError):
+            raise
+        raise TemplateError(f"{template_dir}: cannot query the template's Project API server: {e}") from e
+    if not isinstance(info, dict) or not isinstance(info.get("project_options", []), list):
+        raise TemplateError(f"{template_dir}: server_info_query returned an unexpected answer: {info!r}")
+    return info
+
+
+def get_server_info(
+    template_dir: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None,
+    *, memo: bool = False,
+) -> dict[str, Any]:
+    """`server_info_query` of a template, from `<cache_dir>/<template hash>.json` when present.
+
+    `cache_dir` defaults to `.tvmc/server_info` in the current directory. With `memo`,
+    the template's hash is computed once per process (what task loading wants).
+    The answer gains `template_hash`. A corrupt cache entry is ignored and rewritten.
+    """
+    cache_dir = Path(default_cache_dir() if cache_dir is None else cache_dir)
+    digest = template_hash(template_dir, cache_dir, memo=memo)
+    entry = cache_dir / f"{digest}.json"
+    try:
+        cached = json.loads(entry.read_text(encoding="utf-8"))
+        if isinstance(cached, dict) and cached.get("template_hash") == digest:
+            return cached
+    except (OSError, ValueError):
+        pass
+    info = dict(query_server_info(template_dir))
+    info["template_hash"] = digest
+    info["template_dir"] = str(Path(template_dir).resolve())
+    try:
+        atomic_write_json(entry, info)
+    except OSError:
+        pass  # a read-only workspace still works, just slower
+    return info
