@@ -573,6 +573,12 @@ def extract_mlf(
                     if not p.is_symlink():
                         mode = p.stat().st_mode
                         os.chmod(p, stat.S_IMODE(mode) & 0o755 | (0o700 if p.is_dir() else 0o600))
+        # Our archives carry mtime 0 (reproducible bytes). Kept as is, every extracted source
+        # would look older than any object file a previous build left, and make would not
+        # rebuild after the model changed: stamp the extraction time instead.
+        for p in tmp.rglob("*"):
+            if not p.is_symlink():
+                os.utime(p)
         if dest.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
             os.replace(dest, old / "d")

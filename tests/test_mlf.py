@@ -145,7 +145,7 @@ def test_multi_module(tmp_path):
         info.module("x")
 
 
-@pytest.mark.parametrize("version", [4, 5, 6])
+@pytest.mark.parametrize("version", [3, 4, 5, 6])
 def test_single_module_layout(tmp_path, version):
     info = read_mlf(make(tmp_path, single_module_meta(version)))
     m = info.module()
@@ -360,6 +360,8 @@ def test_safe_links_inside_are_extracted(tmp_path):
     assert (dest / "inc" / "up.c").read_text() == "int a;\n"
     assert (dest / "src" / "hard.c").read_text() == "int a;\n"
     assert json.loads((dest / "metadata.json").read_text())["version"] == 7
+    # mtime 0 in the archive becomes "now", so make sees fresh sources as newer than old objects
+    assert (dest / "src" / "a.c").stat().st_mtime > 1e9
 
 
 def test_extract_refuses_non_empty_dest_unless_replace(tmp_path):
