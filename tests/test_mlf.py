@@ -327,8 +327,16 @@ EVIL = {
 }
 
 
+@pytest.fixture(params=["data_filter", "no_data_filter"])
+def filter_mode(request, monkeypatch):
+    """Run with tarfile's "data" filter and as on Pythons without it (our checks alone)."""
+    if request.param == "no_data_filter" and hasattr(tarfile, "data_filter"):
+        monkeypatch.delattr(tarfile, "data_filter")
+    return request.param
+
+
 @pytest.mark.parametrize("case", sorted(EVIL))
-def test_malicious_refused(tmp_path, case):
+def test_malicious_refused(tmp_path, case, filter_mode):
     entries, match = EVIL[case]
     work = tmp_path / "work"
     work.mkdir()
@@ -347,7 +355,7 @@ def test_malicious_refused(tmp_path, case):
     assert not os.path.exists("/tmp/evil_abs.txt") or case != "absolute"
 
 
-def test_safe_links_inside_are_extracted(tmp_path):
+def test_safe_links_inside_are_extracted(tmp_path, filter_mode):
     p = _evil_tar(tmp_path / "ok.tar",
                   ({"name": "src/a.c"}, b"int a;\n"),
                   ({"name": "src/alias.c", "type": tarfile.SYMTYPE, "linkname": "a.c"}, None),
