@@ -225,8 +225,9 @@ def emit(graph: Graph, plan: Plan, module_name: str) -> tuple[dict[str, str], in
         f"/* {module_name}_lib1.c: kernels and run function of {_comment(graph.name)}. */",
         "#include <stdint.h>",
         "#include <float.h>",
+        "#include <math.h>",
     ]
-    for hdr in sorted(ctx.headers):
+    for hdr in sorted(ctx.headers - {"stdint.h", "float.h", "math.h"}):
         lib1.append(f"#include <{hdr}>")
     lib1 += [f'#include "{p}.h"', "", align]
     for k in ctx.kernels:

@@ -39,3 +39,40 @@ def require_symmetric(t: Tensor, err: Callable[[str], Exception]) -> None:
 def require_const(t: Tensor, err: Callable[[str], Exception], what: str) -> None:
     if not t.is_const:
         raise err(f"{what} {t.name!r} must be a constant")
+
+
+def out_size(padding: str, in_size: int, k: int, stride: int, dilation: int) -> int:
+    """TFLite's ComputeOutSize."""
+    eff = (k - 1) * dilation + 1
+    if padding == "SAME":
+        return (in_size + stride - 1) // stride
+    return (in_size + stride - eff) // stride
+
+
+def pad_before(in_size: int, k: int, stride: int, dilation: int, out: int) -> int:
+    """TFLite's ComputePaddingWithOffset: the padding before (the odd extra goes after)."""
+    eff = (k - 1) * dilation + 1
+    total = max((out - 1) * stride + eff - in_size, 0)
+    return total // 2
+
+
+def nhwc(shape: Sequence[int], err: Callable[[str], Exception], what: str) -> tuple[int, int, int, int]:
+    if len(shape) != 4:
+        raise err(f"{what} must be 4-D NHWC, got shape {list(shape)}")
+    n, h, w, c = (int(s) for s in shape)
+    return n, h, w, c
+
+
+def window_attrs(ctx: object) -> dict:
+    """Padding / stride / dilation / activation common to convolutions (TFLite options)."""
+    o = ctx.options  # type: ignore[attr-defined]
+    attrs = {
+        "padding": ctx.padding(),  # type: ignore[attr-defined]
+        "stride": (int(o.StrideH()), int(o.StrideW())),
+        "activation": ctx.activation(),  # type: ignore[attr-defined]
+    }
+    if hasattr(o, "DilationHFactor"):
+        attrs["dilation"] = (int(o.DilationHFactor()), int(o.DilationWFactor()))
+    else:
+        attrs["dilation"] = (1, 1)
+    return attrs

@@ -53,8 +53,13 @@ class _Unary(OpSpec):
 
         n = ctx.t(node.inputs[0]).size
         ctx.kernel("lut.h")
-        ctx.call("mt_lut_s8", ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0]), n,
-                 ctx.const(np.asarray(table, np.int8), f"{node.kind.lower()}_table"))
+        ctx.call(
+            "mt_lut_s8",
+            ctx.ptr(node.inputs[0]),
+            ctx.ptr(node.outputs[0]),
+            n,
+            ctx.const(np.asarray(table, np.int8), f"{node.kind.lower()}_table"),
+        )
 
 
 @register
@@ -113,14 +118,21 @@ class Relu(_Unary):
         x, y = ctx.t(node.inputs[0]), ctx.t(node.outputs[0])
         if x.dtype == "float32":
             ctx.kernel("activation.h")
-            ctx.call("mt_clamp_buf_f32", ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0]),
-                     x.size, "0.0f", "FLT_MAX")
+            ctx.call(
+                "mt_clamp_buf_f32",
+                ctx.ptr(node.inputs[0]),
+                ctx.ptr(node.outputs[0]),
+                x.size,
+                "0.0f",
+                "FLT_MAX",
+            )
             return
         table = relu_table_s8(x.scale, x.zero_point, y.scale, y.zero_point)
         if table == [min(max(q, table[0]), 127) for q in range(-128, 128)]:
             ctx.kernel("activation.h")  # identity rescale: a clamp is enough
-            ctx.call("mt_clamp_buf_s8", ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0]),
-                     x.size, table[0], 127)
+            ctx.call(
+                "mt_clamp_buf_s8", ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0]), x.size, table[0], 127
+            )
             return
         self._lut(node, ctx, table)
 
@@ -135,12 +147,12 @@ class Relu6(_Unary):
         x = ctx.t(node.inputs[0])
         ctx.kernel("activation.h")
         if x.dtype == "float32":
-            ctx.call("mt_clamp_buf_f32", ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0]),
-                     x.size, "0.0f", "6.0f")
+            ctx.call(
+                "mt_clamp_buf_f32", ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0]), x.size, "0.0f", "6.0f"
+            )
             return
         lo, hi = relu6_bounds_s8(x.scale, x.zero_point)
-        ctx.call("mt_clamp_buf_s8", ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0]),
-                 x.size, lo, hi)
+        ctx.call("mt_clamp_buf_s8", ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0]), x.size, lo, hi)
 
 
 @register
@@ -154,5 +166,11 @@ class ReluN1To1(_Unary):
 
     def lower(self, node, ctx):
         ctx.kernel("activation.h")
-        ctx.call("mt_clamp_buf_f32", ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0]),
-                 ctx.t(node.inputs[0]).size, c_float(-1.0), c_float(1.0))
+        ctx.call(
+            "mt_clamp_buf_f32",
+            ctx.ptr(node.inputs[0]),
+            ctx.ptr(node.outputs[0]),
+            ctx.t(node.inputs[0]).size,
+            c_float(-1.0),
+            c_float(1.0),
+        )

@@ -50,8 +50,11 @@ class Concatenation(OpSpec):
         import numpy as np
 
         y = graph.t(node.outputs[0])
-        return [np.concatenate([np.asarray(graph.t(n).data) for n in node.inputs],
-                               axis=node.attrs["axis"] % len(y.shape))]
+        return [
+            np.concatenate(
+                [np.asarray(graph.t(n).data) for n in node.inputs], axis=node.attrs["axis"] % len(y.shape)
+            )
+        ]
 
     def lower(self, node, ctx):
         import math
@@ -60,12 +63,11 @@ class Concatenation(OpSpec):
         axis = node.attrs["axis"] % len(y.shape)
         item = y.nbytes // max(y.size, 1)
         outer = math.prod(y.shape[:axis])
-        inner = math.prod(y.shape[axis + 1:]) * item
+        inner = math.prod(y.shape[axis + 1 :]) * item
         row = y.shape[axis] * inner
         ctx.kernel("concatenation.h")
         offset = 0
         for name in node.inputs:
             chunk = ctx.t(name).shape[axis] * inner
-            ctx.call("mt_concat_part", ctx.ptr(name), ctx.ptr(node.outputs[0]), outer, chunk,
-                     row, offset)
+            ctx.call("mt_concat_part", ctx.ptr(name), ctx.ptr(node.outputs[0]), outer, chunk, row, offset)
             offset += chunk

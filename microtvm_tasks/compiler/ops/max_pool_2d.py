@@ -15,8 +15,9 @@ from . import OpSpec, register
 from ._common import require_dtypes, require_quant
 
 
-def tflite_padding(padding: str, in_size: int, filter_size: int, stride: int,
-                   dilation: int = 1) -> tuple[int, int, int]:
+def tflite_padding(
+    padding: str, in_size: int, filter_size: int, stride: int, dilation: int = 1
+) -> tuple[int, int, int]:
     """(output size, pad before, pad after) for TFLite's SAME / VALID padding."""
     eff = (filter_size - 1) * dilation + 1
     if padding == "SAME":
@@ -41,8 +42,13 @@ class MaxPool2D(OpSpec):
         pad = ctx.padding()
         _, top, bottom = tflite_padding(pad, x.shape[1], fh, sh)
         _, left, right = tflite_padding(pad, x.shape[2], fw, sw)
-        return {"filter": (fh, fw), "stride": (sh, sw), "pads": (top, left, bottom, right),
-                "padding": pad, "activation": ctx.activation()}
+        return {
+            "filter": (fh, fw),
+            "stride": (sh, sw),
+            "pads": (top, left, bottom, right),
+            "padding": pad,
+            "activation": ctx.activation(),
+        }
 
     def from_onnx(self, ctx):
         ctx.pool(self.kind)
@@ -69,8 +75,22 @@ class MaxPool2D(OpSpec):
         top, left, _, _ = node.attrs["pads"]
         lo, hi = activation_range(node.attrs.get("activation"), y)
         ctx.kernel("max_pool_2d.h")
-        args = [ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0]), x.shape[0], x.shape[1],
-                x.shape[2], x.shape[3], y.shape[1], y.shape[2], fh, fw, sh, sw, top, left]
+        args = [
+            ctx.ptr(node.inputs[0]),
+            ctx.ptr(node.outputs[0]),
+            x.shape[0],
+            x.shape[1],
+            x.shape[2],
+            x.shape[3],
+            y.shape[1],
+            y.shape[2],
+            fh,
+            fw,
+            sh,
+            sw,
+            top,
+            left,
+        ]
         if x.dtype == "int8":
             ctx.call("mt_max_pool_s8", *args, lo, hi)
         else:

@@ -49,8 +49,10 @@ class Mean(OpSpec):
         dtype = require_dtypes(node, graph, err, ("int8", "float32"))
         x, y = graph.t(node.inputs[0]), graph.t(node.outputs[0])
         if len(x.shape) != 4 or tuple(node.attrs["axes"]) != (1, 2):
-            raise err(f"only the mean over height and width of a 4-D tensor is supported "
-                      f"(axes {list(node.attrs['axes'])}, input {list(x.shape)})")
+            raise err(
+                f"only the mean over height and width of a 4-D tensor is supported "
+                f"(axes {list(node.attrs['axes'])}, input {list(x.shape)})"
+            )
         if y.size != x.shape[0] * x.shape[3]:
             raise err(f"output shape {list(y.shape)} does not match input {list(x.shape)}")
         if dtype == "int8":
@@ -65,5 +67,15 @@ class Mean(OpSpec):
             ctx.call("mt_mean_hw_f32", ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0]), n, h * w, c)
             return
         mult, shift = mean_multiplier(x.scale, y.scale, h * w)
-        ctx.call("mt_mean_hw_s8", ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0]), n, h * w, c,
-                 -x.zero_point * h * w, mult, shift, y.zero_point)
+        ctx.call(
+            "mt_mean_hw_s8",
+            ctx.ptr(node.inputs[0]),
+            ctx.ptr(node.outputs[0]),
+            n,
+            h * w,
+            c,
+            -x.zero_point * h * w,
+            mult,
+            shift,
+            y.zero_point,
+        )

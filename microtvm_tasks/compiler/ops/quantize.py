@@ -56,12 +56,23 @@ class Quantize(OpSpec):
         if x.dtype == "int8":
             ctx.kernel("lut.h")
             table = requantize_table_s8(x.scale, x.zero_point, y.scale, y.zero_point)
-            ctx.call("mt_lut_s8", ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0]), x.size,
-                     ctx.const(np.asarray(table, np.int8), "requantize_table"))
+            ctx.call(
+                "mt_lut_s8",
+                ctx.ptr(node.inputs[0]),
+                ctx.ptr(node.outputs[0]),
+                x.size,
+                ctx.const(np.asarray(table, np.int8), "requantize_table"),
+            )
             return
         ctx.kernel("quantize.h")
-        ctx.call("mt_quantize_f32_s8", ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0]),
-                 x.size, c_float(y.scale), y.zero_point)
+        ctx.call(
+            "mt_quantize_f32_s8",
+            ctx.ptr(node.inputs[0]),
+            ctx.ptr(node.outputs[0]),
+            x.size,
+            c_float(y.scale),
+            y.zero_point,
+        )
 
 
 @register
@@ -85,5 +96,11 @@ class Dequantize(OpSpec):
     def lower(self, node, ctx):
         x = ctx.t(node.inputs[0])
         ctx.kernel("quantize.h")
-        ctx.call("mt_dequantize_s8_f32", ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0]),
-                 x.size, c_float(x.scale), x.zero_point)
+        ctx.call(
+            "mt_dequantize_s8_f32",
+            ctx.ptr(node.inputs[0]),
+            ctx.ptr(node.outputs[0]),
+            x.size,
+            c_float(x.scale),
+            x.zero_point,
+        )

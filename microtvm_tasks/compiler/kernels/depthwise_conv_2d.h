@@ -1,0 +1,113 @@
+/*
+ * depthwise_conv_2d.h: DEPTHWISE_CONV_2D, NHWC input, filter [1][kh][kw][in_c * dm],
+ * int8 (TFLite reference integer semantics, per-channel weights) and float32.
+ *
+ * Output channel oc = ic * dm + m reads input channel ic. The loop runs over blocks of
+ * output channels with one int32 (float) accumulator per channel, so the inner loop is
+ * an elementwise multiply-add across channels that vectorises. int8: `bias` holds
+ * bias - input_zp * sum over taps of the filter; a padded tap adds input_zp * filter.
+ */
+#define MT_DW_BLOCK 64
+
+MT_KERNEL void mt_dwconv_s8(const int8_t* restrict in, const int8_t* restrict w,
+                            const int32_t* restrict bias, const int32_t* restrict mult,
+                            const int32_t* restrict shift, int per_channel,
+                            int8_t* restrict out, int batches, int in_h, int in_w, int in_c,
+                            int out_h, int out_w, int dm, int k_h, int k_w, int stride_h,
+                            int stride_w, int dil_h, int dil_w, int pad_h, int pad_w,
+                            int32_t in_zp, int32_t out_zp, int32_t act_min, int32_t act_max) {
+  const int out_c = in_c * dm;
+  int32_t acc[MT_DW_BLOCK];
+  int b, oy, ox, c0, c, ky, kx;
+  for (b = 0; b < batches; ++b) {
+    const int8_t* restrict img = in + b * in_h * in_w * in_c;
+    for (oy = 0; oy < out_h; ++oy) {
+      const int iy0 = oy * stride_h - pad_h;
+      for (ox = 0; ox < out_w; ++ox) {
+        const int ix0 = ox * stride_w - pad_w;
+        int8_t* restrict o = out + ((b * out_h + oy) * out_w + ox) * out_c;
+        for (c0 = 0; c0 < out_c; c0 += MT_DW_BLOCK) {
+          const int n = out_c - c0 < MT_DW_BLOCK ? out_c - c0 : MT_DW_BLOCK;
+          for (c = 0; c < n; ++c) {
+            acc[c] = bias[c0 + c];
+          }
+          for (ky = 0; ky < k_h; ++ky) {
+            const int iy = iy0 + ky * dil_h;
+            for (kx = 0; kx < k_w; ++kx) {
+              const int ix = ix0 + kx * dil_w;
+              const int8_t* restrict wt = w + (ky * k_w + kx) * out_c + c0;
+              if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) {
+                for (c = 0; c < n; ++c) {
+                  acc[c] += in_zp * (int32_t)wt[c];
+                }
+              } else {
+                const int8_t* restrict px = img + (iy * in_w + ix) * in_c;
+                if (dm == 1) {
+                  for (c = 0; c < n; ++c) {
+                    acc[c] += (int32_t)px[c0 + c] * (int32_t)wt[c];
+                  }
+                } else {
+                  for (c = 0; c < n; ++c) {
+                    acc[c] += (int32_t)px[(c0 + c) / dm] * (int32_t)wt[c];
+                  }
+                }
+              }
+            }
+          }
+          for (c = 0; c < n; ++c) {
+            const int ch = per_channel ? c0 + c : 0;
+            const int32_t v = mt_mbqm(acc[c], mult[ch], shift[ch]) + out_zp;
+            o[c0 + c] = (int8_t)mt_clamp_i32(v, act_min, act_max);
+          }
+        }
+      }
+    }
+  }
+}
+
+MT_KERNEL void mt_dwconv_f32(const float* restrict in, const float* restrict w,
+                             const float* restrict bias, float* restrict out, int batches,
+                             int in_h, int in_w, int in_c, int out_h, int out_w, int dm,
+                             int k_h, int k_w, int stride_h, int stride_w, int dil_h,
+                             int dil_w, int pad_h, int pad_w, float act_min, float act_max) {
+  const int out_c = in_c * dm;
+  float acc[MT_DW_BLOCK];
+  int b, oy, ox, c0, c, ky, kx;
+  for (b = 0; b < batches; ++b) {
+    const float* restrict img = in + b * in_h * in_w * in_c;
+    for (oy = 0; oy < out_h; ++oy) {
+      const int iy0 = oy * stride_h - pad_h;
+      for (ox = 0; ox < out_w; ++ox) {
+        const int ix0 = ox * stride_w - pad_w;
+        float* restrict o = out + ((b * out_h + oy) * out_w + ox) * out_c;
+        for (c0 = 0; c0 < out_c; c0 += MT_DW_BLOCK) {
+          const int n = out_c - c0 < MT_DW_BLOCK ? out_c - c0 : MT_DW_BLOCK;
+          for (c = 0; c < n; ++c) {
+            acc[c] = 0.0f;
+          }
+          for (ky = 0; ky < k_h; ++ky) {
+            const int iy = iy0 + ky * dil_h;
+            if (iy < 0 || iy >= in_h) {
+              continue;
+            }
+            for (kx = 0; kx < k_w; ++kx) {
+              const int ix = ix0 + kx * dil_w;
+              const float* restrict wt = w + (ky * k_w + kx) * out_c + c0;
+              const float* restrict px;
+              if (ix < 0 || ix >= in_w) {
+                continue;
+              }
+              px = img + (iy * in_w + ix) * in_c;
+              for (c = 0; c < n; ++c) {
+                acc[c] += px[(c0 + c) / dm] * wt[c];
+              }
+            }
+          }
+          for (c = 0; c < n; ++c) {
+            o[c0 + c] = mt_clamp_f32(acc[c] + (bias ? bias[c0 + c] : 0.0f), act_min, act_max);
+          }
+        }
+      }
+    }
+  }
+}

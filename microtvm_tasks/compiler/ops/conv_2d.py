@@ -1,0 +1,175 @@
+"""CONV_2D: NHWC input, OHWI filter; int8 (per-channel weights, TFLite reference integer
+semantics) and float32; stride, dilation, SAME/VALID padding, fused activation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..quant import activation_range, c_float, conv_multipliers
+from . import OpSpec, register
+from ._common import (
+    nhwc,
+    out_size,
+    pad_before,
+    require_const,
+    require_dtypes,
+    require_quant,
+    require_symmetric,
+    window_attrs,
+)
+
+
+def conv_geometry(node, graph, err, depthwise: bool) -> dict[str, int]:
+    """Shapes, strides and padding of a (depthwise) convolution, checked against the output."""
+    n, ih, iw, ic = nhwc(graph.t(node.inputs[0]).shape, err, "input")
+    on, oh, ow, oc = nhwc(graph.t(node.outputs[0]).shape, err, "output")
+    w = graph.t(node.inputs[1])
+    if len(w.shape) != 4:
+        raise err(f"filter must be 4-D, got {list(w.shape)}")
+    if depthwise:
+        _, kh, kw, wc = (int(s) for s in w.shape)
+        if wc != oc or oc % ic != 0:
+            raise err(f"filter {list(w.shape)} does not fit input channels {ic} / output channels {oc}")
+    else:
+        wo, kh, kw, wic = (int(s) for s in w.shape)
+        if wo != oc:
+            raise err(f"filter has {wo} output channels, output has {oc}")
+        if wic != ic:
+            raise err(f"grouped convolution (filter in-channels {wic}, input channels {ic}) is not supported")
+    sh, sw = node.attrs.get("stride", (1, 1))
+    dh, dw = node.attrs.get("dilation", (1, 1))
+    padding = node.attrs.get("padding", "VALID")
+    if padding not in ("SAME", "VALID"):
+        raise err(f"padding {padding} is not supported")
+    if min(sh, sw, dh, dw) < 1:
+        raise err("stride and dilation must be >= 1")
+    eh, ew = out_size(padding, ih, kh, sh, dh), out_size(padding, iw, kw, sw, dw)
+    if (on, oh, ow) != (n, eh, ew):
+        raise err(f"output shape {[on, oh, ow, oc]} does not match the computed {[n, eh, ew, oc]}")
+    return {
+        "n": n,
+        "ih": ih,
+        "iw": iw,
+        "ic": ic,
+        "oh": oh,
+        "ow": ow,
+        "oc": oc,
+        "kh": kh,
+        "kw": kw,
+        "sh": sh,
+        "sw": sw,
+        "dh": dh,
+        "dw": dw,
+        "ph": pad_before(ih, kh, sh, dh, oh),
+        "pw": pad_before(iw, kw, sw, dw, ow),
+    }
+
+
+def check_conv(node, graph, err, depthwise: bool) -> None:
+    dtype = require_dtypes(node, graph, err, ("int8", "float32"))
+    w = graph.t(node.inputs[1])
+    require_const(w, err, "filter")
+    if w.dtype != dtype:
+        raise err(f"filter dtype {w.dtype} with input dtype {dtype} is not supported")
+    b = graph.t(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+    if b is not None:
+        require_const(b, err, "bias")
+        if b.dtype != ("int32" if dtype == "int8" else "float32"):
+            raise err(f"bias dtype {b.dtype} is not supported with {dtype} input")
+    if dtype == "int8":
+        require_quant(graph.t(node.inputs[0]), err)
+        require_quant(graph.t(node.outputs[0]), err)
+        require_symmetric(w, err)
+        axis = 3 if depthwise else 0
+        if w.quant.per_channel and w.quant.axis != axis:  # type: ignore[union-attr]
+            raise err(f"filter quantised along axis {w.quant.axis}, expected {axis}")  # type: ignore[union-attr]
+    conv_geometry(node, graph, err, depthwise)
+
+
+def int8_params(node, ctx, wsum_axes: tuple[int, ...], channels: int):
+    """Folded bias, multipliers, shifts and per-channel flag of an int8 convolution."""
+    import numpy as np
+
+    x, w, out = ctx.t(node.inputs[0]), ctx.t(node.inputs[1]), ctx.t(node.outputs[0])
+    b = ctx.t(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+    wsum = np.asarray(w.data, np.int64).sum(axis=wsum_axes).reshape(-1)
+    bias = np.zeros(channels, np.int64) if b is None else np.asarray(b.data, np.int64).reshape(-1)
+    bias = bias - x.zero_point * wsum
+    mults, shifts = conv_multipliers(x, w, out, channels)
+    per_channel = len(set(zip(mults, shifts, strict=True))) > 1
+    if not per_channel:
+        mults, shifts = mults[:1], shifts[:1]
+    return (
+        ctx.const(bias.astype(np.int32), "bias"),
+        ctx.const(np.asarray(mults, np.int32), "mult"),
+        ctx.const(np.asarray(shifts, np.int32), "shift"),
+        int(per_channel),
+    )
+
+
+@register
+class Conv2D(OpSpec):
+    kind = "CONV_2D"
+    tflite_ops = ("CONV_2D",)
+    fuses_activation = True
+
+    def tflite_attrs(self, ctx: Any) -> dict[str, Any]:
+        return window_attrs(ctx)
+
+    def check(self, node, graph, err):
+        check_conv(node, graph, err, depthwise=False)
+
+    def lower(self, node, ctx):
+        import numpy as np
+
+        g = conv_geometry(node, ctx.graph, ctx.error, depthwise=False)
+        x, w, out = ctx.t(node.inputs[0]), ctx.t(node.inputs[1]), ctx.t(node.outputs[0])
+        lo, hi = activation_range(node.attrs.get("activation"), out)
+        geo = [
+            g["n"],
+            g["ih"],
+            g["iw"],
+            g["ic"],
+            g["oh"],
+            g["ow"],
+            g["oc"],
+            g["kh"],
+            g["kw"],
+            g["sh"],
+            g["sw"],
+            g["dh"],
+            g["dw"],
+            g["ph"],
+            g["pw"],
+        ]
+        ctx.kernel("conv_2d.h")
+        if x.dtype == "int8":
+            bias, mult, shift, pc = int8_params(node, ctx, (1, 2, 3), g["oc"])
+            ctx.call(
+                "mt_conv_s8",
+                ctx.ptr(node.inputs[0]),
+                ctx.const(np.asarray(w.data, np.int8), "filter"),
+                bias,
+                mult,
+                shift,
+                pc,
+                ctx.ptr(node.outputs[0]),
+                *geo,
+                x.zero_point,
+                out.zero_point,
+                lo,
+                hi,
+            )
+        else:
+            b = node.inputs[2] if len(node.inputs) > 2 else None
+            bias_c = ctx.const(np.asarray(ctx.t(b).data, np.float32), "bias") if b else "(const float*)0"
+            ctx.call(
+                "mt_conv_f32",
+                ctx.ptr(node.inputs[0]),
+                ctx.const(np.asarray(w.data, np.float32), "filter"),
+                bias_c,
+                ctx.ptr(node.outputs[0]),
+                *geo,
+                c_float(lo),
+                c_float(hi),
+            )
