@@ -268,8 +268,9 @@ def cmd_create_project(args: argparse.Namespace) -> int:
     mlf = read_mlf(args.mlf)  # a bad archive is reported before a server starts
     from .project import create_project
 
+    # For `template -d DIR` the server's own platform_name is the more telling record.
     state = create_project(args.project_dir, args.mlf, template, options, force=args.force,
-                           platform=platform)
+                           platform=None if platform == "template" else platform)
     models = ", ".join(m.name for m in mlf.modules)
     print(f"{PROG}: created {args.project_dir} (platform {state.platform or platform}, model {models}); "
           f"next: {PROG} build {args.project_dir}")

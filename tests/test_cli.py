@@ -172,6 +172,10 @@ def test_unknown_platform(ws, capsys):
     assert "invalid choice: 'nosuch'" in err and "'template'" in err
     for name in cli.list_templates():
         assert repr(name) in err
+    code, _, err = run(capsys, "list-options", "nosuch")
+    assert code == 2 and "'nosuch'" in err and "Traceback" not in err
+    for name in cli.list_templates():
+        assert name in err
 
 
 def test_template_needs_dir(ws, capsys):
@@ -208,7 +212,7 @@ def test_create_build_flash_round_trip(ws, capsys):
     assert "created proj" in out and "model sine" in out
     state = json.loads((ws / "proj" / ".tvmc.json").read_text())
     assert state["options"] == {"board": "tiny1", "heap": 2048}  # typed, as given
-    assert state["platform"] == "template"
+    assert state["platform"] == "tiny"  # the server's platform_name for `template -d`
     assert json.loads((ws / "proj" / "generate.json").read_text()) == {"board": "tiny1", "heap": 2048}
 
     # build needs neither the platform nor the options again
