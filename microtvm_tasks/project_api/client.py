@@ -160,7 +160,9 @@ class ServerProcess:
         self.argv = argv
         self.debug = debug
         self._lines: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        self._partial = b""  # an unterminated last line, shown in tails too
         self._count = 0
+        self._idle = True  # the drain thread is waiting in read(), holding no data
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._drain, name="project-api-stderr", daemon=True)
         self._thread.start()
@@ -169,26 +171,51 @@ class ServerProcess:
         stream = self.proc.stderr
         if stream is None:
             return
+        fd = stream.fileno()
         try:
-            for raw in iter(stream.readline, b""):
-                text = raw.decode("utf-8", "replace").rstrip("\r\n")
+            while True:
+                self._idle = True
+                chunk = os.read(fd, 1 << 16)
+                self._idle = False
+                if not chunk:
+                    break
                 with self._lock:
-                    self._lines.append(text)
-                    self._count += 1
+                    *complete, self._partial = (self._partial + chunk).split(b"\n")
+                    for raw in complete:
+                        self._lines.append(raw.decode("utf-8", "replace").rstrip("\r"))
+                        self._count += 1
                 if self.debug:
-                    sys.stderr.write(text + "\n")
+                    sys.stderr.write(chunk.decode("utf-8", "replace"))
                     sys.stderr.flush()
         except (OSError, ValueError):
             pass
         finally:
+            self._idle = True
             try:
                 stream.close()
             except OSError:
                 pass
 
+    def sync(self, timeout: float = 0.2) -> None:
+        """Wait (briefly) until everything already in the stderr pipe has been collected.
+
+        The server writes its stderr before its reply, so once a reply is in, the lines
+        that belong to it are in the pipe; this lets the drain thread catch up.
+        """
+        stream = self.proc.stderr
+        deadline = time.monotonic() + timeout
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            try:
+                pending = stream is not None and select.select([stream.fileno()], [], [], 0)[0]
+            except (OSError, ValueError):
+                return
+            if not pending and self._idle:
+                return
+            time.sleep(0.001)
+
     @property
     def line_count(self) -> int:
-        """How many stderr lines have been seen so far (a bookmark for `tail`)."""
+        """How many complete stderr lines have been seen so far (a bookmark for `tail`)."""
         with self._lock:
             return self._count
 
@@ -198,7 +225,9 @@ class ServerProcess:
             lines = list(self._lines)
             if since is not None:
                 lines = lines[max(0, len(lines) - (self._count - since)) :]
-        return lines
+            if self._partial:
+                lines.append(self._partial.decode("utf-8", "replace"))
+        return lines[-STDERR_TAIL_LINES:]
 
     def settle(self, timeout: float = 1.0) -> None:
         """Give a server that is exiting a moment to finish and flush its stderr."""
@@ -222,17 +251,20 @@ class ServerProcess:
                 return f"killed by signal {-code}"
         return f"exited with status {code}"
 
-    def reap(self, grace: float = 2.0) -> None:
-        """Stop the server: wait ``grace`` s for it to exit, then terminate, then kill."""
+    grace_sec = 2.0
+    """How long `reap` waits for the server to exit by itself, and again after SIGTERM."""
+
+    def reap(self) -> None:
+        """Stop the server: wait for it to exit on its own, then terminate, then kill."""
         proc = self.proc
-        for step in (None, proc.terminate, proc.kill):
+        for step, wait in ((None, self.grace_sec), (proc.terminate, self.grace_sec), (proc.kill, 5.0)):
             if step is not None:
                 try:
                     step()
                 except OSError:
                     pass
             try:
-                proc.wait(timeout=grace if step is None else 2.0)
+                proc.wait(timeout=wait)
                 break
             except subprocess.TimeoutExpired:
                 continue
@@ -258,7 +290,7 @@ def _reap_quietly(files: list[Any], process: ServerProcess | None) -> None:
         except (OSError, ValueError):
             pass
     if process is not None and process.proc.poll() is None:
-        process.reap(grace=0.5)
+        process.reap()
 
 
 # ---------------------------------------------------------------------------------------
@@ -437,6 +469,7 @@ class ProjectAPIClient:
         process = self.server_process
         if process is None:
             return ""
+        process.sync()
         lines = process.tail() if lines is None else lines
         text = f" The server {process.status()}."
         if lines:
@@ -466,7 +499,10 @@ class ProjectAPIClient:
         self, method: str, what: str, cls: type[MalformedReplyError] = MalformedReplyError
     ) -> NoReturn:
         # After a reply we cannot trust, later replies cannot be matched to requests: stop
-        # the server so that its exit status and last words can be reported.
+        # the server (briefly patient: it misbehaves) so that its exit status and last
+        # words can be reported.
+        if self.server_process is not None:
+            self.server_process.grace_sec = min(self.server_process.grace_sec, 0.2)
         self.shutdown()
         raise cls(
             f"{self.description} broke the Project API protocol calling {method}: {what}.{self._diagnosis()}"
@@ -481,6 +517,7 @@ class ProjectAPIClient:
         else:
             exc = JSONRPCError(error["code"], error.get("message"), error.get("data"), client_context=context)
         if self.server_process is not None:
+            self.server_process.sync()
             exc.server_stderr = tuple(self.server_process.tail(since=bookmark))  # type: ignore[attr-defined]
         return exc
 
