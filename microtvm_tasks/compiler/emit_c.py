@@ -81,6 +81,7 @@ class EmitContext:
         self.lines: list[str] = []
         self.headers: set[str] = set()
         self.node: Node | None = None
+        self.node_index = -1
 
     # --- queries ---------------------------------------------------------------
     def t(self, name: str) -> Tensor:
@@ -107,6 +108,12 @@ class EmitContext:
         if st.kind == "output":
             return f"(({ct}*)outputs->{c_ident(st.ref)})"
         return self.const(self.t(st.ref).data, c_ident(st.ref)[:40])
+
+    def scratch_ptr(self, ctype: str = "int8_t") -> str:
+        """The current node's scratch slice of the arena (OpSpec.scratch_bytes)."""
+        if self.node_index not in self.plan.scratch:
+            raise self.error("the kernel asked for scratch memory its OpSpec did not declare")
+        return f"(({ctype}*)({self.prefix}_arena + {self.plan.scratch[self.node_index]}))"
 
     # --- output ------------------------------------------------------------------
     def const(self, array: Any, hint: str = "") -> str:
@@ -154,6 +161,7 @@ def emit(graph: Graph, plan: Plan, module_name: str) -> tuple[dict[str, str], in
     ctx.kernel("mt_common.h")
     for i, node in enumerate(graph.nodes):
         ctx.node = node
+        ctx.node_index = i
         ctx.lines.append(f"  /* #{i} {node.kind} {_comment(node.name)} */")
         sp = spec(node.kind)
         if sp.alias:

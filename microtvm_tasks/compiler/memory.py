@@ -40,6 +40,7 @@ class Plan:
     storage: dict[str, Storage] = field(default_factory=dict)
     arena_size: int = 0
     strategy: str = ""
+    scratch: dict[int, int] = field(default_factory=dict)  # node index -> arena offset
     # group root -> (first node, last node, aligned bytes), for reports and tests
     lifetimes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
@@ -111,6 +112,12 @@ def plan_memory(graph: Graph) -> Plan:
             r = uf.find(name)
             last[r] = max(last.get(r, i), i)
             nbytes[r] = max(nbytes.get(r, 0), graph.t(name).nbytes)
+    # per-node scratch buffers (OpSpec.scratch_bytes): live only while their node runs
+    for i, node in enumerate(graph.nodes):
+        n = spec(node.kind).scratch_bytes(node, graph)
+        if n > 0:
+            r = f"\0scratch{i:06d}"
+            first[r], last[r], nbytes[r] = i, i, n
     groups = sorted(r for r in first if r not in pinned)
 
     plan = Plan()
@@ -136,6 +143,10 @@ def plan_memory(graph: Graph) -> Plan:
     assert best is not None
     plan.arena_size, plan.strategy, offsets = best
 
+    for i in range(len(graph.nodes)):
+        r = f"\0scratch{i:06d}"
+        if r in offsets:
+            plan.scratch[i] = offsets[r]
     for name in graph.tensors:
         r = uf.find(name)
         if r in pinned:

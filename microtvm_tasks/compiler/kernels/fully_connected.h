@@ -1,10 +1,11 @@
+// requires: dot_s8.h
 /*
  * fully_connected.h: FULLY_CONNECTED, int8 (TFLite reference semantics) and float32.
  *
  * int8: weights [out_dim][in_dim], symmetric (per tensor: one multiplier/shift, or per
  * output channel: per_channel = 1 and out_dim of each); the
  * compiler folds input_offset * sum(weights row) into `bias`, so the inner loop is a plain
- * int8 x int8 -> int32 dot product that gcc vectorises.
+ * int8 x int8 -> int32 dot product (dot_s8.h), four output rows at a time.
  * float32: weights are stored transposed, [in_dim][out_dim], so the loop over outputs is
  * an axpy that vectorises without reassociating any sum.
  */
@@ -13,18 +14,24 @@ MT_KERNEL void mt_fc_s8(const int8_t* restrict in, const int8_t* restrict w,
                         const int32_t* restrict shift, int per_channel,
                         int8_t* restrict out, int batches, int in_dim, int out_dim,
                         int32_t out_zp, int32_t act_min, int32_t act_max) {
-  int b, o, i;
+  int32_t acc[4];
+  int b, o, r;
   for (b = 0; b < batches; ++b) {
     const int8_t* restrict x = in + b * in_dim;
-    for (o = 0; o < out_dim; ++o) {
-      const int8_t* restrict wr = w + o * in_dim;
-      int32_t acc = 0;
-      for (i = 0; i < in_dim; ++i) {
-        acc += (int32_t)x[i] * (int32_t)wr[i];
+    const int8_t* restrict wr = w;
+    int8_t* restrict y = out + b * out_dim;
+    for (o = 0; o + 4 <= out_dim; o += 4, wr += 4 * in_dim) {
+      mt_dot4_s8(x, wr, in_dim, in_dim, acc);
+      for (r = 0; r < 4; ++r) {
+        const int ch = per_channel ? o + r : 0;
+        const int32_t v = mt_mbqm(acc[r] + bias[o + r], mult[ch], shift[ch]) + out_zp;
+        y[o + r] = (int8_t)mt_clamp_i32(v, act_min, act_max);
       }
-      acc += bias[o];
-      acc = mt_mbqm(acc, mult[per_channel ? o : 0], shift[per_channel ? o : 0]) + out_zp;
-      out[b * out_dim + o] = (int8_t)mt_clamp_i32(acc, act_min, act_max);
+    }
+    for (; o < out_dim; ++o, wr += in_dim) {
+      const int ch = per_channel ? o : 0;
+      const int32_t v = mt_mbqm(mt_dot_s8(x, wr, in_dim) + bias[o], mult[ch], shift[ch]) + out_zp;
+      y[o] = (int8_t)mt_clamp_i32(v, act_min, act_max);
     }
   }
 }

@@ -34,10 +34,14 @@ static inline int32_t mt_rdbypot(int32_t x, int32_t exponent) {
   return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
 
+/* MultiplyByQuantizedMultiplier. The multiplier comes from QuantizeMultiplier and is never
+ * negative, so mt_srdhm's INT32_MIN * INT32_MIN saturation cannot occur and is not tested. */
 static inline int32_t mt_mbqm(int32_t x, int32_t multiplier, int32_t shift) {
   const int32_t left = shift > 0 ? shift : 0;
   const int32_t right = shift > 0 ? 0 : -shift;
-  return mt_rdbypot(mt_srdhm((int32_t)((uint32_t)x << left), multiplier), right);
+  const int64_t ab = (int64_t)(int32_t)((uint32_t)x << left) * (int64_t)multiplier;
+  const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
+  return mt_rdbypot((int32_t)((ab + nudge) / ((int64_t)1 << 31)), right);
 }
 
 static inline int32_t mt_clamp_i32(int32_t x, int32_t lo, int32_t hi) {

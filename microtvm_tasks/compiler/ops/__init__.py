@@ -48,6 +48,7 @@ The EmitContext given to `lower` (emit_c.py) offers: `ptr(tensor_name)` (a typed
 pointer expression: arena slice, caller input/output buffer or constant),
 `const(array, hint) -> C name` (a `const` array in lib0.c, deduplicated),
 `kernel(filename)`, `call(fn, *args)` / `emit(line)`, `t(name)` (the Tensor),
+`scratch_ptr(c_type)` (the node's scratch arena slice, sized by `OpSpec.scratch_bytes`),
 `error(msg)` (a CompileError naming operator, node and model).
 
 How to add a frontend: write `microtvm_tasks/compiler/frontend_<fmt>.py` with
@@ -105,6 +106,10 @@ class OpSpec:
     def fold(self, node: Node, graph: Graph) -> list[Any] | None:
         """Outputs as numpy arrays if this node can be evaluated at compile time."""
         return None
+
+    def scratch_bytes(self, node: Node, graph: Graph) -> int:
+        """Bytes of temporary arena space the kernel needs while it runs (ctx.scratch_ptr())."""
+        return 0
 
     # --- code generation -------------------------------------------------------
     def lower(self, node: Node, ctx: Any) -> None:

@@ -174,3 +174,26 @@ class ReluN1To1(_Unary):
             c_float(-1.0),
             c_float(1.0),
         )
+
+
+@register
+class Clip(_Unary):
+    """float32 clamp to [min, max] (ONNX Clip with bounds that are not a named activation)."""
+
+    kind = "CLIP"
+
+    def check(self, node, graph, err):
+        require_dtypes(node, graph, err, ("float32",))
+        if not node.attrs["min"] <= node.attrs["max"]:
+            raise err(f"min {node.attrs['min']} > max {node.attrs['max']}")
+
+    def lower(self, node, ctx):
+        ctx.kernel("activation.h")
+        ctx.call(
+            "mt_clamp_buf_f32",
+            ctx.ptr(node.inputs[0]),
+            ctx.ptr(node.outputs[0]),
+            ctx.t(node.inputs[0]).size,
+            c_float(node.attrs["min"]),
+            c_float(node.attrs["max"]),
+        )

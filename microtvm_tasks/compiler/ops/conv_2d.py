@@ -119,6 +119,18 @@ class Conv2D(OpSpec):
     def check(self, node, graph, err):
         check_conv(node, graph, err, depthwise=False)
 
+    def scratch_bytes(self, node, graph):
+        """int8 needs a kh*kw*in_c patch buffer unless the filter is 1x1 without padding."""
+        if graph.t(node.inputs[0]).dtype != "int8":
+            return 0
+        g = conv_geometry(node, graph, lambda m: ValueError(m), depthwise=False)
+        if g["kh"] == g["kw"] == 1 and g["ph"] == g["pw"] == 0:
+            h_ok = (g["oh"] - 1) * g["sh"] < g["ih"]
+            w_ok = (g["ow"] - 1) * g["sw"] < g["iw"]
+            if h_ok and w_ok:
+                return 0
+        return g["kh"] * g["kw"] * g["ic"]
+
     def lower(self, node, ctx):
         import numpy as np
 
@@ -154,6 +166,7 @@ class Conv2D(OpSpec):
                 shift,
                 pc,
                 ctx.ptr(node.outputs[0]),
+                ctx.scratch_ptr("int8_t") if self.scratch_bytes(node, ctx.graph) else "(int8_t*)0",
                 *geo,
                 x.zero_point,
                 out.zero_point,

@@ -1,9 +1,9 @@
 """MAX_POOL_2D over NHWC, int8 and float32 (ONNX MaxPool maps here too).
 
-Attributes: filter (h, w), stride (h, w), pads (top, left, bottom, right) and the fused
-activation. TFLite's SAME / VALID padding is resolved to explicit pads when the node is
-created, the way TFLite's ComputePaddingHeightWidth does (the extra odd pixel goes to the
-bottom / right); ONNX gives explicit pads. Padded positions never take part in the max.
+Attributes (as AVERAGE_POOL_2D): filter (h, w), stride (h, w), padding "SAME" / "VALID"
+(TFLite's: the odd extra pixel goes to the bottom / right) and the fused activation; the
+ONNX frontend may instead give padding "EXPLICIT" with pads (top, left, bottom, right),
+which ONNX allows and TFLite cannot express. Padded positions never take part in the max.
 """
 
 from __future__ import annotations
@@ -37,18 +37,31 @@ class MaxPool2D(OpSpec):
 
     def tflite_attrs(self, ctx: Any) -> dict[str, Any]:
         o = ctx.options
-        x = ctx.t(ctx.inputs[0])
-        fh, fw, sh, sw = o.FilterHeight(), o.FilterWidth(), o.StrideH(), o.StrideW()
-        pad = ctx.padding()
-        _, top, bottom = tflite_padding(pad, x.shape[1], fh, sh)
-        _, left, right = tflite_padding(pad, x.shape[2], fw, sw)
         return {
-            "filter": (fh, fw),
-            "stride": (sh, sw),
-            "pads": (top, left, bottom, right),
-            "padding": pad,
+            "filter": (int(o.FilterHeight()), int(o.FilterWidth())),
+            "stride": (int(o.StrideH()), int(o.StrideW())),
+            "padding": ctx.padding(),
             "activation": ctx.activation(),
         }
+
+    @staticmethod
+    def geometry(node, x, err) -> tuple[int, int, int, int]:
+        """(out_h, out_w, pad_top, pad_left) from the attributes."""
+        fh, fw = node.attrs["filter"]
+        sh, sw = node.attrs.get("stride", (1, 1))
+        padding = node.attrs.get("padding", "VALID")
+        if min(fh, fw, sh, sw) < 1:
+            raise err("filter size and stride must be >= 1")
+        if padding == "EXPLICIT":
+            top, left, bottom, right = node.attrs["pads"]
+            oh = (x.shape[1] + top + bottom - fh) // sh + 1
+            ow = (x.shape[2] + left + right - fw) // sw + 1
+            return oh, ow, top, left
+        if padding not in ("SAME", "VALID"):
+            raise err(f"padding {padding} is not supported")
+        oh, top, _ = tflite_padding(padding, x.shape[1], fh, sh)
+        ow, left, _ = tflite_padding(padding, x.shape[2], fw, sw)
+        return oh, ow, top, left
 
     def from_onnx(self, ctx):
         ctx.pool(self.kind)
@@ -63,16 +76,20 @@ class MaxPool2D(OpSpec):
             require_quant(y, err)
             if abs(x.scale - y.scale) > 1e-6 or x.zero_point != y.zero_point:
                 raise err("input and output quantisation must be equal (as TFLite requires)")
+        oh, ow, top, left = self.geometry(node, x, err)
+        if (y.shape[0], y.shape[1], y.shape[2], y.shape[3]) != (x.shape[0], oh, ow, x.shape[3]):
+            raise err(
+                f"output shape {list(y.shape)} does not match the computed {[x.shape[0], oh, ow, x.shape[3]]}"
+            )
         fh, fw = node.attrs["filter"]
-        top, left, _, _ = node.attrs["pads"]
         if fh <= top or fw <= left:
             raise err("padding as large as the filter is not supported")
 
     def lower(self, node, ctx):
         x, y = ctx.t(node.inputs[0]), ctx.t(node.outputs[0])
         fh, fw = node.attrs["filter"]
-        sh, sw = node.attrs["stride"]
-        top, left, _, _ = node.attrs["pads"]
+        sh, sw = node.attrs.get("stride", (1, 1))
+        _, _, top, left = self.geometry(node, x, ctx.error)
         lo, hi = activation_range(node.attrs.get("activation"), y)
         ctx.kernel("max_pool_2d.h")
         args = [
