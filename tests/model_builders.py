@@ -60,6 +60,7 @@ _OP_OPTIONS = {
     "PAD": "PadOptions",
     "CONCATENATION": "ConcatenationOptions",
     "MEAN": "ReducerOptions",
+    "TRANSPOSE": "TransposeOptions",
 }
 
 # Padding / activation enums of the schema, named for readability in tests.
@@ -624,6 +625,17 @@ def mean(dtype: str = "int8", *, input_shape: Sequence[int] = (1, 5, 4, 3),
     ax = mb.tensor("axes", [len(axes)], "int32", np.array(axes))
     y = _act(mb, "output", out_shape, dtype, output_q)
     mb.op("MEAN", [x, ax], [y], keep_dims=keep_dims)
+    return mb.build([x], [y])
+
+
+def transpose(dtype: str = "int8", *, input_shape: Sequence[int] = (1, 3, 4, 5),
+              perm: Sequence[int] = (0, 2, 3, 1)) -> bytes:
+    out_shape = [input_shape[p] for p in perm]
+    mb = TFLiteBuilder()
+    x = _act(mb, "input", input_shape, dtype, _IN_Q)
+    pt = mb.tensor("perm", [len(perm)], "int32", np.array(perm))
+    y = _act(mb, "output", out_shape, dtype, _IN_Q)
+    mb.op("TRANSPOSE", [x, pt], [y])
     return mb.build([x], [y])
 
 

@@ -60,6 +60,8 @@ class Converter:
         self.views: dict[tuple[str, str], str] = {}  # (IR name, layout) -> converted IR name
         self.producer: dict[str, Node] = {}  # IR tensor name -> node writing it
         self.uses: dict[str, int] = {}  # ONNX value -> number of reading nodes
+        self.readers: dict[str, list[tuple[Any, int]]] = {}  # ONNX value -> [(node, input index)]
+        self.flat_perm: dict[str, Any] = {}  # ONNX value -> NHWC-flat -> NCHW-flat index map
         self.outputs: set[str] = set()
         # the node being converted
         self.node: Any = None
@@ -437,6 +439,8 @@ def _fc(c: Converter, x: str, w_kn: Any, bias: Any, out_name: str) -> None:
     if bias is None:
         bias = np.zeros(n, np.float32)
     y = c.output(out_name, (xshape[0], n), ONNX)
+    if x in c.flat_perm:  # the input is flattened NHWC data: reorder the weights to match
+        w_kn = np.asarray(w_kn)[c.flat_perm[x], :]
     wt = np.ascontiguousarray(np.asarray(w_kn, np.float32).T)
     c.add_node(
         "FULLY_CONNECTED",
@@ -611,12 +615,37 @@ def _reshape_to(c: Converter, x: str, new_shape: tuple[int, ...]) -> None:
     shape = c.onnx_shape(x)
     if int(np.prod(shape)) != int(np.prod(new_shape)):
         raise c.error(f"cannot reshape {list(shape)} to {list(new_shape)}")
+    v = c.values.get(x)
+    if (v is not None and v.layout == NHWC and len(new_shape) == 2 and new_shape[0] == shape[0]
+            and shape[1] > 1 and shape[2] * shape[3] > 1 and _only_fc_readers(c, c.outputs_[0])):
+        # Flatten of NHWC data feeding only fully connected layers: keep the NHWC order
+        # and permute the weights' rows instead of transposing the activations.
+        import numpy as np
+
+        _, ch, h, w = shape
+        y = c.output(c.outputs_[0], new_shape, ONNX)
+        c.add_node("RESHAPE", [v.name], [y], {"shape": list(new_shape)})
+        c.flat_perm[c.outputs_[0]] = np.arange(ch * h * w).reshape(ch, h, w).transpose(1, 2, 0).reshape(-1)
+        return
     xin = c.value(x, ONNX)  # data in ONNX order (a transpose if it was NHWC with C>1)
     y = c.output(c.outputs_[0], new_shape, ONNX)
-    if len(new_shape) == 4:
-        # the result is a 4-D ONNX value: keep it in ONNX layout; consumers convert
-        pass
     c.add_node("RESHAPE", [xin], [y], {"shape": list(c.graph.t(y).shape)})
+
+
+def _only_fc_readers(c: Converter, name: str) -> bool:
+    """True if every reader of ONNX value `name` is a MatMul / Gemm taking it as the
+    (untransposed) first input with constant weights, and it is no model output."""
+    readers = c.readers.get(name, [])
+    if not readers or name in c.outputs:
+        return False
+    for node, idx in readers:
+        if node.op_type not in ("MatMul", "Gemm") or idx != 0 or len(node.input) < 2:
+            return False
+        if node.input[1] not in c.consts:
+            return False
+        if node.op_type == "Gemm" and any(a.name == "transA" and a.i for a in node.attribute):
+            return False
+    return True
 
 
 def _reshape(c: Converter) -> None:
@@ -872,9 +901,10 @@ def load(path: str | Path, input_layout: str = "NCHW") -> Graph:
     for init in g.initializer:
         c.consts[init.name] = numpy_helper.to_array(init)
     for node in g.node:
-        for i in node.input:
+        for k, i in enumerate(node.input):
             if i:
                 c.uses[i] = c.uses.get(i, 0) + 1
+                c.readers.setdefault(i, []).append((node, k))
     c.outputs = {o.name for o in g.output}
     for o in g.output:
         c.uses[o.name] = c.uses.get(o.name, 0) + 1
