@@ -261,6 +261,61 @@ class ProjectAPITransport:
             raise SessionError(f"the device's transport closed while writing: {exc}") from None
 
 
+class ProcessTransport:
+    """A program started with pipes as the transport (its stdin/stdout), without a Project API
+    server in between: for tests and for timing the protocol alone. Use as a context manager."""
+
+    def __init__(self, argv: list[str], cwd: str | Path | None = None) -> None:
+        import os
+        import subprocess
+
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, cwd=cwd)
+        os.set_blocking(self.proc.stdout.fileno(), False)
+
+    def read(self, n: int, timeout: float | None) -> bytes:
+        import os
+        import select
+
+        fd = self.proc.stdout.fileno()
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            return b""
+        try:
+            data = os.read(fd, n)
+        except BlockingIOError:
+            return b""
+        if not data:
+            raise SessionError(f"the program exited (status {self.proc.wait(timeout=5)})")
+        return data
+
+    def write(self, data: bytes, timeout: float | None) -> None:
+        try:
+            self.proc.stdin.write(data)
+        except (BrokenPipeError, OSError) as exc:
+            raise SessionError(f"the program's input is closed: {exc}") from None
+
+    def close(self) -> int:
+        """Close the pipes, wait for (or kill) the program, return its exit status."""
+        import subprocess
+
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+        try:
+            return self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(timeout=5)
+
+    def __enter__(self) -> ProcessTransport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 # ---- the session --------------------------------------------------------------------------
 
 

@@ -16,6 +16,21 @@
 #include "mt_text.h"
 #include "platform.h"
 
+/* On AVR string literals live in RAM (2 KiB on an Uno): send error codes without their
+ * messages there unless -DMT_TERSE_ERRORS=0. The host names every code anyway. */
+#if !defined(MT_TERSE_ERRORS)
+#if defined(__AVR__)
+#define MT_TERSE_ERRORS 1
+#else
+#define MT_TERSE_ERRORS 0
+#endif
+#endif
+#if MT_TERSE_ERRORS
+#define MT_MSG(s) ""
+#else
+#define MT_MSG(s) s
+#endif
+
 static mt_frame_rx_t g_rx;
 static uint8_t g_hello_ok;
 
@@ -38,7 +53,7 @@ static int32_t send_error(uint8_t seq, uint16_t code, const char *msg, const cha
 static int32_t do_hello(uint8_t seq, const uint8_t *p, uint16_t len) {
   uint8_t out[6];
   if (len < 1u) {
-    return send_error(seq, MT_ERR_BAD_ARGS, "HELLO needs the host's protocol version", NULL);
+    return send_error(seq, MT_ERR_BAD_ARGS, MT_MSG("HELLO needs the host's protocol version"), NULL);
   }
   g_hello_ok = (uint8_t)(p[0] == MT_PROTOCOL_VERSION);
   out[0] = 'M';
@@ -74,7 +89,7 @@ static int32_t do_describe(uint8_t seq, uint16_t len) {
   uint8_t *out = mt_frame_payload(&g_rx);
   uint16_t n;
   if (len != 0u) {
-    return send_error(seq, MT_ERR_BAD_ARGS, "DESCRIBE takes no arguments", NULL);
+    return send_error(seq, MT_ERR_BAD_ARGS, MT_MSG("DESCRIBE takes no arguments"), NULL);
   }
   mt_put_u32(out, mt_model.arena_bytes);
   mt_put_u16(out + 4, (uint16_t)mt_model.num_inputs);
@@ -103,13 +118,13 @@ static int32_t do_describe_tensor(uint8_t seq, const uint8_t *p, uint16_t len) {
   uint8_t d;
   uint8_t ndim;
   if (len != 3u) {
-    return send_error(seq, MT_ERR_BAD_ARGS, "DESCRIBE_TENSOR needs kind(u8) index(u16)", NULL);
+    return send_error(seq, MT_ERR_BAD_ARGS, MT_MSG("DESCRIBE_TENSOR needs kind(u8) index(u16)"), NULL);
   }
   kind = p[0];
   index = mt_get_u16(p + 1);
   t = find_tensor(kind, index);
   if (t == NULL) {
-    return send_error(seq, MT_ERR_INDEX, "no such tensor", NULL);
+    return send_error(seq, MT_ERR_INDEX, MT_MSG("no such tensor"), NULL);
   }
   out = mt_frame_payload(&g_rx); /* the request was fully read above */
   ndim = t->ndim > MT_MAX_DIMS ? (uint8_t)MT_MAX_DIMS : t->ndim;
@@ -137,17 +152,17 @@ static int32_t do_set_input(uint8_t seq, const uint8_t *p, uint16_t len) {
   const mt_tensor_t *t;
   uint8_t out[8];
   if (len < 6u) {
-    return send_error(seq, MT_ERR_BAD_ARGS, "SET_INPUT needs index(u16) offset(u32) data", NULL);
+    return send_error(seq, MT_ERR_BAD_ARGS, MT_MSG("SET_INPUT needs index(u16) offset(u32) data"), NULL);
   }
   index = mt_get_u16(p);
   offset = mt_get_u32(p + 2);
   count = (uint16_t)(len - 6u);
   t = find_tensor(0, index);
   if (t == NULL) {
-    return send_error(seq, MT_ERR_INDEX, "no such input", NULL);
+    return send_error(seq, MT_ERR_INDEX, MT_MSG("no such input"), NULL);
   }
   if (offset > t->nbytes || (uint32_t)count > t->nbytes - offset) {
-    return send_error(seq, MT_ERR_RANGE, "SET_INPUT past the end of input", NULL);
+    return send_error(seq, MT_ERR_RANGE, MT_MSG("SET_INPUT past the end of input"), NULL);
   }
   if (count > 0u) {
     memcpy(t->data + offset, p + 6, count);
@@ -166,11 +181,11 @@ static int32_t do_run(uint8_t seq, const uint8_t *p, uint16_t len) {
   uint8_t out[16];
   char num[12];
   if (len != 4u) {
-    return send_error(seq, MT_ERR_BAD_ARGS, "RUN needs count(u32)", NULL);
+    return send_error(seq, MT_ERR_BAD_ARGS, MT_MSG("RUN needs count(u32)"), NULL);
   }
   n = mt_get_u32(p);
   if (n == 0u) {
-    return send_error(seq, MT_ERR_BAD_ARGS, "RUN count must be >= 1", NULL);
+    return send_error(seq, MT_ERR_BAD_ARGS, MT_MSG("RUN count must be >= 1"), NULL);
   }
   for (i = 0; i < n; ++i) {
     uint32_t t0 = mt_platform_ticks();
@@ -178,7 +193,7 @@ static int32_t do_run(uint8_t seq, const uint8_t *p, uint16_t len) {
     uint32_t dt = mt_platform_ticks() - t0; /* unsigned: correct across one wrap */
     if (status != 0) {
       mt_fmt_i32(num, status);
-      return send_error(seq, MT_ERR_RUN, "model run() returned ", num);
+      return send_error(seq, MT_ERR_RUN, MT_MSG("model run() returned "), num);
     }
     /* 64-bit sum kept as two halves so a long RUN n never wraps */
     lo += dt;
@@ -199,20 +214,20 @@ static int32_t do_get_output(uint8_t seq, const uint8_t *p, uint16_t len) {
   uint16_t count;
   const mt_tensor_t *t;
   if (len != 8u) {
-    return send_error(seq, MT_ERR_BAD_ARGS, "GET_OUTPUT needs index(u16) offset(u32) length(u16)", NULL);
+    return send_error(seq, MT_ERR_BAD_ARGS, MT_MSG("GET_OUTPUT needs index(u16) offset(u32) length(u16)"), NULL);
   }
   index = mt_get_u16(p);
   offset = mt_get_u32(p + 2);
   count = mt_get_u16(p + 6);
   t = find_tensor(1, index);
   if (t == NULL) {
-    return send_error(seq, MT_ERR_INDEX, "no such output", NULL);
+    return send_error(seq, MT_ERR_INDEX, MT_MSG("no such output"), NULL);
   }
   if (count > (uint16_t)MT_MAX_PAYLOAD) {
-    return send_error(seq, MT_ERR_RANGE, "GET_OUTPUT length over the max payload", NULL);
+    return send_error(seq, MT_ERR_RANGE, MT_MSG("GET_OUTPUT length over the max payload"), NULL);
   }
   if (offset > t->nbytes || (uint32_t)count > t->nbytes - offset) {
-    return send_error(seq, MT_ERR_RANGE, "GET_OUTPUT past the end of output", NULL);
+    return send_error(seq, MT_ERR_RANGE, MT_MSG("GET_OUTPUT past the end of output"), NULL);
   }
   return mt_frame_send((uint8_t)(MT_CMD_GET_OUTPUT | MT_REPLY_BIT), seq, t->data + offset, count, NULL, 0);
 }
@@ -226,7 +241,7 @@ static int32_t dispatch(void) {
     return do_hello(seq, p, len);
   }
   if (!g_hello_ok) {
-    return send_error(seq, MT_ERR_NO_HELLO, "send HELLO with protocol version 1 first", NULL);
+    return send_error(seq, MT_ERR_NO_HELLO, MT_MSG("send HELLO with protocol version 1 first"), NULL);
   }
   switch (type) {
     case MT_CMD_DESCRIBE:
@@ -240,7 +255,7 @@ static int32_t dispatch(void) {
     case MT_CMD_GET_OUTPUT:
       return do_get_output(seq, p, len);
     default:
-      return send_error(seq, MT_ERR_UNKNOWN_CMD, "unknown command", NULL);
+      return send_error(seq, MT_ERR_UNKNOWN_CMD, MT_MSG("unknown command"), NULL);
   }
 }
 
@@ -263,9 +278,9 @@ int32_t mt_session_main(void) {
       if (r == MT_RX_FRAME) {
         status = dispatch();
       } else if (r == MT_RX_BAD) {
-        status = send_error(0, MT_ERR_FRAME, "bad frame (CRC or length)", NULL);
+        status = send_error(0, MT_ERR_FRAME, MT_MSG("bad frame (CRC or length)"), NULL);
       } else if (r == MT_RX_OVERFLOW) {
-        status = send_error(0, MT_ERR_TOO_LONG, "frame longer than the max payload", NULL);
+        status = send_error(0, MT_ERR_TOO_LONG, MT_MSG("frame longer than the max payload"), NULL);
       }
       if (status < 0) {
         return -1; /* cannot write: the transport is gone */
