@@ -231,11 +231,35 @@ class ServerProcess:
 
     def settle(self, timeout: float = 1.0) -> None:
         """Give a server that is exiting a moment to finish and flush its stderr."""
+        if self.wait(timeout):
+            self._thread.join(timeout=0.5)
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the server to exit; True once it has (and is reaped).
+
+        On Linux a pidfd wakes us the moment the process exits; Popen.wait(timeout=) would
+        poll with growing sleeps and add milliseconds to every short-lived server.
+        """
+        proc = self.proc
+        if proc.poll() is not None:
+            return True
+        pidfd_open = getattr(os, "pidfd_open", None)
+        if pidfd_open is not None:
+            try:
+                pidfd = pidfd_open(proc.pid)
+            except OSError:
+                pidfd = None
+            if pidfd is not None:
+                try:
+                    select.select([pidfd], [], [], timeout)
+                finally:
+                    os.close(pidfd)
+                return proc.poll() is not None
         try:
-            self.proc.wait(timeout=timeout)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            return
-        self._thread.join(timeout=0.5)
+            return False
+        return True
 
     def status(self) -> str:
         """The exit status in words, e.g. ``exited with status 1``."""
@@ -263,11 +287,8 @@ class ServerProcess:
                     step()
                 except OSError:
                     pass
-            try:
-                proc.wait(timeout=wait)
+            if self.wait(wait):
                 break
-            except subprocess.TimeoutExpired:
-                continue
         self._thread.join(timeout=0.5)
 
     def kill(self) -> None:
@@ -276,10 +297,7 @@ class ServerProcess:
             self.proc.kill()
         except OSError:
             pass
-        try:
-            self.proc.wait(timeout=5.0)
-        except subprocess.TimeoutExpired:
-            pass
+        self.wait(5.0)
         self._thread.join(timeout=0.5)
 
 
