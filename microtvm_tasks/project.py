@@ -322,7 +322,7 @@ def build_project(project_dir: str | os.PathLike[str], options: Mapping[str, Any
 
     def record(state: ProjectState, before: dict, after: dict, outputs: list[str],
                call_options: dict, started: float) -> None:
-        out_set = set(outputs)
+        out_set = set(outputs) | stage_outputs(state, [s for s in OUTPUT_STAGES if s != "build"])
         state.artefacts["build"] = {
             "complete": True,
             "id": uuid.uuid4().hex,

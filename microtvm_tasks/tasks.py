@@ -181,7 +181,7 @@ def project_files_unchanged(project_dir: str) -> bool:
         if (st.st_mtime_ns, st.st_size) != (sig[0], sig[1]):
             if st.st_size != sig[1] or sha256_file(os.path.join(project_dir, rel)) != sig[2]:
                 return False
-    if seen != len(inputs):
+    if seen != sum(1 for rel in inputs if rel not in outputs):
         return False  # an input was deleted
     return all(os.path.exists(os.path.join(project_dir, rel)) for rel in build.get("outputs", []))
 
