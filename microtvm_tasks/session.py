@@ -562,6 +562,7 @@ class RunResult:
     ticks: list[int] = field(default_factory=list)
     tick_hz: int = 0
     round_trip_s: float = 0.0  # wall time of set inputs + one RUN + get outputs, over the transport
+    number: int = 1  # runs per measurement
 
     def summary(self) -> dict[str, Any]:
         import statistics
@@ -569,6 +570,7 @@ class RunResult:
         return {
             "model": self.description.name,
             "repeat": len(self.timings),
+            "number": self.number,
             "tick_hz": self.tick_hz,
             "ticks": self.ticks,
             "seconds_per_inference": self.timings,
@@ -656,13 +658,18 @@ def run_session(session: Session, inputs: Any = None, *, fill_mode: str = "rando
         ticks_list.append(ticks)
     timings = [t / hz / number if hz else 0.0 for t in ticks_list]
     return RunResult(outputs=outputs, inputs=arrays, timings=timings, description=desc, ticks=ticks_list,
-                     tick_hz=hz, round_trip_s=round_trip)
+                     tick_hz=hz, round_trip_s=round_trip, number=number)
 
 
 def run_project(project_dir: str | Path, inputs: Any = None, *, fill_mode: str = "random", repeat: int = 1,
                 number: int = 1, options: dict[str, Any] | None = None, seed: int | None = 0,
-                timeout: float = 30.0) -> RunResult:
-    """`microtvm run`: start the project's server, open its transport, run, close, reap."""
+                timeout: float = 30.0, raw_options: dict[str, str] | None = None) -> RunResult:
+    """`microtvm run`: start the project's server, open its transport, run, close, reap.
+
+    The options given at create time (`.tvmc.json`) are passed to open_transport, updated
+    with `options` (typed) and `raw_options` (strings from the command line, type-checked
+    against the server's option metadata).
+    """
     from .project_api.client import instantiate_from_dir
 
     project_dir = Path(project_dir)
@@ -675,6 +682,11 @@ def run_project(project_dir: str | Path, inputs: Any = None, *, fill_mode: str =
     opts = _remembered_options(project_dir)
     opts.update(options or {})
     with instantiate_from_dir(project_dir) as client:
+        if raw_options:
+            from .options import coerce_options
+
+            info = client.server_info_query("0.18.0")
+            opts.update(coerce_options(raw_options, info.get("project_options", []), where="--option"))
         timeouts = client.open_transport(opts)
         start_timeout = _timeout_field(timeouts, "session_start_timeout_sec", timeout)
         try:

@@ -1,0 +1,137 @@
+"""`microtvm run PROJECT_DIR`: run the model on a built (and flashed) project.
+
+As the TVM RFC describes `tvmc run --device micro PROJECT_DIR`: the platform and options
+given at create time come from the project's `.tvmc.json`, so none are needed here; the
+project's own Project API server is started, its transport opened, and the run protocol
+(microtvm_tasks/runtime/PROTOCOL.md) loads inputs, runs and reads outputs.
+
+Inputs come from `-i inputs.npz` (arrays `input_0`, ... or named after the model's inputs)
+or are filled (`--fill-mode`). For a quantised input, float arrays are quantised with the
+model's scale and zero point; quantised outputs are shown with their real values too.
+Outputs are saved with `-o outputs.npz` as `output_0`, ...
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the `run` subcommand."""
+    p = subparsers.add_parser(
+        "run",
+        help="run the model on a built/flashed project and print or save its outputs",
+        description="Run the model of PROJECT_DIR over the run protocol (the project's Project API "
+        "transport) with the options remembered at create time.",
+    )
+    p.add_argument("project_dir", metavar="PROJECT_DIR", help="a generated, built and flashed project")
+    p.add_argument("-i", "--inputs", metavar="INPUTS.npz",
+                   help="input arrays (input_0, ... or the model's input names); floats are quantised "
+                   "for quantised inputs")
+    p.add_argument("-o", "--outputs", metavar="OUTPUTS.npz", help="save the outputs as output_0, ...")
+    p.add_argument("--fill-mode", choices=["zeros", "ones", "random"], default="random",
+                   help="fill inputs not given with -i (default: random, seeded)")
+    p.add_argument("--seed", type=int, default=0, help="seed for --fill-mode random (default 0)")
+    p.add_argument("--print-top", metavar="N", type=int, default=0,
+                   help="print the N largest values of each output with their indices")
+    p.add_argument("--print-time", action="store_true",
+                   help="print the device's time per inference (from its tick counter) and the round trip")
+    p.add_argument("--repeat", metavar="N", type=int, default=1, help="measurements to take (default 1)")
+    p.add_argument("--number", metavar="N", type=int, default=1,
+                   help="runs per measurement, averaged (default 1)")
+    p.add_argument("--option", "-O", dest="option", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a project option for open_transport (e.g. a serial port)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each device reply")
+    p.set_defaults(func=run_command)
+
+
+def _format_values(values: Any, limit: int = 16) -> str:
+    import numpy as np
+
+    flat = np.asarray(values).reshape(-1)
+    shown = flat[:limit]
+    if flat.dtype.kind == "f":
+        text = " ".join(f"{v:.6g}" for v in shown)
+    else:
+        text = " ".join(str(int(v)) for v in shown)
+    return text + (f" ... ({flat.size} values)" if flat.size > limit else "")
+
+
+def _load_inputs(path: str) -> dict[str, Any]:
+    import numpy as np
+
+    from .errors import SessionError
+
+    try:
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise SessionError(f"{path}: no such inputs file") from None
+    except (OSError, ValueError) as e:
+        raise SessionError(f"{path}: not a .npz file of input arrays ({e})") from None
+
+
+def print_result(result: Any, *, print_top: int = 0, print_time: bool = False, out: Any = None) -> None:
+    """The human-readable report of a run (shared with the doit run task)."""
+    import statistics
+    import sys
+
+    import numpy as np
+
+    out = out or sys.stdout
+    desc = result.description
+    print(f"model {desc.name}: {len(desc.inputs)} input(s), {len(desc.outputs)} output(s), "
+          f"arena {desc.arena_bytes} bytes", file=out)
+    for t, a in zip(desc.inputs, result.inputs, strict=True):
+        q = f", scale {t.scale:.6g} zero point {t.zero_point}" if t.quantized else ""
+        print(f"input_{t.index} {t.name!r} {t.dtype}{list(t.shape)}{q}: {_format_values(a)}", file=out)
+        if t.quantized and np.asarray(a).dtype.kind != "f":
+            print(f"  real: {_format_values(t.dequantize(a))}", file=out)
+    for t, y in zip(desc.outputs, result.outputs, strict=True):
+        q = f", scale {t.scale:.6g} zero point {t.zero_point}" if t.quantized else ""
+        print(f"output_{t.index} {t.name!r} {t.dtype}{list(t.shape)}{q}: {_format_values(y)}", file=out)
+        if t.quantized:
+            print(f"  real: {_format_values(t.dequantize(y))}", file=out)
+        if print_top > 0:
+            flat = np.asarray(y).reshape(-1)
+            order = np.argsort(-flat.astype(np.float64), kind="stable")[:print_top]
+            real = t.dequantize(flat) if t.quantized else None
+            for rank, idx in enumerate(order, 1):
+                extra = f" (real {float(real[idx]):.6g})" if real is not None else ""
+                print(f"  top {rank}: index {int(idx)} value {flat[idx]}{extra}", file=out)
+    if print_time:
+        us = [s * 1e6 for s in result.timings]
+        print(f"time per inference (device ticks at {result.tick_hz} Hz, {len(us)} repeat(s) of "
+              f"{result.number} run(s)): mean {statistics.fmean(us):.3f} us, "
+              f"median {statistics.median(us):.3f} us, "
+              f"min {min(us):.3f} us, max {max(us):.3f} us"
+              + (f", std {statistics.stdev(us):.3f} us" if len(us) > 1 else ""), file=out)
+        print(f"round trip (load inputs, run once, read outputs, over the transport): "
+              f"{result.round_trip_s * 1e3:.3f} ms", file=out)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Handler of `microtvm run`."""
+    import numpy as np
+
+    from .options import parse_kv
+    from .session import run_project
+
+    inputs = _load_inputs(args.inputs) if args.inputs else None
+    raw = parse_kv(args.option, "--option on the command line") if args.option else None
+    result = run_project(
+        args.project_dir, inputs, fill_mode=args.fill_mode, repeat=args.repeat, number=args.number,
+        raw_options=raw, seed=args.seed, timeout=args.timeout,
+    )
+    print_result(result, print_top=args.print_top, print_time=args.print_time)
+    if args.outputs:
+        import io
+
+        from .fsutil import atomic_write_bytes
+
+        buf = io.BytesIO()
+        np.savez(buf, **{f"output_{i}": y for i, y in enumerate(result.outputs)})
+        atomic_write_bytes(args.outputs, buf.getvalue())
+        print(f"outputs saved to {args.outputs}")
+    return 0
