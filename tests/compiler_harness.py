@@ -204,3 +204,192 @@ class LiteRT:
             self.interp.set_tensor(d["index"], np.asarray(x, d["dtype"]).reshape(d["shape"]))
         self.interp.invoke()
         return [np.array(self.interp.get_tensor(d["index"]), copy=True) for d in self.outs]
+
+
+# --------------------------------------------------------------------------------------
+# A tiny .tflite writer, so tests can build the small single-operator models they need.
+# --------------------------------------------------------------------------------------
+
+_TFL_TYPES = {"float32": 0, "int32": 2, "uint8": 3, "int64": 4, "bool": 6, "int16": 7, "int8": 9}
+
+
+class TFLiteBuilder:
+    """Build a one-subgraph TFLite flatbuffer.
+
+    t = b.tensor([1, 8], "int8", scale=0.1, zero_point=3)           # activation
+    w = b.tensor([4, 8], "int8", data=arr, scale=[...], axis=0)     # constant
+    b.op("FULLY_CONNECTED", [t, w, -1], [y], "FullyConnectedOptions", FusedActivationFunction=1)
+    data = b.finish(inputs=[t], outputs=[y])
+    Option fields are the schema's names (tflite.<Options>Add<Field>).
+    """
+
+    def __init__(self) -> None:
+        self.tensors: list[dict[str, Any]] = []
+        self.ops: list[tuple[str, list[int], list[int], str | None, dict[str, Any]]] = []
+
+    def tensor(self, shape, dtype, *, data=None, scale=None, zero_point=None, axis=0, name=None) -> int:
+        self.tensors.append(
+            {
+                "shape": [int(s) for s in shape],
+                "dtype": dtype,
+                "data": None if data is None else np.ascontiguousarray(np.asarray(data, dtype=dtype)),
+                "scale": None if scale is None else np.atleast_1d(np.asarray(scale, np.float32)),
+                "zero_point": None if zero_point is None else np.atleast_1d(np.asarray(zero_point, np.int64)),
+                "axis": axis,
+                "name": name or f"t{len(self.tensors)}",
+            }
+        )
+        return len(self.tensors) - 1
+
+    def op(
+        self, builtin: str, inputs: list[int], outputs: list[int], options: str | None = None, **fields: Any
+    ) -> None:
+        self.ops.append((builtin, list(inputs), list(outputs), options, fields))
+
+    def finish(self, inputs: list[int], outputs: list[int]) -> bytes:
+        import flatbuffers
+        import tflite
+        from tflite.BuiltinOperator import BuiltinOperator
+        from tflite.BuiltinOptions import BuiltinOptions
+
+        b = flatbuffers.Builder(1024)
+
+        def int_vector(start_fn, values, prepend="PrependInt32"):
+            start_fn(b, len(values))
+            for v in reversed(values):
+                getattr(b, prepend)(v)
+            return b.EndVector()
+
+        # buffers: 0 is the empty sentinel, then one per constant tensor
+        buffer_offsets = []
+        tflite.BufferStart(b)
+        buffer_offsets.append(tflite.BufferEnd(b))
+        tensor_buffer = []
+        for t in self.tensors:
+            if t["data"] is None:
+                tensor_buffer.append(0)
+                continue
+            raw = t["data"].tobytes()
+            b.StartVector(1, len(raw), 16)
+            for byte in reversed(raw):
+                b.PrependUint8(byte)
+            vec = b.EndVector()
+            tflite.BufferStart(b)
+            tflite.BufferAddData(b, vec)
+            buffer_offsets.append(tflite.BufferEnd(b))
+            tensor_buffer.append(len(buffer_offsets) - 1)
+
+        tensor_offsets = []
+        for t, buf in zip(self.tensors, tensor_buffer, strict=True):
+            name = b.CreateString(t["name"])
+            shape = int_vector(tflite.TensorStartShapeVector, t["shape"])
+            q = None
+            if t["scale"] is not None:
+                scales = t["scale"]
+                zps = t["zero_point"] if t["zero_point"] is not None else np.zeros(len(scales), np.int64)
+                tflite.QuantizationParametersStartScaleVector(b, len(scales))
+                for s in reversed(scales.tolist()):
+                    b.PrependFloat32(s)
+                sv = b.EndVector()
+                tflite.QuantizationParametersStartZeroPointVector(b, len(zps))
+                for z in reversed(zps.tolist()):
+                    b.PrependInt64(z)
+                zv = b.EndVector()
+                tflite.QuantizationParametersStart(b)
+                tflite.QuantizationParametersAddScale(b, sv)
+                tflite.QuantizationParametersAddZeroPoint(b, zv)
+                tflite.QuantizationParametersAddQuantizedDimension(b, t["axis"])
+                q = tflite.QuantizationParametersEnd(b)
+            tflite.TensorStart(b)
+            tflite.TensorAddShape(b, shape)
+            tflite.TensorAddType(b, _TFL_TYPES[t["dtype"]])
+            tflite.TensorAddBuffer(b, buf)
+            tflite.TensorAddName(b, name)
+            if q is not None:
+                tflite.TensorAddQuantization(b, q)
+            tensor_offsets.append(tflite.TensorEnd(b))
+
+        codes: list[str] = []
+        op_offsets = []
+        for builtin, ins, outs, opt_name, fields in self.ops:
+            if builtin not in codes:
+                codes.append(builtin)
+            opt = None
+            if opt_name is not None:
+                getattr(tflite, f"{opt_name}Start")(b)
+                for k, v in fields.items():
+                    getattr(tflite, f"{opt_name}Add{k}")(b, v)
+                opt = getattr(tflite, f"{opt_name}End")(b)
+            iv = int_vector(tflite.OperatorStartInputsVector, ins)
+            ov = int_vector(tflite.OperatorStartOutputsVector, outs)
+            tflite.OperatorStart(b)
+            tflite.OperatorAddOpcodeIndex(b, codes.index(builtin))
+            tflite.OperatorAddInputs(b, iv)
+            tflite.OperatorAddOutputs(b, ov)
+            if opt is not None:
+                tflite.OperatorAddBuiltinOptionsType(b, getattr(BuiltinOptions, opt_name))
+                tflite.OperatorAddBuiltinOptions(b, opt)
+            op_offsets.append(tflite.OperatorEnd(b))
+
+        def table_vector(start_fn, offsets):
+            start_fn(b, len(offsets))
+            for o in reversed(offsets):
+                b.PrependUOffsetTRelative(o)
+            return b.EndVector()
+
+        tv = table_vector(tflite.SubGraphStartTensorsVector, tensor_offsets)
+        opv = table_vector(tflite.SubGraphStartOperatorsVector, op_offsets)
+        inv = int_vector(tflite.SubGraphStartInputsVector, inputs)
+        outv = int_vector(tflite.SubGraphStartOutputsVector, outputs)
+        sgname = b.CreateString("main")
+        tflite.SubGraphStart(b)
+        tflite.SubGraphAddTensors(b, tv)
+        tflite.SubGraphAddOperators(b, opv)
+        tflite.SubGraphAddInputs(b, inv)
+        tflite.SubGraphAddOutputs(b, outv)
+        tflite.SubGraphAddName(b, sgname)
+        sg = tflite.SubGraphEnd(b)
+
+        code_offsets = []
+        for c in codes:
+            value = getattr(BuiltinOperator, c)
+            tflite.OperatorCodeStart(b)
+            tflite.OperatorCodeAddDeprecatedBuiltinCode(b, min(value, 127))
+            tflite.OperatorCodeAddBuiltinCode(b, value)
+            tflite.OperatorCodeAddVersion(b, 1)
+            code_offsets.append(tflite.OperatorCodeEnd(b))
+        cv = table_vector(tflite.ModelStartOperatorCodesVector, code_offsets)
+        sgv = table_vector(tflite.ModelStartSubgraphsVector, [sg])
+        bv = table_vector(tflite.ModelStartBuffersVector, buffer_offsets)
+        desc = b.CreateString("built by tests/compiler_harness.py")
+        tflite.ModelStart(b)
+        tflite.ModelAddVersion(b, 3)
+        tflite.ModelAddOperatorCodes(b, cv)
+        tflite.ModelAddSubgraphs(b, sgv)
+        tflite.ModelAddDescription(b, desc)
+        tflite.ModelAddBuffers(b, bv)
+        model = tflite.ModelEnd(b)
+        b.Finish(model, file_identifier=b"TFL3")
+        return bytes(b.Output())
+
+
+def tflm_arena(model_path: str | Path) -> dict[str, int]:
+    """TFLite Micro's arena use {"total", "head", "tail"} for a model (print_allocations)."""
+    import os
+    import tempfile
+
+    interp = TFLM(model_path).interp
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        saved = os.dup(1), os.dup(2)
+        os.dup2(tmp.fileno(), 1)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            interp.print_allocations()
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+        tmp.seek(0)
+        log = tmp.read().decode(errors="replace")
+    return {k: int(v) for k, v in re.findall(r"Arena allocation (total|head|tail) (\d+) bytes", log)}

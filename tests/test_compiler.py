@@ -71,7 +71,7 @@ def test_metadata_layout(tmp_path):
     mod = meta["modules"]["sine"]
     assert mod["executors"] == ["aot"] and mod["style"] == "full-model"
     main = mod["memory"]["main"][0]
-    (name, inp), = main["inputs"].items()
+    ((name, inp),) = main["inputs"].items()
     assert name == "serving_default_dense_input:0"
     assert inp["dtype"] == "int8" and inp["shape"] == [1, 1] and inp["size"] == 1
     assert inp["quantization"]["zero_point"] == -128
@@ -79,7 +79,10 @@ def test_metadata_layout(tmp_path):
     header = members["codegen/host/include/tvmgen_sine.h"].decode()
     assert "void* serving_default_dense_input_0;" in header
     assert "#define TVMGEN_SINE_SERVING_DEFAULT_DENSE_INPUT_0_SIZE 1" in header
-    assert "int32_t tvmgen_sine_run(struct tvmgen_sine_inputs* inputs, struct tvmgen_sine_outputs* outputs);" in header
+    assert (
+        "int32_t tvmgen_sine_run(struct tvmgen_sine_inputs* inputs, struct tvmgen_sine_outputs* outputs);"
+        in header
+    )
     # weights are const (flash), the arena is the only mutable storage
     lib0 = members["codegen/host/src/sine_lib0.c"].decode()
     assert "const int8_t tvmgen_sine_c0[" in lib0

@@ -19,6 +19,7 @@ MT_KERNEL void mt_conv_s8(const int8_t* restrict in, const int8_t* restrict w,
                           int pad_h, int pad_w, int32_t in_zp, int32_t out_zp,
                           int32_t act_min, int32_t act_max) {
   const int k = k_h * k_w * in_c;
+  const int oc4 = out_c - (out_c & 3);
   int32_t acc[4];
   int b, oy, ox, oc, ky, kx, c, r;
   for (b = 0; b < batches; ++b) {
@@ -54,7 +55,7 @@ MT_KERNEL void mt_conv_s8(const int8_t* restrict in, const int8_t* restrict w,
           src = patch;
         }
         const int8_t* restrict wo = w;
-        for (oc = 0; oc + 4 <= out_c; oc += 4, wo += 4 * k) {
+        for (oc = 0; oc < oc4; oc += 4, wo += 4 * k) {
           mt_dot4_s8(src, wo, k, k, acc);
           for (r = 0; r < 4; ++r) {
             const int ch = per_channel ? oc + r : 0;
@@ -62,7 +63,7 @@ MT_KERNEL void mt_conv_s8(const int8_t* restrict in, const int8_t* restrict w,
             o[oc + r] = (int8_t)mt_clamp_i32(v, act_min, act_max);
           }
         }
-        for (; oc < out_c; ++oc, wo += k) {
+        for (oc = oc4; oc < out_c; ++oc, wo += k) {
           const int ch = per_channel ? oc : 0;
           const int32_t v = mt_mbqm(mt_dot_s8(src, wo, k) + bias[oc], mult[ch], shift[ch]) + out_zp;
           o[oc] = (int8_t)mt_clamp_i32(v, act_min, act_max);

@@ -14,13 +14,14 @@ MT_KERNEL void mt_fc_s8(const int8_t* restrict in, const int8_t* restrict w,
                         const int32_t* restrict shift, int per_channel,
                         int8_t* restrict out, int batches, int in_dim, int out_dim,
                         int32_t out_zp, int32_t act_min, int32_t act_max) {
+  const int o4 = out_dim - (out_dim & 3);
   int32_t acc[4];
   int b, o, r;
   for (b = 0; b < batches; ++b) {
     const int8_t* restrict x = in + b * in_dim;
     const int8_t* restrict wr = w;
     int8_t* restrict y = out + b * out_dim;
-    for (o = 0; o + 4 <= out_dim; o += 4, wr += 4 * in_dim) {
+    for (o = 0; o < o4; o += 4, wr += 4 * in_dim) {
       mt_dot4_s8(x, wr, in_dim, in_dim, acc);
       for (r = 0; r < 4; ++r) {
         const int ch = per_channel ? o + r : 0;
@@ -28,7 +29,7 @@ MT_KERNEL void mt_fc_s8(const int8_t* restrict in, const int8_t* restrict w,
         y[o + r] = (int8_t)mt_clamp_i32(v, act_min, act_max);
       }
     }
-    for (; o < out_dim; ++o, wr += in_dim) {
+    for (o = o4; o < out_dim; ++o, wr += in_dim) {
       const int ch = per_channel ? o : 0;
       const int32_t v = mt_mbqm(mt_dot_s8(x, wr, in_dim) + bias[o], mult[ch], shift[ch]) + out_zp;
       y[o] = (int8_t)mt_clamp_i32(v, act_min, act_max);
