@@ -441,6 +441,37 @@ class SerialTransport:
             self._proc = None
 
 
+_SKIP_RE = re.compile(r"\t(sbrs|sbrc|sbis|sbic|cpse)\t")
+_RETURN_RE = re.compile(r"\t(ret|reti|ijmp|icall|eijmp|eicall)\b")
+
+
+def qemu_skip_hazards(elf: pathlib.Path) -> list[str]:
+    """Functions of `elf` with a skip instruction whose skipped instruction is a return or an
+    indirect jump: qemu-system-avr mistranslates that pair (it loops, or goes on with a wrong
+    value), so code reaching one behaves differently in emulation than on a chip. The template
+    ships fixed versions of the libgcc multiplies the kernels use (mt_avr_mulhisi3.S); this
+    finds any other, so the emulator's user is warned instead of misled."""
+    objdump = shutil.which("avr-objdump")
+    if objdump is None:
+        return []
+    try:
+        text = subprocess.run([objdump, "-d", str(elf)], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    found: list[str] = []
+    func = "?"
+    after_skip = False
+    for line in text.splitlines():
+        m = re.match(r"^[0-9a-f]+ <(.+)>:$", line)
+        if m:
+            func, after_skip = m.group(1), False
+            continue
+        if after_skip and _RETURN_RE.search(line) and func not in found:
+            found.append(func)
+        after_skip = bool(_SKIP_RE.search(line))
+    return found
+
+
 def start_qemu_avr(elf: pathlib.Path, machine: str, log_path: pathlib.Path) -> SerialTransport:
     """Boot `elf` in qemu-system-avr with UART0 on a loopback TCP socket and connect to it.
 
@@ -641,6 +672,7 @@ class Handler(server.ProjectAPIHandler):
         # The sketch and the platform hooks.
         shutil.copy2(API_SERVER_DIR / "firmware" / f"{project_type}.ino", out / f"{sketch}.ino")
         shutil.copy2(API_SERVER_DIR / "firmware" / "platform_arduino.cpp", src / "platform_arduino.cpp")
+        shutil.copy2(API_SERVER_DIR / "firmware" / "mt_avr_mulhisi3.S", src / "mt_avr_mulhisi3.S")
 
         # The runtime (flat in src/: Arduino only resolves includes relative to the file).
         for path in glue.runtime_sources():
@@ -707,7 +739,7 @@ class Handler(server.ProjectAPIHandler):
             "LOCAL_CPP_SRCS = $(wildcard src/*.cpp)",
             "LOCAL_CC_SRCS =",
             "LOCAL_PDE_SRCS =",
-            "LOCAL_AS_SRCS =",
+            "LOCAL_AS_SRCS = $(wildcard src/*.S)",
             "CFLAGS_STD = -std=gnu11",
             "CXXFLAGS_STD = -std=gnu++11",
             "# Debian's avr-libc lacks DECIMAL_DIG, which the Arduino core's WString.cpp uses.",
@@ -869,6 +901,15 @@ class Handler(server.ProjectAPIHandler):
             machine = props.get("qemu_machine")
             if not machine:
                 raise OptionError(f"arduino: the {board} cannot be emulated; use uno or mega2560")
+            hazards = qemu_skip_hazards(elf)
+            if hazards:
+                _LOG.warning(
+                    "arduino: %s contains skip-over-return sequences in %s; qemu-system-avr "
+                    "mis-executes them, so results in emulation may differ from a real %s",
+                    elf,
+                    ", ".join(hazards),
+                    board,
+                )
             self._transport = start_qemu_avr(elf, machine, BUILD_DIR / "qemu.log")
             timeouts = server.TransportTimeouts(
                 session_start_retry_timeout_sec=2.0,

@@ -25,13 +25,21 @@ static volatile uint16_t mt_timer1_overflows;
 
 ISR(TIMER1_OVF_vect) { mt_timer1_overflows = (uint16_t)(mt_timer1_overflows + 1u); }
 
+static uint16_t mt_timer1_overflows_now(void) {
+  uint8_t sreg = SREG;
+  uint16_t v;
+  cli();
+  v = mt_timer1_overflows;
+  SREG = sreg;
+  return v;
+}
+
 static void mt_timer1_start(void) {
   uint8_t sreg = SREG;
   cli();
   TCCR1A = 0;             /* normal mode: count 0..0xFFFF and wrap */
   TCCR1B = _BV(CS11);     /* clk/8 */
   TCNT1 = 0;
-  TIFR1 = _BV(TOV1);      /* clear a pending overflow */
   TIMSK1 = _BV(TOIE1);
   mt_timer1_overflows = 0;
   SREG = sreg;
@@ -82,17 +90,17 @@ int32_t mt_platform_write(const uint8_t *buf, size_t n) {
 
 uint32_t mt_platform_ticks(void) {
 #if defined(__AVR__)
-  uint8_t sreg = SREG;
-  uint16_t lo;
+  /* Overflow count, counter, overflow count again: equal counts mean no overflow was
+   * counted in between, so the pair is consistent. The TOV1 flag is not used: the
+   * hardware clears it by writing 1, qemu-system-avr by writing 0, and a pending
+   * flag cannot be read the same way on both. (Called with interrupts enabled: the
+   * overflow interrupt runs within a few cycles of the wrap.) */
   uint16_t hi;
-  cli();
-  lo = TCNT1;
-  hi = mt_timer1_overflows;
-  /* An overflow that happened after cli() is pending, not yet counted. */
-  if ((TIFR1 & _BV(TOV1)) && lo < 0x8000u) {
-    hi = (uint16_t)(hi + 1u);
-  }
-  SREG = sreg;
+  uint16_t lo;
+  do {
+    hi = mt_timer1_overflows_now();
+    lo = TCNT1;
+  } while (hi != mt_timer1_overflows_now());
   return ((uint32_t)hi << 16) | lo;
 #else
   return (uint32_t)micros();
