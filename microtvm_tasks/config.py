@@ -304,9 +304,25 @@ def _describe(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
-def _schema_error(exc: Any, text: str, path: Path) -> ConfigError:
+def _typed_path(data: Any, parts: list[Any]) -> list[Any]:
+    """fastjsonschema's path names list items by digit strings: make them ints where lists are."""
+    out: list[Any] = []
+    node = data
+    for part in parts:
+        if isinstance(node, list) and isinstance(part, str) and part.isdigit():
+            part = int(part)
+        out.append(part)
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            node = None
+    return out
+
+
+def _schema_error(exc: Any, text: str, path: Path, data: Any = None) -> ConfigError:
     """Turn a fastjsonschema error into 'file:line: field: what is wrong, what is allowed'."""
     jpath = list(exc.path[1:]) if exc.path and exc.path[0] == "data" else list(exc.path or [])
+    jpath = _typed_path(data, jpath)
     definition = exc.definition if isinstance(exc.definition, dict) else {}
     rule = exc.rule
     value = exc.value
@@ -330,6 +346,13 @@ def _schema_error(exc: Any, text: str, path: Path) -> ConfigError:
         msg = f"must be {'an' if str(expected)[0] in 'aeio' else 'a'} {expected}, got {_describe(value)}"
     elif rule == "enum":
         msg = f"{value!r} is not allowed; use one of: {', '.join(map(str, definition.get('enum', [])))}"
+    elif rule == "propertyNames" and isinstance(value, dict):
+        pattern = re.compile(definition.get("propertyNames", {}).get("pattern", ".*"))
+        bad = [k for k in value if not pattern.search(str(k))]
+        if bad:
+            where_path = jpath + [bad[0]]
+        msg = f"'{bad[0] if bad else '?'}' is not a valid name (letters, digits, '_', '.', '+', '-'; " \
+              "no ':' or '/')"
     elif rule == "pattern" and isinstance(value, str):
         msg = f"'{value}' is not a valid name (letters, digits, '_', '.', '+', '-'; no ':' or '/')"
     elif rule == "minItems":
@@ -388,7 +411,7 @@ def load_workspace(
         _validate(data)
     except Exception as exc:  # fastjsonschema.JsonSchemaValueException
         if hasattr(exc, "rule") and hasattr(exc, "path"):
-            raise _schema_error(exc, text, path) from None
+            raise _schema_error(exc, text, path, data) from None
         raise
     root = path.parent
 
