@@ -154,7 +154,8 @@ def test_crashed_program_is_transport_closed(tmp_path, monkeypatch):
 def test_aot_standalone_demo_prints_outputs(tmp_path):
     x = np.array([[3, -7, 100, 127]], dtype=np.int8)
     np.savez(tmp_path / "in.npz", input_0=x)
-    proj = _generate(tmp_path, "demo", project_type="aot_standalone_demo", standalone_input=str(tmp_path / "in.npz"))
+    proj = _generate(tmp_path, "demo", project_type="aot_standalone_demo",
+                     standalone_input=str(tmp_path / "in.npz"))
     out = subprocess.run([str(proj / "build" / "main")], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     y_ref, z_ref = fake_reference(x)
