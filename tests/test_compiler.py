@@ -129,3 +129,21 @@ def test_bad_inputs(tmp_path):
         compile_model(SINE, tmp_path / "o.tar", module_name="bad-name")
     with pytest.raises(CompileError, match="unknown compile option"):
         compile_model(SINE, tmp_path / "o.tar", frobnicate=1)
+
+
+def test_cli_compile(tmp_path, capsys):
+    from microtvm_tasks.cli import main
+
+    out = tmp_path / "s.tar"
+    assert main(["compile", str(SINE), "-o", str(out), "--module-name", "sine"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    assert "codegen/host/src/sine_lib1.c" in _members(out)
+    # an MLF archive passes through unchanged
+    again = tmp_path / "again.tar"
+    assert main(["compile", str(out), "-o", str(again)]) == 0
+    assert again.read_bytes() == out.read_bytes()
+    # user mistakes: exit status 2 and a message, no traceback
+    assert main(["compile", str(tmp_path / "nope.tflite"), "-o", str(tmp_path / "x.tar")]) == 2
+    assert "model file not found" in capsys.readouterr().err
+    assert main(["compile", str(SINE), "-o", str(tmp_path / "x.tar"), "--input-layout", "NCHW"]) == 2
+    assert "NHWC" in capsys.readouterr().err

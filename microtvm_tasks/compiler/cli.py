@@ -1,0 +1,63 @@
+"""`microtvm compile MODEL [-o OUT.tar] [--module-name NAME] [--input-layout NCHW|NHWC]`.
+
+The `tvmc compile --output-format mlf` of this tool: a .tflite or .onnx model becomes a
+Model Library Format archive with the built-in compiler; an existing MLF .tar is checked
+and copied. Errors are MicrotvmError (CompileError), printed by the top-level CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the `compile` subcommand."""
+    p = subparsers.add_parser(
+        "compile",
+        help="compile a TFLite or ONNX model to a Model Library Format archive",
+        description="Compile MODEL (.tflite, .onnx, or an existing MLF .tar, which is validated and "
+        "copied) to a Model Library Format archive with the built-in ahead-of-time compiler: C99, "
+        "one static arena, weights const in flash, TVM's AOT C interface.",
+    )
+    p.add_argument("model", metavar="MODEL", help="model file: .tflite, .onnx or an MLF .tar")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT.tar",
+        help="archive to write (default: MODEL's name with .tar, in the current directory)",
+    )
+    p.add_argument(
+        "--module-name",
+        default="default",
+        metavar="NAME",
+        help="module name: tvmgen_NAME_run, NAME_lib0.c (default: default)",
+    )
+    p.add_argument(
+        "--input-layout",
+        choices=["NCHW", "NHWC"],
+        default=None,
+        help="layout of 4-D ONNX model inputs (default NCHW as in the model; TFLite is NHWC)",
+    )
+    p.set_defaults(func=compile_command)
+
+
+def compile_command(args: argparse.Namespace) -> int:
+    import time
+
+    from . import compile_model
+
+    model = Path(args.model)
+    out = Path(args.output) if args.output else Path(model.stem + ".tar")
+    if out.resolve() == model.resolve():
+        from ..errors import CompileError
+
+        raise CompileError(f"{out}: the output would overwrite the input; choose another -o")
+    options = {}
+    if args.input_layout is not None:
+        options["input_layout"] = args.input_layout
+    t0 = time.perf_counter()
+    compile_model(model, out, module_name=args.module_name, **options)
+    print(f"wrote {out} ({out.stat().st_size} bytes) in {time.perf_counter() - t0:.2f} s")
+    return 0
