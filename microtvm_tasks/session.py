@@ -327,6 +327,8 @@ class Session:
     (every command is idempotent, so repeating one is safe).
     """
 
+    MAX_FRAME_ERRORS = 8
+
     def __init__(self, transport: Transport, *, timeout: float = 10.0, retries: int = 2,
                  read_size: int = 4096) -> None:
         self.transport = transport
@@ -363,7 +365,8 @@ class Session:
         timeout = self.timeout if timeout is None else timeout
         retries = self.retries if retries is None else retries
         frame_errors = 0
-        for _attempt in range(retries + 1):
+        attempts = 0
+        while attempts <= retries:
             seq = self._next_seq()
             self.transport.write(encode_frame(cmd, seq, payload), timeout)
             deadline = time.monotonic() + timeout
@@ -371,6 +374,7 @@ class Session:
             while not resend:
                 frame = self._frames(deadline)
                 if frame is None:
+                    attempts += 1
                     break  # timed out: send again
                 if frame.type == MSG_ERROR:
                     code, msg = _parse_error(frame.payload)
@@ -381,7 +385,11 @@ class Session:
                         )
                     if frame.seq == 0 and code in (ERR_FRAME, ERR_TOO_LONG):
                         frame_errors += 1
-                        resend = True  # our request may have been the corrupted one
+                        # our request may have been the corrupted one: send it again (bounded
+                        # separately from timeouts, so a noisy line cannot loop forever)
+                        resend = True
+                        if frame_errors > self.MAX_FRAME_ERRORS:
+                            attempts = retries + 1
                     continue
                 if frame.seq != seq:
                     continue  # a stale reply to an earlier attempt
@@ -392,7 +400,7 @@ class Session:
                     )
                 return frame.payload
         raise SessionError(
-            f"no reply to command 0x{cmd:02x} after {retries + 1} attempt(s) of {timeout:.1f} s"
+            f"no reply to command 0x{cmd:02x} after {attempts} timed-out attempt(s) of {timeout:.1f} s"
             + (f" ({frame_errors} corrupted-frame report(s) from the device)" if frame_errors else "")
             + (f"; {self.decoder.dropped} malformed frame(s) dropped" if self.decoder.dropped else "")
             + ": is the firmware running the host_driven session, and is the transport right?"
