@@ -1,0 +1,299 @@
+"""One focused test per TFLite operator and per padding / stride / dilation / depth
+multiplier / activation / quantisation variant, on small models built in-process
+(tests/model_builders.py).
+
+Each model is compiled by our compiler, its C built once into a shared library and run on
+a few random inputs: int8 outputs must equal TFLite Micro's bit for bit, float32 outputs
+LiteRT's within 1e-4 x the output range.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import model_builders as mb  # noqa: E402
+
+from microtvm_tasks.compiler import load_model  # noqa: E402
+from microtvm_tasks.compiler.passes import run_passes  # noqa: E402
+from microtvm_tasks.errors import CompileError  # noqa: E402
+
+Q = mb.QParams
+
+CASES = {
+    # CONV_2D
+    "conv_same_s1_per_channel": lambda: mb.conv2d(),
+    "conv_valid_s1": lambda: mb.conv2d(padding="VALID"),
+    "conv_same_s2": lambda: mb.conv2d(stride=(2, 2), input_shape=(1, 10, 9, 3)),
+    "conv_valid_s2_odd": lambda: mb.conv2d(padding="VALID", stride=(2, 2), input_shape=(1, 9, 10, 3)),
+    "conv_stride_2x1": lambda: mb.conv2d(stride=(2, 1)),
+    "conv_dilation2_same": lambda: mb.conv2d(dilation=(2, 2)),
+    "conv_dilation2_valid": lambda: mb.conv2d(dilation=(2, 2), padding="VALID"),
+    "conv_per_tensor": lambda: mb.conv2d(per_channel=False),
+    "conv_relu": lambda: mb.conv2d(activation="RELU"),
+    "conv_relu6": lambda: mb.conv2d(activation="RELU6"),
+    "conv_1x1": lambda: mb.conv2d(kernel=(1, 1), out_channels=7),
+    "conv_5x3_kernel": lambda: mb.conv2d(kernel=(5, 3), input_shape=(1, 8, 7, 2)),
+    "conv_batch2": lambda: mb.conv2d(input_shape=(2, 6, 6, 3)),
+    "conv_f32_same": lambda: mb.conv2d("float32"),
+    "conv_f32_valid_s2_dil": lambda: mb.conv2d("float32", padding="VALID", stride=(2, 2),
+                                               input_shape=(1, 11, 11, 3)),
+    "conv_f32_dilation2": lambda: mb.conv2d("float32", dilation=(2, 2)),
+    "conv_f32_relu6": lambda: mb.conv2d("float32", activation="RELU6"),
+    # DEPTHWISE_CONV_2D
+    "dw_same_s1": lambda: mb.depthwise_conv2d(),
+    "dw_valid": lambda: mb.depthwise_conv2d(padding="VALID"),
+    "dw_same_s2": lambda: mb.depthwise_conv2d(stride=(2, 2), input_shape=(1, 10, 9, 4)),
+    "dw_dilation2": lambda: mb.depthwise_conv2d(dilation=(2, 2)),
+    "dw_depth_multiplier2": lambda: mb.depthwise_conv2d(depth_multiplier=2),
+    "dw_depth_multiplier3_valid_s2": lambda: mb.depthwise_conv2d(depth_multiplier=3, padding="VALID",
+                                                                 stride=(2, 2)),
+    "dw_per_tensor": lambda: mb.depthwise_conv2d(per_channel=False),
+    "dw_relu6": lambda: mb.depthwise_conv2d(activation="RELU6"),
+    "dw_f32": lambda: mb.depthwise_conv2d("float32"),
+    "dw_f32_multiplier2_s2": lambda: mb.depthwise_conv2d("float32", depth_multiplier=2, stride=(2, 2)),
+    "dw_f32_dilation2_valid": lambda: mb.depthwise_conv2d("float32", dilation=(2, 2), padding="VALID"),
+    # FULLY_CONNECTED
+    "fc_per_tensor": lambda: mb.fully_connected(),
+    "fc_per_channel": lambda: mb.fully_connected(per_channel=True),
+    "fc_relu": lambda: mb.fully_connected(activation="RELU"),
+    "fc_no_bias": lambda: mb.fully_connected(bias=False),
+    "fc_batch3": lambda: mb.fully_connected(batch=3),
+    "fc_4d_input": lambda: mb.fully_connected(input_shape=(1, 2, 2, 4)),
+    "fc_f32": lambda: mb.fully_connected("float32"),
+    "fc_f32_relu6": lambda: mb.fully_connected("float32", activation="RELU6"),
+    # pooling
+    "avgpool_valid": lambda: mb.pool2d("AVERAGE_POOL_2D"),
+    "avgpool_same_3x3_s2": lambda: mb.pool2d("AVERAGE_POOL_2D", padding="SAME", filter_size=(3, 3),
+                                             input_shape=(1, 7, 8, 3)),
+    "avgpool_s1_relu": lambda: mb.pool2d("AVERAGE_POOL_2D", stride=(1, 1), activation="RELU"),
+    "avgpool_f32_same": lambda: mb.pool2d("AVERAGE_POOL_2D", "float32", padding="SAME",
+                                          filter_size=(3, 3)),
+    "maxpool_valid": lambda: mb.pool2d("MAX_POOL_2D"),
+    "maxpool_same_3x3_s2": lambda: mb.pool2d("MAX_POOL_2D", padding="SAME", filter_size=(3, 3),
+                                             input_shape=(1, 7, 8, 3)),
+    "maxpool_s1_relu6": lambda: mb.pool2d("MAX_POOL_2D", stride=(1, 1), activation="RELU6"),
+    "maxpool_f32_same": lambda: mb.pool2d("MAX_POOL_2D", "float32", padding="SAME", filter_size=(3, 2),
+                                          stride=(1, 2)),
+    # SOFTMAX
+    "softmax": lambda: mb.softmax(),
+    "softmax_rows_beta": lambda: mb.softmax(input_shape=(3, 12), beta=0.5, input_q=Q(0.05, -10)),
+    "softmax_f32": lambda: mb.softmax("float32"),
+    # RESHAPE / SQUEEZE / TRANSPOSE
+    "reshape": lambda: mb.reshape(),
+    "reshape_no_shape_input_f32": lambda: mb.reshape("float32", shape_input=False),
+    "squeeze": lambda: mb.squeeze(),
+    "squeeze_f32_all": lambda: mb.squeeze("float32", input_shape=(1, 1, 1, 6), squeeze_dims=()),
+    "transpose_nhwc": lambda: mb.transpose(),
+    "transpose_f32_3d": lambda: mb.transpose("float32", input_shape=(2, 3, 4), perm=(2, 0, 1)),
+    # ADD / SUB / MUL
+    "add": lambda: mb.binary("ADD"),
+    "add_broadcast_channel": lambda: mb.binary("ADD", shape_b=(1, 1, 1, 3)),
+    "add_broadcast_both": lambda: mb.binary("ADD", shape_a=(1, 4, 1, 3), shape_b=(1, 1, 5, 3)),
+    "add_const_vector": lambda: mb.binary("ADD", shape_b=(3,), const_b=True),
+    "add_relu6": lambda: mb.binary("ADD", activation="RELU6"),
+    "add_scales_b_larger": lambda: mb.binary("ADD", qa=Q(0.01, 5), qb=Q(0.2, -7), qout=Q(0.25, 3)),
+    "add_f32_relu": lambda: mb.binary("ADD", "float32", activation="RELU"),
+    "add_f32_broadcast": lambda: mb.binary("ADD", "float32", shape_a=(2, 3), shape_b=(3,)),
+    "sub": lambda: mb.binary("SUB"),
+    "sub_broadcast": lambda: mb.binary("SUB", shape_a=(1, 1, 4, 3), shape_b=(1, 4, 1, 3)),
+    "sub_scales": lambda: mb.binary("SUB", qa=Q(0.07, -20), qb=Q(0.011, 30), qout=Q(0.09, 0)),
+    "sub_relu": lambda: mb.binary("SUB", activation="RELU"),
+    "sub_f32": lambda: mb.binary("SUB", "float32", shape_b=(1, 4, 1, 1)),
+    "mul": lambda: mb.binary("MUL"),
+    "mul_broadcast": lambda: mb.binary("MUL", shape_b=(1, 4, 4, 1)),
+    "mul_const": lambda: mb.binary("MUL", shape_b=(1, 1, 1, 3), const_b=True),
+    "mul_relu": lambda: mb.binary("MUL", activation="RELU", qout=Q(0.02, -128)),
+    "mul_f32": lambda: mb.binary("MUL", "float32", shape_b=(1, 4, 1, 3)),
+    # activations
+    "logistic": lambda: mb.unary("LOGISTIC"),
+    "logistic_wide_input": lambda: mb.unary("LOGISTIC", input_q=Q(0.2, 20)),
+    "logistic_f32": lambda: mb.unary("LOGISTIC", "float32"),
+    "tanh": lambda: mb.unary("TANH"),
+    "tanh_fine_input": lambda: mb.unary("TANH", input_q=Q(0.008, -50)),
+    "tanh_f32": lambda: mb.unary("TANH", "float32"),
+    "relu_requantise": lambda: mb.unary("RELU"),
+    "relu_same_quant": lambda: mb.unary("RELU", output_q=Q(0.05, -3)),
+    "relu_f32": lambda: mb.unary("RELU", "float32"),
+    "relu6_same_quant": lambda: mb.unary("RELU6", output_q=Q(0.05, -3)),
+    "relu6_f32": lambda: mb.unary("RELU6", "float32"),
+    # QUANTIZE / DEQUANTIZE
+    "quantize_f32_to_int8": lambda: mb.quantize(),
+    "quantize_int8_requantise": lambda: mb.quantize(from_dtype="int8"),
+    "quantize_int8_larger_scale": lambda: mb.quantize(from_dtype="int8", output_q=Q(0.3, -100)),
+    "dequantize": lambda: mb.dequantize(),
+    # PAD / CONCATENATION / MEAN
+    "pad": lambda: mb.pad(),
+    "pad_channels_f32": lambda: mb.pad("float32", paddings=((0, 0), (0, 0), (1, 1), (2, 3))),
+    "pad_2d": lambda: mb.pad(input_shape=(3, 4), paddings=((1, 0), (2, 2))),
+    "concat_channels": lambda: mb.concatenation(),
+    "concat_three_height_f32": lambda: mb.concatenation("float32", shapes=((1, 2, 2, 3), (1, 3, 2, 3),
+                                                                          (1, 1, 2, 3)), axis=1),
+    "concat_width": lambda: mb.concatenation(shapes=((1, 2, 1, 3), (1, 2, 4, 3)), axis=2),
+    "mean_hw_keepdims": lambda: mb.mean(),
+    "mean_hw_requantise": lambda: mb.mean(keep_dims=False, output_q=Q(0.02, 5)),
+    "mean_hw_large_count": lambda: mb.mean(input_shape=(1, 13, 11, 4), output_q=Q(0.01, -1)),
+    "mean_f32": lambda: mb.mean("float32"),
+    # few-operator models (arena reuse between operators)
+    "small_cnn": lambda: mb.small_cnn(),
+    "small_cnn_f32": lambda: mb.small_cnn("float32"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_op_matches_reference(case, tmp_path):
+    model = CASES[case]()
+    mb.check_tflite(model, tmp_path, n_inputs=3, seed=zlib.crc32(case.encode()) % 1000)
+
+
+@pytest.mark.parametrize("op", ["LOGISTIC", "TANH", "RELU", "RELU6"])
+@pytest.mark.parametrize("q", [(0.05, -3), (0.1, 5), (0.004, 0), (0.9, 127)])
+def test_int8_activation_every_input_value(op, q, tmp_path):
+    """All 256 int8 input values in one inference: the tables must equal TFLite Micro's."""
+    model = mb.unary(op, input_shape=(1, 256), input_q=Q(*q),
+                     output_q=Q(*q) if op == "RELU6" else None)
+    cm = mb.compile_c(model, tmp_path)
+    x = np.arange(-128, 128, dtype=np.int8).reshape(1, 256)
+    (ours,) = cm.run([x])
+    (ref,) = mb.run_tflm(model, [x])
+    assert np.array_equal(ours.reshape(-1), ref.reshape(-1))
+
+
+def test_quantize_rounding_ties_and_saturation(tmp_path):
+    """float -> int8 at exact .5 ties (away from zero) and far outside the range."""
+    model = mb.quantize(input_shape=(1, 12), output_q=Q(0.5, 3))
+    cm = mb.compile_c(model, tmp_path)
+    x = np.array([[0.25, -0.25, 0.75, -0.75, 1.25, -1.25, 63.0, -65.0, 1e6, -1e6, 0.0, 0.2499]],
+                 np.float32)
+    (ours,) = cm.run([x])
+    (ref,) = mb.run_tflm(model, [x])
+    assert np.array_equal(ours.reshape(-1), ref.reshape(-1))
+
+
+def test_activation_after_op_is_fused_and_exact(tmp_path):
+    """ADD followed by a stand-alone RELU of equal quantisation: one node after the passes,
+    same bits as TFLite Micro running two operators."""
+    b = mb.TFLiteBuilder()
+    qa, qo = Q(0.05, -3), Q(0.08, -2)
+    a = b.tensor("a", [1, 4, 4, 3], "int8", scale=qa.scale, zero_point=qa.zero_point)
+    c = b.tensor("c", [1, 4, 4, 3], "int8", scale=qa.scale, zero_point=qa.zero_point)
+    s = b.tensor("sum", [1, 4, 4, 3], "int8", scale=qo.scale, zero_point=qo.zero_point)
+    y = b.tensor("y", [1, 4, 4, 3], "int8", scale=qo.scale, zero_point=qo.zero_point)
+    b.op("ADD", [a, c], [s])
+    b.op("RELU", [s], [y])
+    model = b.build([a, c], [y])
+    path = tmp_path / "add_relu.tflite"
+    path.write_bytes(model)
+    g = run_passes(load_model(path))
+    assert [n.kind for n in g.nodes] == ["ADD"] and g.nodes[0].attrs["activation"] == "RELU"
+    mb.check_tflite(model, tmp_path, n_inputs=3)
+
+
+def test_squeeze_and_reshape_are_aliases(tmp_path):
+    """SQUEEZE / RESHAPE move no data: no code and no arena for their outputs."""
+    b = mb.TFLiteBuilder()
+    q, qs = Q(0.05, -3), Q(1 / 256, -128)
+    x = b.tensor("x", [1, 1, 1, 8], "int8", scale=q.scale, zero_point=q.zero_point)
+    t = b.tensor("t", [1, 1, 1, 8], "int8", scale=qs.scale, zero_point=qs.zero_point)
+    s = b.tensor("s", [1, 8], "int8", scale=qs.scale, zero_point=qs.zero_point)
+    y = b.tensor("y", [1, 8], "int8", scale=qs.scale, zero_point=qs.zero_point)
+    b.op("LOGISTIC", [x], [t])
+    b.op("SQUEEZE", [t], [s], squeeze_dims=[1, 2])
+    b.op("LOGISTIC", [s], [y])
+    model = b.build([x], [y])
+    cm = mb.check_tflite(model, tmp_path, n_inputs=2)
+    assert cm.meta["workspace_size_bytes"] <= 16  # just the one 8-byte intermediate
+    lib1 = next((tmp_path / "build").rglob("*_lib1.c")).read_text()
+    assert "SQUEEZE" in lib1 and "alias" in lib1 and lib1.count("  mt_lut_s8(((") == 2
+
+
+def _compile_error(model: bytes, tmp_path: Path) -> str:
+    path = tmp_path / "bad_model.tflite"
+    path.write_bytes(model)
+    with pytest.raises(CompileError) as e:
+        mb.compile_c(path, tmp_path / "out")
+    return str(e.value)
+
+
+def test_unsupported_operator_is_a_compile_error(tmp_path):
+    b = mb.TFLiteBuilder()
+    x = b.tensor("x", [1, 4], "float32")
+    y = b.tensor("exp_out", [1, 4], "float32")
+    b.op("EXP", [x], [y])
+    msg = _compile_error(b.build([x], [y]), tmp_path)
+    assert "EXP" in msg and "bad_model.tflite" in msg and "exp_out" in msg
+
+
+def test_int8_concat_with_different_quantisation_is_rejected(tmp_path):
+    b = mb.TFLiteBuilder()
+    x0 = b.tensor("x0", [1, 2], "int8", scale=0.1, zero_point=0)
+    x1 = b.tensor("x1", [1, 2], "int8", scale=0.2, zero_point=0)
+    y = b.tensor("cat", [1, 4], "int8", scale=0.1, zero_point=0)
+    b.op("CONCATENATION", [x0, x1], [y], axis=1)
+    msg = _compile_error(b.build([x0, x1], [y]), tmp_path)
+    assert "CONCATENATION" in msg and "quantisation" in msg and "bad_model.tflite" in msg
+
+
+def test_mean_over_channels_is_rejected(tmp_path):
+    msg = _compile_error(mb.mean(axes=(3,), keep_dims=True), tmp_path)
+    assert "MEAN" in msg and "height and width" in msg
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
+def test_kernels_build_for_cortex_m4(tmp_path):
+    """Every kernel this suite adds compiles warning-free for Cortex-M4 (-Wall -Wextra -Werror)."""
+    from compiler_harness import arm_compile
+
+    from microtvm_tasks.compiler import compile_to_members
+
+    b = mb.TFLiteBuilder()
+    q, qs = Q(0.05, -3), Q(1 / 256, -128)
+    f = b.tensor("f", [1, 4, 4, 3], "float32")
+    x = b.tensor("x", [1, 4, 4, 3], "int8", scale=q.scale, zero_point=q.zero_point)
+    b.op("QUANTIZE", [f], [x])
+    chain = [("MAX_POOL_2D", [1, 2, 2, 3], {"padding": "VALID", "stride_w": 2, "stride_h": 2,
+                                             "filter_width": 2, "filter_height": 2}),
+             ("PAD", [1, 4, 4, 3], None), ("LOGISTIC", [1, 4, 4, 3], {}), ("TANH", [1, 4, 4, 3], {}),
+             ("RELU6", [1, 4, 4, 3], {}), ("MEAN", [1, 1, 1, 3], None), ("DEQUANTIZE", [1, 1, 1, 3], {})]
+    cur = x
+    for op, shape, opts in chain:
+        if op == "LOGISTIC":
+            qo = qs
+        elif op == "TANH":
+            qo = Q(1 / 128, 0)
+        else:
+            qo = q if op != "RELU6" else Q(1 / 128, 0)
+        if op == "DEQUANTIZE":
+            nxt = b.tensor(op.lower(), shape, "float32")
+        else:
+            nxt = b.tensor(op.lower(), shape, "int8", scale=qo.scale, zero_point=qo.zero_point)
+        if op == "PAD":
+            pads = b.tensor("paddings", [4, 2], "int32", np.array([[0, 0], [1, 1], [1, 1], [0, 0]]))
+            b.op(op, [cur, pads], [nxt])
+        elif op == "MEAN":
+            axes = b.tensor("axes", [2], "int32", np.array([1, 2]))
+            b.op(op, [cur, axes], [nxt], keep_dims=True)
+        else:
+            b.op(op, [cur], [nxt], **(opts or {}))
+        cur = nxt
+        if op == "TANH":
+            q = Q(1 / 128, 0)
+    other = b.tensor("other", [1, 1, 1, 3], "float32")
+    added = b.tensor("added", [1, 1, 1, 3], "float32")
+    b.op("ADD", [cur, other], [added])
+    both = b.tensor("both", [1, 1, 1, 6], "float32")
+    b.op("CONCATENATION", [added, other], [both], axis=3)
+    tr = b.tensor("tr", [1, 1, 6, 1], "float32")
+    b.op("TRANSPOSE", [both, b.tensor("perm", [4], "int32", np.array([0, 1, 3, 2]))], [tr])
+    model = b.build([f, other], [tr])
+    mb.check_tflite(model, tmp_path / "host", n_inputs=2)
+    path = tmp_path / "all_ops.tflite"
+    path.write_bytes(model)
+    objs = arm_compile(compile_to_members(path, module_name="all_ops"), tmp_path / "arm")
+    assert len(objs) == 2 and all(o.stat().st_size > 0 for o in objs)
