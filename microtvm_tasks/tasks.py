@@ -280,15 +280,20 @@ def run_logged(task_name: str, log_dir: str, func: Callable[..., Any], *args: An
             os.dup2(log.fileno(), 1)
             os.dup2(log.fileno(), 2)
         failure: str | None = None
+        # Python-level writes go to fds 1/2 too, whatever sys.stdout was (doit's, pytest's).
+        old_streams = sys.stdout, sys.stderr
+        sys.stdout = open(1, "w", buffering=1, closefd=False, encoding="utf-8", errors="replace")  # noqa: SIM115
+        sys.stderr = open(2, "w", buffering=1, closefd=False, encoding="utf-8", errors="replace")  # noqa: SIM115
         try:
             func(*args, **kwargs)
         except MicrotvmError as e:
             failure = str(e)
-        except KeyboardInterrupt:
-            raise
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
+            sys.stdout.close()
+            sys.stderr.close()
+            sys.stdout, sys.stderr = old_streams
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             if tee is not None:
@@ -630,11 +635,13 @@ class _Project:
         self.dir = str(ws.project_dir(spec.name))
         self.run_dir = str(ws.run_dir(spec.name))
         po = info.get("project_options", [])
-        try:
-            typed = opts.coerce_options(spec.options, po, where="options")
-        except OptionError as e:
-            loc = project_location(ws, spec.name, "options")
-            raise ConfigError(f"{loc}: project '{spec.name}': {e}") from None
+        typed: dict[str, Any] = {}
+        for key, value in spec.options.items():  # one by one, to point at the bad one's line
+            try:
+                typed.update(opts.coerce_options({key: value}, po, where=f"project '{spec.name}'"))
+            except OptionError as e:
+                loc = project_location(ws, spec.name, "options", key)
+                raise ConfigError(f"{loc}: {e}") from None
         self.options = typed
         self.by_stage: dict[str, dict[str, Any]] = {s: {} for s in STAGE_OF_METHOD.values()}
         for name, value in typed.items():
