@@ -7,7 +7,7 @@ query; the target here is a median of at most 60 ms and at most 2x the start of 
 interpreter (``python -c pass``), measured in the same run and interleaved with the
 servers so that machine load affects both alike.
 
-Usage: python bench/server_start.py [--runs 30] [--template NAME_OR_DIR ...]
+Usage: python bench/server_start.py [--runs 30] [--template NAME_OR_DIR ...] [--cache-bytecode]
 
 By default every template `platforms.list_templates()` knows is measured, plus a
 minimal template written to a temporary directory (the floor: the server helper alone).
@@ -90,9 +90,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--template", action="append", help="platform name or template directory (repeatable)"
     )
+    parser.add_argument(
+        "--cache-bytecode",
+        action="store_true",
+        help="let the child interpreters write and use __pycache__ (git-ignored) even when "
+        "PYTHONDONTWRITEBYTECODE is set, as an installed package has its .pyc files",
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="mt-bench-") as tmp:
+        if args.cache_bytecode:  # children inherit our environment
+            os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
         minimal = Path(tmp) / "minimal"
         minimal.mkdir()
         (minimal / "microtvm_api_server.py").write_text(MINIMAL_SERVER)
@@ -113,7 +121,10 @@ def main(argv: list[str] | None = None) -> int:
             for name, template in templates.items():
                 timings[name].append(server_round_trip(template))
 
-    bytecode = "off (PYTHONDONTWRITEBYTECODE)" if sys.dont_write_bytecode else "on"
+    if args.cache_bytecode:
+        bytecode = "on (--cache-bytecode)"
+    else:
+        bytecode = "off (PYTHONDONTWRITEBYTECODE)" if sys.dont_write_bytecode else "on"
     print(
         f"Project API server start: launch + server_info_query + shutdown, {args.runs} runs each, interleaved"
     )
@@ -123,8 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     bare_median = statistics.median(bare) * 1e3
     target = f"target (<= {TARGET_MEDIAN_MS:g} ms, <= {TARGET_RATIO:g}x)"
-    print(f"{'':24}{'median':>10}{'p90':>10}{'x bare':>9}  {target}")
-    print(f"{'peer: python -c pass':24}{bare_median:>8.1f}ms{p90(bare) * 1e3:>8.1f}ms{1.0:>8.2f}x")
+    print(f"{'':24}{'min':>10}{'median':>10}{'p90':>10}{'x bare':>9}  {target}")
+    print(
+        f"{'peer: python -c pass':24}{min(bare) * 1e3:>8.1f}ms{bare_median:>8.1f}ms"
+        f"{p90(bare) * 1e3:>8.1f}ms{1.0:>8.2f}x"
+    )
     failed = 0
     for name, values in timings.items():
         median = statistics.median(values) * 1e3
@@ -132,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         ok = median <= TARGET_MEDIAN_MS and ratio <= TARGET_RATIO
         failed += not ok
         print(
-            f"{name:24}{median:>8.1f}ms{p90(values) * 1e3:>8.1f}ms{ratio:>8.2f}x  {'met' if ok else 'MISSED'}"
+            f"{name:24}{min(values) * 1e3:>8.1f}ms{median:>8.1f}ms{p90(values) * 1e3:>8.1f}ms"
+            f"{ratio:>8.2f}x  {'met' if ok else 'MISSED'}"
         )
     return 1 if failed else 0
 
