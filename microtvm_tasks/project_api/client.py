@@ -107,11 +107,29 @@ class JSONRPCError(server.JSONRPCError, RPCError):
 
     @property
     def summary(self) -> str:
-        """One line: the remote exception as ``Class: text`` when a traceback came along."""
-        traceback = self.data.get("traceback") if isinstance(self.data, dict) else None
-        if isinstance(traceback, str) and traceback.strip():
-            return traceback.strip().splitlines()[-1]
-        return f"{self.message} (JSON-RPC error {int(self.code)})"
+        """The remote cause in one line, e.g. ``RuntimeError: compiler exited 2``.
+
+        Taken from the traceback's final ``Class: text`` line when the message is a class
+        name; a ``detail`` in ``data`` (our templates put the reason there) is appended.
+        """
+        data = self.data if isinstance(self.data, dict) else {}
+        text = str(self.message)
+        traceback = data.get("traceback")
+        if isinstance(traceback, str) and self.code == server.ErrorCode.SERVER_ERROR:
+            lines = traceback.rstrip().splitlines()
+            for index in range(len(lines) - 1, -1, -1):
+                head = lines[index].split(":", 1)[0]
+                if not lines[index].startswith(" ") and head.rsplit(".", 1)[-1] == text:
+                    rest = lines[index].split(":", 1)[1].strip() if ":" in lines[index] else ""
+                    # A ServerError's own text repeats the JSON-RPC framing: keep just the class.
+                    if rest and not rest.startswith("JSON-RPC error"):
+                        text = f"{text}: {rest}"
+                    break
+        elif self.code != server.ErrorCode.SERVER_ERROR:
+            text = f"{text} (JSON-RPC error {int(self.code)})"
+        if data.get("detail"):
+            text = f"{text}: {data['detail']}"
+        return text
 
     def __str__(self) -> str:
         # The remote cause first (what the CLI user reads), then TVM's full text.
