@@ -208,6 +208,16 @@ def ran_current_flash(project_dir: str, run_dir: str) -> bool:
     return summary.get("flash_id") == state.last_flash.get("id")
 
 
+def build_record(project_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The project's last finished build (`id`, `outputs`, `inputs`, `options`...), or None.
+
+    For a user's own tasks downstream of build:<project> (see examples/embedding/dodo.py).
+    """
+    state = read_state(project_dir)
+    build = state.artefacts.get("build", {}) if state is not None else {}
+    return dict(build) if build.get("complete") else None
+
+
 # =================================================================== logs and locks
 
 
