@@ -495,6 +495,17 @@ def test_remote_errors_are_reraised_by_class(threaded, exc, cls):
     assert api.close_transport() is None
 
 
+def test_remote_detail_is_part_of_the_first_line(threaded):
+    api, handler = threaded
+    handler.raise_on["flash"] = server.TransportClosedError(data={"detail": "/dev/ttyACM0 vanished"})
+    with pytest.raises(client.TransportClosedError) as info:
+        api.flash({})
+    assert str(info.value).splitlines()[0] == (
+        "calling method flash: TransportClosedError: /dev/ttyACM0 vanished"
+    )
+    assert info.value.data["detail"] == "/dev/ttyACM0 vanished" and "traceback" in info.value.data
+
+
 def test_unknown_method_and_bad_params_via_client(threaded):
     api, _ = threaded
     with pytest.raises(client.JSONRPCError) as info:

@@ -8,6 +8,7 @@ stands for a template written for TVM that must run unchanged under our client.
 
 from __future__ import annotations
 
+import os
 import stat
 import sys
 import textwrap
@@ -313,7 +314,12 @@ def test_server_module_imports_only_the_standard_library():
         "new = sorted(m for m in set(sys.modules) - before if not m.startswith('microtvm_tasks'))\n"
         "print(' '.join(new))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True)
+    # -S: no site hooks, which on some machines preload half the standard library.
+    package_root = str(Path(server.__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": package_root}
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=30, check=True, env=env
+    )
     loaded = set(out.stdout.split())
     heavy = {"logging", "argparse", "traceback", "pathlib", "typing", "base64", "subprocess", "threading"}
     assert not loaded & heavy, loaded

@@ -85,11 +85,12 @@ import os
 import select
 import sys
 import time
-from typing import TYPE_CHECKING, Any, BinaryIO
 
-if TYPE_CHECKING:  # pragma: no cover - annotations only; keeps start-up lean
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing alone costs milliseconds
+if TYPE_CHECKING:  # pragma: no cover - annotations only
     import pathlib
     from collections.abc import Sequence
+    from typing import Any, BinaryIO
 
 PROTOCOL_VERSION = 1
 """The Project API protocol version spoken here, reported by ``server_info_query``."""
