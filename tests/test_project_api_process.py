@@ -178,6 +178,14 @@ def test_every_rpc_across_processes(template: Path, tmp_path: Path):
     assert api.server_process.proc.returncode == 0
 
 
+def test_relative_template_path(template: Path, monkeypatch):
+    monkeypatch.chdir(template.parent.parent)
+    relative = Path(template.parent.name) / template.name
+    with client.instantiate_from_dir(relative, timeout=10) as api:
+        assert api.server_info_query("0.18.0")["platform_name"] == "tvm_style"
+    assert client.server_command(relative)[1] == str(template / "microtvm_api_server.py")
+
+
 def test_remote_errors_by_class_across_processes(template: Path):
     with client.instantiate_from_dir(template, timeout=10) as api:
         with pytest.raises(client.UnsupportedTVMVersionError) as info:

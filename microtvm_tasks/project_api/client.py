@@ -671,7 +671,7 @@ def server_command(project_dir: str | os.PathLike[str]) -> list[str]:
     ``microtvm_api_server.py`` runs under this interpreter; otherwise
     ``microtvm_api_server.sh`` runs. Raises `ProjectAPIServerNotFoundError` if none exists.
     """
-    directory = Path(project_dir)
+    directory = Path(project_dir).absolute()  # the server runs in it: relative paths would break
     python_script = directory / SERVER_PYTHON_FILENAME
     launch_script = directory / SERVER_LAUNCH_SCRIPT_FILENAME
     shell_script = directory / SERVER_SHELL_FILENAME
@@ -705,7 +705,7 @@ def instantiate_from_dir(
     the default limit for each call, in seconds (None: wait forever). Use the returned
     client in a ``with`` block so the server is always reaped.
     """
-    directory = Path(project_dir)
+    directory = Path(project_dir).absolute()
     argv = server_command(directory)
     server_read, client_write = os.pipe()
     client_read, server_write = os.pipe()
