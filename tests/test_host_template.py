@@ -33,8 +33,9 @@ def _generate(tmp: Path, name: str, *, n: int = 4, build: bool = True, **options
     proj = tmp / name
     opts = {"project_type": "host_driven", "warning_as_error": True, **options}
     with instantiate_from_dir(TEMPLATE) as c:
-        c.generate_project(model_library_format_path=str(tar), standalone_crt_dir="", project_dir=str(proj),
-                           options=opts)
+        c.generate_project(
+            model_library_format_path=str(tar), standalone_crt_dir="", project_dir=str(proj), options=opts
+        )
     if build:
         with instantiate_from_dir(proj) as c:
             c.build({})
@@ -53,23 +54,46 @@ def test_template_server_info_and_fast_light_start():
     assert time.monotonic() - start < 5
     assert info["platform_name"] == "host" and info["is_template"] is True
     names = {o["name"]: o for o in info["project_options"]}
-    assert {"project_type", "verbose", "warning_as_error", "compile_definitions", "extra_files_tar", "cc",
-            "cflags"} <= set(names)
+    assert {
+        "project_type",
+        "verbose",
+        "warning_as_error",
+        "compile_definitions",
+        "extra_files_tar",
+        "cc",
+        "cflags",
+    } <= set(names)
     assert names["project_type"]["choices"] == ["host_driven", "aot_standalone_demo"]
     # importing the server must not pull in numpy or the compiler (start-up time)
     code = (
         "import runpy, sys; runpy.run_path(sys.argv[1], run_name='not_main'); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy', 'microtvm_tasks')))"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(TEMPLATE / "microtvm_api_server.py")],
-                         capture_output=True, text=True, timeout=60, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(TEMPLATE / "microtvm_api_server.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert "numpy" not in out and "compiler" not in out and "glue" not in out, out
 
 
 def test_generated_project_layout(project):
-    for rel in ("microtvm_api_server.py", "Makefile", "model.tar", "model/metadata.json",
-                "model/codegen/host/include/tvmgen_default.h", "src/main.c", "src/platform_host.c",
-                "src/mt_session.c", "src/mt_frame.c", "src/platform.h", "src/mt_model_glue.c", "build/main"):
+    for rel in (
+        "microtvm_api_server.py",
+        "Makefile",
+        "model.tar",
+        "model/metadata.json",
+        "model/codegen/host/include/tvmgen_default.h",
+        "src/main.c",
+        "src/platform_host.c",
+        "src/mt_session.c",
+        "src/mt_frame.c",
+        "src/platform.h",
+        "src/mt_model_glue.c",
+        "build/main",
+    ):
         assert (project / rel).exists(), rel
     assert "-Werror" in (project / "Makefile").read_text()
     with instantiate_from_dir(project) as c:
@@ -84,14 +108,16 @@ def test_protocol_over_project_api_transport(project):
         try:
             s = Session(ProjectAPITransport(c), timeout=5)
             hello = s.hello()
-            assert hello == {"version": 1, "max_payload": 256}
+            assert hello == {"version": 1, "max_payload": 4096}
             d = s.describe()
             assert d.name == "default" and d.arena_bytes == 16
             (x,) = d.inputs
             assert (x.name, x.dtype, x.shape, x.nbytes) == ("x:0", "int8", (1, 4), 4)
             assert x.scale == pytest.approx(IN_SCALE) and x.zero_point == IN_ZP
             assert [(t.name, t.dtype, t.shape, t.scale) for t in d.outputs] == [
-                ("y", "int8", (1, 4), IN_SCALE), ("z", "float32", (2,), None)]
+                ("y", "int8", (1, 4), IN_SCALE),
+                ("z", "float32", (2,), None),
+            ]
             # float input for a quantised tensor: quantised with scale 0.5, zero point -1
             s.set_input(0, np.array([[1.0, -2.0, 60.0, 0.2]], dtype=np.float32))
             ticks, hz = s.run(3)
@@ -114,7 +140,10 @@ def test_protocol_over_project_api_transport(project):
 
 
 def test_run_project_with_chunked_input_and_state_options(tmp_path):
-    proj = _generate(tmp_path, "big", n=700)  # > 1 SET_INPUT / GET_OUTPUT chunk each way
+    # > 1 SET_INPUT / GET_OUTPUT chunk each way
+    proj = _generate(tmp_path, "big", n=700, compile_definitions="-DMT_MAX_PAYLOAD=128 -DUNUSED_FLAG=1")
+    mk = (proj / "Makefile").read_text()
+    assert "-DMT_MAX_PAYLOAD=128" in mk and "-DUNUSED_FLAG=1" in mk and "4096" not in mk
     x = np.random.default_rng(3).integers(-128, 127, size=(1, 700), endpoint=True).astype(np.int8)
     r = run_project(proj, {"x:0": x}, repeat=2, number=5)
     y_ref, z_ref = fake_reference(x)
@@ -130,8 +159,10 @@ def test_run_project_with_chunked_input_and_state_options(tmp_path):
 
 def test_crashed_program_is_transport_closed(tmp_path, monkeypatch):
     # extra_files_tar adds a source whose constructor aborts when asked to
-    crash_c = (b'#include <stdlib.h>\n__attribute__((constructor)) static void mt_boom(void) '
-               b'{ if (getenv("MT_TEST_CRASH")) abort(); }\n')
+    crash_c = (
+        b"#include <stdlib.h>\n__attribute__((constructor)) static void mt_boom(void) "
+        b'{ if (getenv("MT_TEST_CRASH")) abort(); }\n'
+    )
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         info = tarfile.TarInfo("src/crash.c")
@@ -154,8 +185,9 @@ def test_crashed_program_is_transport_closed(tmp_path, monkeypatch):
 def test_aot_standalone_demo_prints_outputs(tmp_path):
     x = np.array([[3, -7, 100, 127]], dtype=np.int8)
     np.savez(tmp_path / "in.npz", input_0=x)
-    proj = _generate(tmp_path, "demo", project_type="aot_standalone_demo",
-                     standalone_input=str(tmp_path / "in.npz"))
+    proj = _generate(
+        tmp_path, "demo", project_type="aot_standalone_demo", standalone_input=str(tmp_path / "in.npz")
+    )
     out = subprocess.run([str(proj / "build" / "main")], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     y_ref, z_ref = fake_reference(x)
@@ -164,7 +196,8 @@ def test_aot_standalone_demo_prints_outputs(tmp_path):
     assert m and [int(v) for v in m.group(1).split()] == y_ref.reshape(-1).tolist(), text
     m = re.search(r"mt: output 0 y real = (.*)", text)
     assert m and [float(v) for v in m.group(1).split()] == pytest.approx(
-        (IN_SCALE * (y_ref.astype(float) - IN_ZP)).reshape(-1).tolist())
+        (IN_SCALE * (y_ref.astype(float) - IN_ZP)).reshape(-1).tolist()
+    )
     m = re.search(r"mt: output 1 z float32 \[2\] = (.*)", text)
     assert m and [float(v) for v in m.group(1).split()] == z_ref.tolist()
     assert re.search(r"mt: ticks \d+ hz 1000000000", text) and "mt: status 0" in text

@@ -33,6 +33,7 @@ MODEL_TAR = "model.tar"
 MODEL_DIR = "model"
 BINARY = pathlib.Path("build") / "main"
 BUILD_TIMEOUT_SEC = 900
+HOST_MAX_PAYLOAD = 4096
 # A project (as opposed to the template) has its MLF beside the server.
 IS_TEMPLATE = not (API_SERVER_DIR / MODEL_DIR / "metadata.json").exists()
 
@@ -75,10 +76,15 @@ def _log(msg: str) -> None:
     print(f"[host] {msg}", file=sys.stderr, flush=True)
 
 
-def _split_words(value: str | None) -> list[str]:
+def _split_words(value: str | list[str] | None) -> list[str]:
+    """Space-separated words (TVM callers may also pass a list of strings)."""
     import shlex
 
-    return shlex.split(value) if value else []
+    if not value:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return shlex.split(value)
 
 
 def _default_standalone_input(mlf_dir: pathlib.Path) -> dict[str, bytes]:
@@ -169,6 +175,9 @@ class Handler(server.ProjectAPIHandler):
         glue.write_model_glue(model_dir, src, standalone_input=standalone)
 
         defines = _split_words(options.get("compile_definitions"))
+        if not any("MT_MAX_PAYLOAD" in d for d in defines):
+            # Pipes have no tiny UART buffer: big frames mean fewer round trips per tensor.
+            defines.append(f"-DMT_MAX_PAYLOAD={HOST_MAX_PAYLOAD}")
         if project_type == "aot_standalone_demo":
             defines.append("-DMT_STANDALONE=1")
         makefile = (API_SERVER_DIR / "Makefile.template").read_text(encoding="utf-8")
