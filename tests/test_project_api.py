@@ -506,6 +506,20 @@ def test_remote_detail_is_part_of_the_first_line(threaded):
     assert info.value.data["detail"] == "/dev/ttyACM0 vanished" and "traceback" in info.value.data
 
 
+def test_error_from_a_tvm_server_reads_well():
+    # TVM's own server names the call, not the exception, in "message".
+    error = {
+        "code": -32000,
+        "message": "calling method build",
+        "data": {
+            "traceback": 'Traceback (most recent call last):\n  File "x.py", line 1\nRuntimeError: boom\n'
+        },
+    }
+    exc = client.ServerError.from_json("calling method build", error)
+    assert type(exc) is client.ServerError
+    assert str(exc).splitlines()[0] == "calling method build: RuntimeError: boom"
+
+
 def test_unknown_method_and_bad_params_via_client(threaded):
     api, _ = threaded
     with pytest.raises(client.JSONRPCError) as info:

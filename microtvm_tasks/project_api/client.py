@@ -125,6 +125,16 @@ class JSONRPCError(server.JSONRPCError, RPCError):
                     if rest and not rest.startswith("JSON-RPC error"):
                         text = f"{text}: {rest}"
                     break
+            else:
+                # TVM's server sends "calling method X" as the message: the cause is the
+                # traceback's last line.
+                if lines and lines[-1].strip():
+                    last = lines[-1].strip()
+                    text = (
+                        last
+                        if text in ("", self.client_context) or text.startswith("calling method")
+                        else (f"{text}: {last}")
+                    )
         elif self.code != server.ErrorCode.SERVER_ERROR:
             text = f"{text} (JSON-RPC error {int(self.code)})"
         if data.get("detail"):
