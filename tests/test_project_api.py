@@ -549,6 +549,15 @@ def test_testonly_hook_runs_after_each_write():
     assert srv.serve_one_request() is False
 
 
+def test_parameters_must_be_json(threaded, tmp_path):
+    api, handler = threaded
+    api.build({"extra_files_tar": tmp_path / "x.tar"})  # a path travels as a string
+    assert handler.calls[-1] == ("build", ({"extra_files_tar": str(tmp_path / "x.tar")},))
+    with pytest.raises(TypeError, match="cannot send build: .*set"):
+        api.build({"bad": {1, 2}})
+    assert api.close_transport() is None  # nothing was sent: the connection is intact
+
+
 def test_calls_after_shutdown_fail(threaded):
     api, _ = threaded
     api.shutdown()

@@ -429,7 +429,11 @@ class ProjectAPIClient:
         self.next_request_id += 1
 
         try:
-            self._write(json.dumps(request).encode("utf-8") + b"\n", deadline)
+            line = json.dumps(request, default=_json_default).encode("utf-8") + b"\n"
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"cannot send {method}: its parameters are not JSON data: {exc}") from exc
+        try:
+            self._write(line, deadline)
         except _Deadline:
             self._timed_out(method, limit)
         except (BrokenPipeError, ValueError, OSError):
@@ -661,6 +665,13 @@ def _wait_ready(fd: int, for_write: bool, deadline: float | None) -> None:
     ready = select.select(rlist, wlist, [], remaining)
     if not ready[0] and not ready[1]:
         raise _Deadline()
+
+
+def _json_default(value: Any) -> Any:
+    """Paths in parameters (e.g. options naming files) travel as strings."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"{type(value).__name__} {value!r} is not JSON data")
 
 
 def _excerpt(line: bytes, limit: int = 200) -> str:
