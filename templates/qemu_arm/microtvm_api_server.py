@@ -539,17 +539,32 @@ class QemuSession:
             self.fault = line.decode("latin-1").strip()
             raise self._closed(f"the firmware faulted: {self.fault}")
 
-    def _read_more_until(self, terminator: bytes, timeout: float) -> None:
+    def _raw_read(self, n: int, timeout_sec: float | None) -> bytes:
+        """Wait up to `timeout_sec` for one byte, then take whatever else is there (up to n).
+
+        pyserial's read(n) would wait for all n bytes; the Project API wants what is there.
+        """
+        self.serial.timeout = timeout_sec
+        data = self.serial.read(1)
+        if data and n > 1:
+            self.serial.timeout = 0
+            data += self.serial.read(n - 1)
+        return data
+
+    def _read_more_until(self, terminator: bytes, timeout: float) -> bytes:
+        """Read (into the tail too) until `terminator` arrives or `timeout` passes."""
+        got = b""
         end = time.monotonic() + timeout
         while time.monotonic() < end and self.serial is not None:
-            self.serial.timeout = max(0.0, end - time.monotonic())
             try:
-                chunk = self.serial.read(64)
-            except Exception:  # noqa: BLE001 - best effort while reporting a fault
-                return
+                chunk = self._raw_read(256, max(0.0, end - time.monotonic()))
+            except Exception:  # noqa: BLE001 - best effort while reporting a fault or exit
+                break
+            got += chunk
             self.tail.extend(chunk)
             if terminator in bytes(self.tail)[-256:]:
-                return
+                break
+        return got
 
     def read(self, n: int, timeout_sec: float | None) -> bytes:
         """Between 1 and n bytes, or IoTimeoutError / TransportClosedError."""
@@ -560,11 +575,7 @@ class QemuSession:
         if self.serial is None:
             raise transport_closed("the transport is not open")
         try:
-            self.serial.timeout = timeout_sec
-            data = self.serial.read(1)
-            if data and n > 1:
-                self.serial.timeout = 0
-                data += self.serial.read(n - 1)
+            data = self._raw_read(n, timeout_sec)
         except serial.SerialException as exc:
             raise self._closed(f"QEMU's UART closed ({exc})") from None
         if not data:
@@ -575,7 +586,13 @@ class QemuSession:
         self._check_markers()
         at = bytes(self.tail).rfind(EXIT_MARKER)
         if at >= 0:
-            match = re.search(rb"code=0x([0-9a-f]{8})", bytes(self.tail)[at:])
+            # main() returned: the rest of the report line follows at once. Hand it to the
+            # caller with this read, then report the transport closed on the next one.
+            if b"***\r\n" not in bytes(self.tail)[at:]:
+                data += self._read_more_until(b"***\r\n", 2.0)
+            match = re.search(
+                rb"code=0x([0-9a-f]{8})", bytes(self.tail)[bytes(self.tail).rfind(EXIT_MARKER) :]
+            )
             self.exit_code = int(match.group(1), 16) if match else -1
         return data
 

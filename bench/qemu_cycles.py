@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Instructions per inference, flash and RAM of each reference model on the emulated Cortex-M4.
+
+For every model in the models directory (default: ../shared/models beside the repository)
+this compiles it with the built-in compiler, generates and builds a ``qemu_arm`` project for
+``mps2_an386`` (Cortex-M4F, 4 MiB code / 4 MiB data memory as QEMU models them), boots it in
+QEMU and runs one inference over the UART. The instruction count is the firmware's tick
+figure: under ``-icount`` the tick is one guest instruction, so it does not depend on the
+host (two runs print the same number). Beside it: the firmware's flash (text + data) and
+RAM (data + bss, including the 16 KiB stack) from arm-none-eabi-size, the model's arena
+(workspace bytes from the MLF), and TFLite Micro's arena for the same model measured in the
+same run with ../shared/peers/tflm_reference.py, with the ratio arena / TFLM total.
+
+Usage: python bench/qemu_cycles.py [--models DIR] [--board mps2_an386] [--json]
+Needs arm-none-eabi-gcc, qemu-system-arm, tflite-micro (for the TFLM column).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+TEMPLATE = REPO / "templates" / "qemu_arm"
+
+
+def tflm_arena(model: Path, peers: Path) -> dict:
+    """TFLite Micro's arena figures for `model`, from the peer script (None when it fails)."""
+    script = peers / "tflm_reference.py"
+    if model.suffix != ".tflite" or not script.exists():
+        return {}
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(script), str(model), "--json", "--repeat", "1"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    except subprocess.TimeoutExpired:
+        return {}
+    if proc.returncode != 0:
+        return {}
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {}
+
+
+def measure(model: Path, board: str, work: Path) -> dict:
+    """Compile, generate, build and run `model` once; a row of the table."""
+    import numpy as np
+
+    from microtvm_tasks.compiler import compile_model
+    from microtvm_tasks.errors import MicrotvmError
+    from microtvm_tasks.project_api.client import instantiate_from_dir
+    from microtvm_tasks.session import ProjectAPITransport, Session
+
+    row: dict = {"model": model.name}
+    try:
+        mlf = compile_model(model, work / f"{model.stem}.tar")
+    except MicrotvmError as exc:
+        row["error"] = f"compile: {str(exc).splitlines()[0][:100]}"
+        return row
+    project = work / f"{model.stem}_{board}"
+    try:
+        with instantiate_from_dir(TEMPLATE, timeout=120) as client:
+            client.generate_project(
+                model_library_format_path=str(mlf),
+                standalone_crt_dir=None,
+                project_dir=str(project),
+                options={"board": board, "project_type": "host_driven"},
+            )
+        config = json.loads((project / "qemu_arm_project.json").read_text())
+        row["arena_bytes"] = config["workspace_size_bytes"]
+        with instantiate_from_dir(project, timeout=900) as client:
+            client.build({})
+            client.flash({})
+            sizes = json.loads((project / "build" / "sizes.json").read_text())
+            row["flash_bytes"] = sizes["flash_bytes"]
+            row["ram_bytes"] = sizes["ram_bytes"]
+            client.open_transport({})
+            try:
+                session = Session(ProjectAPITransport(client), timeout=600)
+                session.hello(timeout=30)
+                desc = session.describe()
+                rng = np.random.default_rng(0)
+                for i, t in enumerate(desc.inputs):
+                    dtype = np.dtype(t.dtype)
+                    if dtype.kind == "f":
+                        x = rng.standard_normal(t.shape).astype(dtype)
+                    else:
+                        info = np.iinfo(dtype)
+                        x = rng.integers(info.min, info.max, size=t.shape, endpoint=True).astype(dtype)
+                    session.set_input(i, x)
+                ticks, hz = session.run(1)
+                again, _ = session.run(1)
+                row["instructions"] = ticks
+                row["deterministic"] = ticks == again
+                row["tick_hz"] = hz
+            finally:
+                client.close_transport()
+    except Exception as exc:  # noqa: BLE001 - one model's failure is a row, not the end of the table
+        text = str(exc)
+        for marker in ("model does not fit", "build failed"):
+            if marker in text:
+                text = text[text.index(marker) :]
+        row["error"] = text.splitlines()[0][:160]
+    return row
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", type=Path, default=SHARED / "models")
+    ap.add_argument("--peers", type=Path, default=SHARED / "peers")
+    ap.add_argument("--board", default="mps2_an386")
+    ap.add_argument("--json", action="store_true", help="print the rows as JSON")
+    args = ap.parse_args()
+
+    models = sorted(p for p in args.models.iterdir() if p.suffix in (".tflite", ".onnx"))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="qemu_cycles.") as tmp:
+        for model in models:
+            row = measure(model, args.board, Path(tmp))
+            peer = tflm_arena(model, args.peers)
+            row["tflm_arena_total_bytes"] = peer.get("tflm_arena_total_bytes")
+            row["tflm_arena_head_bytes"] = peer.get("tflm_arena_head_bytes")
+            rows.append(row)
+            print(f"# {model.name}: done", file=sys.stderr, flush=True)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+
+    def fmt(v: object) -> str:
+        return "-" if v is None else str(v)
+
+    print(f"board {args.board} (QEMU -icount: 1 tick = 1 guest instruction)")
+    head = (
+        "| model | instructions/inference | same twice | flash B | RAM B | arena B | "
+        "TFLM arena head B | TFLM arena total B | arena / TFLM total |"
+    )
+    print(head)
+    print("|---" * 9 + "|")
+    for r in rows:
+        ratio = None
+        if r.get("arena_bytes") is not None and r.get("tflm_arena_total_bytes"):
+            ratio = f"{r['arena_bytes'] / r['tflm_arena_total_bytes']:.2f}"
+        if "error" in r and "instructions" not in r:
+            print(
+                f"| {r['model']} | {r['error']} | - | {fmt(r.get('flash_bytes'))} | "
+                f"{fmt(r.get('ram_bytes'))} | {fmt(r.get('arena_bytes'))} | "
+                f"{fmt(r['tflm_arena_head_bytes'])} | "
+                f"{fmt(r['tflm_arena_total_bytes'])} | {fmt(ratio)} |"
+            )
+            continue
+        print(
+            f"| {r['model']} | {r['instructions']} | {'yes' if r['deterministic'] else 'NO'} | "
+            f"{r['flash_bytes']} | {r['ram_bytes']} | {r['arena_bytes']} | "
+            f"{fmt(r['tflm_arena_head_bytes'])} | "
+            f"{fmt(r['tflm_arena_total_bytes'])} | {fmt(ratio)} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
