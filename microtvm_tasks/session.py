@@ -697,8 +697,10 @@ def run_project(project_dir: str | Path, inputs: Any = None, *, fill_mode: str =
             opts.update(coerce_options(raw_options, info.get("project_options", []), where="--option"))
         timeouts = client.open_transport(opts)
         start_timeout = _timeout_field(timeouts, "session_start_timeout_sec", timeout)
+        # a platform that says its replies may take longer (an emulator) gets that long
+        reply_timeout = max(timeout, _timeout_field(timeouts, "session_established_timeout_sec", timeout))
         try:
-            session = Session(ProjectAPITransport(client), timeout=timeout)
+            session = Session(ProjectAPITransport(client), timeout=reply_timeout)
             session.hello(timeout=start_timeout)
             return run_session(session, inputs, fill_mode=fill_mode, repeat=repeat, number=number, seed=seed)
         finally:
