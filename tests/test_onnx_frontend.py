@@ -146,6 +146,22 @@ CASES = {
          N("Reshape", ["x0", "shp"], ["y"])],
         [(2, 3, 2)], (2, 6), {"i0": np.array(0, np.int64), "ax": np.array([0], np.int64),
                               "minus1": np.array([-1], np.int64)}),
+    "mini_resnet": lambda: _chain(
+        [N("Conv", ["x0", "W1"], ["c1"], pads=[1, 1, 1, 1], strides=[2, 2]),
+         N("BatchNormalization", ["c1", "g1", "b1", "m1", "v1"], ["n1"]),
+         N("Relu", ["n1"], ["r1"]),
+         N("Conv", ["r1", "W2", "B2"], ["c2"], pads=[1, 1, 1, 1]),
+         N("BatchNormalization", ["c2", "g2", "b2", "m2", "v2"], ["n2"]),
+         N("Add", ["n2", "r1"], ["s"]),
+         N("Relu", ["s"], ["r2"]),
+         N("GlobalAveragePool", ["r2"], ["p"]),
+         N("Flatten", ["p"], ["f"]),
+         N("Gemm", ["f", "Wf", "Bf"], ["y"], transB=1)],
+        [(1, 3, 10, 10)], (1, 5),
+        {"W1": _w(8, 3, 3, 3), "W2": _w(8, 8, 3, 3), "B2": _w(8), "Wf": _w(5, 8), "Bf": _w(5),
+         **{k + "1": v for k, v in
+            zip(("g", "b", "m", "v"), _bn_consts(8).values(), strict=True)},
+         **{k + "2": v for k, v in zip(("g", "b", "m", "v"), _bn_consts(8).values(), strict=True)}}),
 }
 
 
