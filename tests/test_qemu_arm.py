@@ -377,6 +377,54 @@ def test_too_big_model_fails_the_build_with_both_numbers(tmp_path):
     assert match and int(match.group(1)) > 4096
 
 
+@needs_gcc
+@pytest.mark.timeout(180)
+def test_compile_definitions_extra_files_and_opt_level_reach_the_build(tmp_path):
+    import io
+    import tarfile
+
+    from microtvm_tasks.project_api.client import instantiate_from_dir
+    from microtvm_tasks.runtime.fake_mlf import write_fake_mlf
+
+    # An extra source that only compiles when the definition arrived.
+    extra_c = (
+        b"#ifndef QA_FLAG\n#error QA_FLAG missing\n#endif\nint qa_extra_value(void) { return QA_FLAG; }\n"
+    )
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("src/qa_extra.c")
+        info.size = len(extra_c)
+        tar.addfile(info, io.BytesIO(extra_c))
+    extra_tar = tmp_path / "extra.tar"
+    extra_tar.write_bytes(buf.getvalue())
+
+    mlf = write_fake_mlf(tmp_path / "fake.tar", n=8)
+    project = _generate(
+        tmp_path,
+        mlf,
+        "mps2_an386",
+        compile_definitions="QA_FLAG=42 QA_OTHER",
+        extra_files_tar=str(extra_tar),
+        opt_level="Os",
+    )
+    assert (project / "src" / "qa_extra.c").read_bytes() == extra_c
+    with instantiate_from_dir(project, timeout=120) as client:
+        client.build({})
+        objs = project / "build" / "obj" / "src" / "qa_extra.o"
+        assert objs.is_file()
+        assert "OPT := -Os" in (project / "build" / "options.mk").read_text()
+        stamp = objs.stat().st_mtime_ns
+        client.build({"opt_level": "Os"})  # unchanged: nothing recompiled
+        assert objs.stat().st_mtime_ns == stamp
+        client.build({"opt_level": "O1", "verbose": True})  # changed: everything recompiled
+        assert objs.stat().st_mtime_ns != stamp
+        assert "OPT := -O1" in (project / "build" / "options.mk").read_text()
+        with pytest.raises(Exception, match="opt_level"):
+            client.build({"opt_level": "O9"})
+        with pytest.raises(Exception, match="differs from the board this project was generated for"):
+            client.build({"board": "mps2_an385"})
+
+
 # ---- real models: compile, build, run in QEMU, compare with TFLite Micro -----------------------
 
 

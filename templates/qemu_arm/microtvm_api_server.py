@@ -876,10 +876,17 @@ def build_firmware(
     _tool("arm-none-eabi-gcc")
     make = _tool("make")
     argv = [make, "-C", str(project_dir), f"-j{min(2, os.cpu_count() or 1)}"]
-    if options.get("opt_level"):
-        if options["opt_level"] not in OPT_LEVELS:
-            raise QemuArmError(f"opt_level {options['opt_level']!r} is not one of {', '.join(OPT_LEVELS)}")
-        argv.append(f"OPT=-{options['opt_level']}")
+    opt_level = options.get("opt_level")
+    if opt_level is None and (project_dir / PROJECT_CONFIG).is_file():
+        opt_level = json.loads((project_dir / PROJECT_CONFIG).read_text()).get("opt_level")
+    if opt_level is not None:
+        if opt_level not in OPT_LEVELS:
+            raise QemuArmError(f"opt_level {opt_level!r} is not one of {', '.join(OPT_LEVELS)}")
+        options_mk = project_dir / "build" / "options.mk"
+        text = f"# Written by build: options given to the build stage.\nOPT := -{opt_level}\n"
+        if not options_mk.is_file() or options_mk.read_text() != text:
+            options_mk.parent.mkdir(parents=True, exist_ok=True)
+            options_mk.write_text(text)
     if options.get("verbose"):
         argv.append("V=1")
     try:
