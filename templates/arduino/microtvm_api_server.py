@@ -317,6 +317,23 @@ def check_fits(board: str, sizes: dict[str, int], elf: pathlib.Path) -> None:
         )
 
 
+_OVERFLOW_RE = re.compile(r"region [`'\"]?(\w+)[`'\"]? overflowed by (\d+) bytes")
+
+
+def overflow_from_log(log_text: str, board: str) -> str | None:
+    """A linker's "region `data' overflowed by N bytes" as a message with both numbers (for
+    toolchains whose ELF is not left behind to measure)."""
+    props = _board(board)
+    lines = []
+    for region, over in _OVERFLOW_RE.findall(log_text):
+        avail = int(props["ram_bytes"] if region in ("data", "ram", "RAM") else props["flash_bytes"])
+        what = "RAM" if region in ("data", "ram", "RAM") else "flash"
+        lines.append(f"{what}: needs {avail + int(over)} bytes, the {board} has {avail} bytes")
+    if not lines:
+        return None
+    return f"arduino: the firmware does not fit the {board}:\n  " + "\n  ".join(dict.fromkeys(lines))
+
+
 # --------------------------------------------------------------------------- flash placement
 
 # On AVR (a Harvard machine) a plain `const` array is copied into the 2-8 KiB of RAM at start-up.
@@ -356,10 +373,8 @@ def place_constants_in_flash(c_text: str) -> str:
     text = _CONST_PTR_RE.sub(lambda m: f"const {MT_FLASH_MACRO} {m.group(1)}{m.group(2)}", text)
     if text == c_text:
         return c_text
-    # After the last #include so the macro sees the same environment as the code.
-    includes = list(re.finditer(r"^\s*#\s*include[^\n]*\n", text, re.M))
-    at = includes[-1].end() if includes else 0
-    return text[:at] + _FLASH_PRELUDE + text[at:]
+    # First, before any (possibly conditional) #include: it needs only predefined macros.
+    return _FLASH_PRELUDE + text
 
 
 # --------------------------------------------------------------------------- transports
@@ -384,6 +399,9 @@ class SerialTransport:
         self.url = url
         if url.startswith("socket://"):
             self._ser = serial.serial_for_url(url, timeout=1.0, write_timeout=10.0)
+            sock = getattr(self._ser, "_socket", None)
+            if sock is not None:  # small request frames must not wait for Nagle's algorithm
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         else:
             self._ser = serial.Serial(url, baudrate=SERIAL_BAUD, timeout=1.0, write_timeout=10.0)
 
@@ -420,6 +438,8 @@ class SerialTransport:
     def write(self, data: bytes, timeout_sec: float | None) -> None:
         if self._ser is None:
             raise server.TransportClosedError()
+        if self._proc is not None and self._proc.poll() is not None:
+            raise self._gone("emulator is not running")
         try:
             self._ser.write_timeout = timeout_sec
             self._ser.write(data)
@@ -499,7 +519,7 @@ def start_qemu_avr(elf: pathlib.Path, machine: str, log_path: pathlib.Path) -> S
             "-monitor",
             "none",
             "-chardev",
-            f"socket,id=mtuart,fd={fd},server=on,wait=on",
+            f"socket,id=mtuart,fd={fd},server=on,wait=on,nodelay=on",
             "-serial",
             "chardev:mtuart",
         ]
@@ -744,6 +764,8 @@ class Handler(server.ProjectAPIHandler):
             "CXXFLAGS_STD = -std=gnu++11",
             "# Debian's avr-libc lacks DECIMAL_DIG, which the Arduino core's WString.cpp uses.",
             "CPPFLAGS += -Isrc -DDECIMAL_DIG=9 " + " ".join(shlex.quote(f) for f in cflags),
+            "# Link even when RAM or flash overflows, so the build can report both numbers.",
+            "LDFLAGS += -Wl,--noinhibit-exec",
             f"CFLAGS += -Wextra{werror}",
             "include $(ARDMK_DIR)/Arduino.mk",
             "",
@@ -839,6 +861,9 @@ class Handler(server.ProjectAPIHandler):
         if elf.is_file() and is_avr(board) and shutil.which("avr-size"):
             check_fits(board, avr_sizes(elf), elf)
         if rc != 0:
+            overflow = overflow_from_log(_tail(log, 200), board)
+            if overflow:
+                raise FirmwareTooBigError(overflow)
             text = _tail(log)
             if "sketch" in text.lower() and "name" in text.lower():
                 text += f"\n(arduino-cli needs the .ino named after its folder: {API_SERVER_DIR.name}.ino)"

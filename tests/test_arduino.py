@@ -1,0 +1,610 @@
+"""The arduino template: boards as data, sketch generation for every board through a real
+Project API server process, the AVR build with Debian's arduino-mk (flash/RAM checked with
+avr-size), and the sine model on an emulated Uno (qemu-system-avr) matching the TFLite Micro
+interpreter bit for bit. Tests needing a missing tool skip with the reason.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import microtvm_tasks.templates as templates_pkg
+import pytest
+
+from microtvm_tasks.errors import ToolNotFoundError
+from microtvm_tasks.project_api import server
+from microtvm_tasks.project_api.client import instantiate_from_dir
+from microtvm_tasks.runtime.fake_mlf import fake_mlf_members, fake_reference, write_fake_mlf
+
+TEMPLATE = Path(templates_pkg.__file__).resolve().parent / "arduino"
+REPO = Path(__file__).resolve().parents[1]
+SINE = REPO / "models" / "sine.tflite"
+BOARDS = json.loads((TEMPLATE / "boards.json").read_text())
+REQUIRED_BOARDS = {"uno", "mega2560", "due", "nano33ble", "rpipico", "teensy40", "wioterminal"}
+
+HAVE_AVR = (
+    all(shutil.which(t) for t in ("make", "avr-gcc", "avr-g++", "avr-size"))
+    and Path("/usr/share/arduino/Arduino.mk").is_file()
+)
+HAVE_QEMU_AVR = shutil.which("qemu-system-avr") is not None
+needs_avr = pytest.mark.skipif(
+    not HAVE_AVR,
+    reason="AVR toolchain missing (apt-get install gcc-avr avr-libc arduino-core-avr arduino-mk)",
+)
+needs_emulator = pytest.mark.skipif(
+    not (HAVE_AVR and HAVE_QEMU_AVR),
+    reason="AVR toolchain or qemu-system-avr missing (apt-get install gcc-avr avr-libc arduino-core-avr "
+    "arduino-mk qemu-system-misc)",
+)
+
+
+def _load_server_module():
+    spec = importlib.util.spec_from_file_location(
+        "arduino_server_under_test", TEMPLATE / "microtvm_api_server.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ard = _load_server_module()
+
+
+@pytest.fixture(scope="module")
+def template_client():
+    """One template server for the whole module (each generate_project is one call)."""
+    with instantiate_from_dir(TEMPLATE, timeout=120) as client:
+        yield client
+
+
+def _generate(client, mlf: Path, project: Path, **options) -> Path:
+    opts = {"board": "uno", "project_type": "host_driven"}
+    opts.update(options)
+    client.generate_project(
+        model_library_format_path=str(mlf), standalone_crt_dir=None, project_dir=str(project), options=opts
+    )
+    return project
+
+
+# ---- board data ----------------------------------------------------------------------------
+
+
+def test_boards_json_has_every_board_with_its_properties():
+    assert REQUIRED_BOARDS <= set(BOARDS)
+    for name, props in BOARDS.items():
+        for key in (
+            "package",
+            "architecture",
+            "board",
+            "model",
+            "mcu",
+            "flash_bytes",
+            "ram_bytes",
+            "vid_hex",
+            "pid_hex",
+            "max_payload",
+        ):
+            assert key in props, f"{name} lacks {key}"
+        assert re.fullmatch(r"[0-9a-f]{4}", props["vid_hex"]) and re.fullmatch(
+            r"[0-9a-f]{4}", props["pid_hex"]
+        )
+        assert props["ram_bytes"] > 0 and props["flash_bytes"] > 0
+        assert 64 <= props["max_payload"] <= 4096
+        assert ard.fqbn(name).count(":") >= 2
+    assert ard.fqbn("uno") == "arduino:avr:uno"
+    assert ard.fqbn("mega2560") == "arduino:avr:mega:cpu=atmega2560"
+    assert ard.fqbn("due") == "arduino:sam:arduino_due_x_dbg"
+    assert BOARDS["uno"]["ram_bytes"] == 2048 and BOARDS["mega2560"]["ram_bytes"] == 8192
+    assert {b for b in BOARDS if "qemu_machine" in BOARDS[b]} >= {"uno", "mega2560"}
+    assert ard.is_avr("uno") and ard.is_avr("mega2560") and not ard.is_avr("due")
+
+
+def test_server_info_lists_tvm_option_names_and_board_choices(template_client):
+    info = template_client.server_info_query("0.18.0")
+    assert info["platform_name"] == "arduino" and info["is_template"] is True
+    opts = {o["name"]: o for o in info["project_options"]}
+    for name in (
+        "board",
+        "project_type",
+        "arduino_cli_cmd",
+        "port",
+        "serial_number",
+        "verbose",
+        "warning_as_error",
+        "compile_definitions",
+        "extra_files_tar",
+        "emulate",
+    ):
+        assert name in opts, name
+    assert set(opts["board"]["choices"]) == set(BOARDS)
+    assert set(opts["project_type"]["choices"]) == {"host_driven", "aot_standalone_demo"}
+    assert opts["emulate"]["type"] == "bool"
+    assert "open_transport" in (opts["emulate"]["optional"] or [])
+    assert "generate_project" in (opts["board"]["required"] or [])
+
+
+# ---- generation ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("board", sorted(BOARDS))
+def test_generate_project_for_every_board(template_client, tmp_path, board):
+    mlf = write_fake_mlf(tmp_path / "fake.tar")
+    project = _generate(
+        template_client, mlf, tmp_path / "sketch_1", board=board, compile_definitions="-DMY_FLAG=3"
+    )
+    files = {p.relative_to(project).as_posix() for p in project.rglob("*") if p.is_file()}
+    # A sketch folder: the .ino is named after the folder; sources flat in src/.
+    assert "sketch_1.ino" in files
+    assert {"microtvm_api_server.py", "boards.json", "model.tar", "microtvm_project.json"} <= files
+    for f in (
+        "platform_arduino.cpp",
+        "mt_avr_mulhisi3.S",
+        "mt_model_glue.c",
+        "platform.h",
+        "mt_model.h",
+        "mt_runtime.h",
+        "mt_session.c",
+        "tvmgen_default.h",
+        "default_lib0.c",
+        "default_lib1.c",
+    ):
+        assert f"src/{f}" in files, f
+    ino = (project / "sketch_1.ino").read_text()
+    assert "mt_session_main()" in ino and '#include "src/mt_runtime.h"' in ino
+    platform_src = (project / "src" / "platform_arduino.cpp").read_text()
+    assert "Serial.begin" in platform_src and "micros()" in platform_src
+    flags = (project / "build_flags.txt").read_text()
+    assert f"-DMT_MAX_PAYLOAD={BOARDS[board]['max_payload']}" in flags and "-DMY_FLAG=3" in flags
+    recorded = json.loads((project / "microtvm_project.json").read_text())
+    assert recorded["board"] == board and recorded["sketch"] == "sketch_1"
+    if ard.is_avr(board):
+        mk = (project / "Makefile").read_text()
+        assert f"BOARD_TAG = {BOARDS[board]['arduino_mk']['BOARD_TAG']}" in mk
+        assert "-DDECIMAL_DIG=9" in mk and "-std=gnu++11" in mk and "include $(ARDMK_DIR)/Arduino.mk" in mk
+    else:
+        assert "Makefile" not in files
+    # The project's own copy of the server knows it is a project, not the template.
+    with instantiate_from_dir(project, timeout=60) as client:
+        info = client.server_info_query("0.18.0")
+    assert info["is_template"] is False and info["model_library_format_path"].endswith("model.tar")
+
+
+def test_standalone_demo_and_extra_files(template_client, tmp_path):
+    mlf = write_fake_mlf(tmp_path / "fake.tar")
+    extra = tmp_path / "extra.tar"
+    (tmp_path / "include").mkdir()
+    (tmp_path / "include" / "extra.h").write_text("#define EXTRA 1\n")
+    with tarfile.open(extra, "w") as tf:
+        tf.add(tmp_path / "include", arcname="include")
+    project = _generate(
+        template_client,
+        mlf,
+        tmp_path / "demo",
+        project_type="aot_standalone_demo",
+        extra_files_tar=str(extra),
+    )
+    assert "mt_standalone_main()" in (project / "demo.ino").read_text()
+    assert (project / "include" / "extra.h").read_text() == "#define EXTRA 1\n"
+
+
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        ({"board": "esp8266"}, "unknown board"),
+        ({"project_type": "example_project"}, "project_type must be one of"),
+        ({"board": "due", "emulate": True}, "emulate=true is only available for"),
+    ],
+)
+def test_generate_rejects_bad_options(template_client, tmp_path, options, expected):
+    mlf = write_fake_mlf(tmp_path / "fake.tar")
+    with pytest.raises(server.ServerError) as info:
+        _generate(template_client, mlf, tmp_path / "p", **options)
+    assert expected in str(info.value)
+    assert not (tmp_path / "p").exists()  # nothing half-generated is left behind
+
+
+def test_generate_refuses_non_empty_directory(template_client, tmp_path):
+    mlf = write_fake_mlf(tmp_path / "fake.tar")
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "mine.txt").write_text("keep me")
+    with pytest.raises(server.ServerError) as info:
+        _generate(template_client, mlf, tmp_path / "p")
+    assert "not empty" in str(info.value)
+    assert (tmp_path / "p" / "mine.txt").read_text() == "keep me"
+
+
+# ---- weights in flash on AVR -------------------------------------------------------------
+
+
+LIB0 = """#include <stdint.h>
+#define MT_ALIGN16 __attribute__((aligned(16)))
+const int8_t m_c0[4] MT_ALIGN16 = {
+  1, -2, 3, -4
+};
+const int32_t m_c1[2] MT_ALIGN16 = {
+  100000, -7
+};
+"""
+LIB1 = """#include <stdint.h>
+extern const int8_t m_c0[4];
+extern const int32_t m_c1[2];
+static inline int32_t dot(const int8_t* restrict w, const int8_t* x, int n) {
+  int32_t acc = 0;
+  int i;
+  for (i = 0; i < n; ++i) {
+    const int32_t scale = 2;
+    acc += (int32_t)w[i] * (int32_t)x[i] * scale;
+  }
+  return acc;
+}
+int32_t m_run(int8_t* x, int32_t* out) {
+  out[0] = dot(m_c0, x, 4) + m_c1[0];
+  return 0;
+}
+"""
+
+
+def test_place_constants_in_flash_rewrites_arrays_and_const_pointers():
+    lib0 = ard.place_constants_in_flash(LIB0)
+    lib1 = ard.place_constants_in_flash(LIB1)
+    assert "const MT_FLASH_CONST int8_t m_c0[4] MT_ALIGN16 = {" in lib0
+    assert "extern const MT_FLASH_CONST int32_t m_c1[2];" in lib1
+    assert "const MT_FLASH_CONST int8_t* restrict w" in lib1
+    assert "const int32_t scale = 2;" in lib1  # a local scalar stays a plain const
+    assert "int8_t* x, int32_t* out" in lib1  # non-const pointers untouched
+    assert ard.place_constants_in_flash(lib1) == lib1  # idempotent
+    assert ard.place_constants_in_flash("int x;\n") == "int x;\n"
+
+
+@needs_avr
+def test_constants_land_in_flash_not_ram_with_avr_gcc(tmp_path):
+    for name, text in (("lib0.c", LIB0), ("lib1.c", LIB1)):
+        (tmp_path / name).write_text(ard.place_constants_in_flash(text))
+        subprocess.run(
+            [
+                "avr-gcc",
+                "-mmcu=atmega328p",
+                "-std=gnu11",
+                "-Os",
+                "-Wall",
+                "-Wextra",
+                "-Werror",
+                "-c",
+                name,
+                "-o",
+                name + ".o",
+            ],
+            cwd=tmp_path,
+            check=True,
+            timeout=60,
+        )
+    sizes = subprocess.run(
+        ["avr-size", "-A", "lib0.c.o"], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    sections = {
+        p[0]: int(p[1])
+        for p in (line.split() for line in sizes.splitlines())
+        if len(p) >= 2 and p[1].isdigit()
+    }
+    assert sections.get(".data", 0) == 0  # nothing copied into the 2 KiB of RAM
+    assert sections.get(".progmemx.data", 0) >= 4 + 8
+    # Without the rewrite avr-gcc puts the same constants in .data (RAM): the reason it exists.
+    (tmp_path / "plain.c").write_text(LIB0)
+    subprocess.run(
+        ["avr-gcc", "-mmcu=atmega328p", "-Os", "-c", "plain.c", "-o", "plain.o"],
+        cwd=tmp_path,
+        check=True,
+        timeout=60,
+    )
+    plain = subprocess.run(
+        ["avr-size", "-A", "plain.o"], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    # (.rodata: the AVR linker script places it in .data, i.e. copies it to RAM at start-up.)
+    assert re.search(r"^\.(?:ro)?data\s+([1-9]\d*)", plain, re.M)
+
+
+# ---- building ------------------------------------------------------------------------------
+
+
+def _patched_fake(tmp_path: Path, *, n: int = 4, big_tables: int = 0) -> Path:
+    """The fake model, optionally with `big_tables` 20000-byte constant tables the run reads
+    (avr-gcc refuses a single object above 32767 bytes: AVR's int is 16 bits)."""
+    members = fake_mlf_members(n=n)
+    if big_tables:
+        tables = [f"big_table{i}" for i in range(big_tables)]
+        members["codegen/host/src/default_lib0.c"] = (
+            "#include <stdint.h>\n" + "".join(f"const int8_t {t}[20000] = {{1, 2, 3}};\n" for t in tables)
+        ).encode()
+        lib1 = members["codegen/host/src/default_lib1.c"].decode()
+        externs = "".join(f"extern const int8_t {t}[20000];\n" for t in tables)
+        lib1 = lib1.replace('#include "tvmgen_default.h"', '#include "tvmgen_default.h"\n' + externs)
+        reads = " + ".join(f"{t}[(uint8_t)x[0] * 78]" for t in tables)
+        lib1 = lib1.replace("  z[0] = (float)sum;", f"  z[0] = (float)(sum + {reads});")
+        members["codegen/host/src/default_lib1.c"] = lib1.encode()
+    from microtvm_tasks.mlf import write_archive
+
+    return write_archive(tmp_path / "model.tar", members)
+
+
+@needs_avr
+@pytest.mark.e2e
+def test_avr_build_records_image_and_sizes(template_client, tmp_path):
+    project = _generate(template_client, write_fake_mlf(tmp_path / "fake.tar"), tmp_path / "p")
+    with instantiate_from_dir(project, timeout=600) as client:
+        client.build({"board": "uno"})
+    image = json.loads((project / "build" / "image.json").read_text())
+    assert image["board"] == "uno" and (project / image["elf"]).is_file()
+    assert 0 < image["sizes"]["ram"] <= 2048 - 256 and 0 < image["sizes"]["flash"] <= 32256
+    assert (project / "build" / "avr" / "firmware.hex").is_file()
+    assert "avr-g" in (project / "build" / "build.log").read_text()
+
+
+@needs_avr
+@pytest.mark.e2e
+@pytest.mark.parametrize("board, ram", [("uno", 2048), ("mega2560", 8192)])
+def test_model_too_big_for_ram_fails_with_both_numbers(template_client, tmp_path, board, ram):
+    # Input + output buffers alone exceed the board's SRAM.
+    project = _generate(
+        template_client, _patched_fake(tmp_path, n=ram // 2 + 64), tmp_path / "p", board=board
+    )
+    with instantiate_from_dir(project, timeout=600) as client:
+        with pytest.raises(server.ServerError) as info:
+            client.build({})
+    text = str(info.value)
+    assert "FirmwareTooBigError" in text
+    m = re.search(r"RAM: needs (\d+) bytes of static data .* the " + board + rf" has {ram} bytes", text)
+    assert m, text
+    assert int(m.group(1)) > ram
+
+
+@needs_avr
+@pytest.mark.e2e
+def test_model_too_big_for_flash_fails_with_both_numbers(template_client, tmp_path):
+    project = _generate(template_client, _patched_fake(tmp_path, big_tables=2), tmp_path / "p")
+    with instantiate_from_dir(project, timeout=600) as client:
+        with pytest.raises(server.ServerError) as info:
+            client.build({})
+    text = str(info.value)
+    m = re.search(r"flash: needs (\d+) bytes .* the uno has 32256 bytes", text)
+    assert m, text
+    assert int(m.group(1)) > 40000
+    assert "RAM: needs" not in text  # the 40 kB table went to flash, not RAM
+
+
+# ---- missing tools -------------------------------------------------------------------------
+
+
+def test_non_avr_board_without_arduino_cli_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(ard, "ARDUINO_CLI_CMD", None)
+    with pytest.raises(ToolNotFoundError) as info:
+        ard.Handler().build({"board": "due", "arduino_cli_cmd": None})
+    text = str(info.value)
+    assert "arduino-cli" in text and "arduino:sam" in text and "https://arduino.github.io/arduino-cli" in text
+
+
+def test_avr_board_without_toolchain_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(ard, "ARDUINO_CLI_CMD", None)
+    real_which = shutil.which
+    monkeypatch.setattr(
+        ard.shutil, "which", lambda name, *a, **k: None if name.startswith("avr-") else real_which(name)
+    )
+    with pytest.raises(ToolNotFoundError) as info:
+        ard.Handler().build({"board": "uno"})
+    text = str(info.value)
+    assert "avr-gcc" in text and "apt-get install gcc-avr avr-libc arduino-core-avr arduino-mk" in text
+
+
+def test_emulation_without_qemu_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setattr(ard.shutil, "which", lambda name, *a, **k: None)
+    with pytest.raises(ToolNotFoundError) as info:
+        ard.start_qemu_avr(tmp_path / "x.elf", "uno", tmp_path / "q.log")
+    assert "qemu-system-misc" in str(info.value)
+
+
+def test_missing_tool_message_travels_through_the_project_api(tmp_path):
+    # A project for a non-AVR board, built by its own server process without arduino-cli on PATH.
+    with instantiate_from_dir(TEMPLATE, timeout=120) as client:
+        _generate(client, write_fake_mlf(tmp_path / "fake.tar"), tmp_path / "p", board="rpipico")
+    if shutil.which("arduino-cli"):
+        pytest.skip("arduino-cli is installed: the fallback message cannot be provoked")
+    with instantiate_from_dir(tmp_path / "p", timeout=60) as client:
+        with pytest.raises(server.ServerError) as info:
+            client.build({})
+    assert "ToolNotFoundError" in str(info.value) and "arduino-cli" in str(info.value)
+
+
+def test_serial_port_lookup_errors_name_the_way_out(monkeypatch):
+    from serial.tools import list_ports
+
+    monkeypatch.setattr(list_ports, "comports", lambda: [])
+    with pytest.raises(ard.BoardNotFoundError) as info:
+        ard.find_serial_port("uno", None, None)
+    assert "2341:0043" in str(info.value) and "emulate=true" in str(info.value)
+    with pytest.raises(ard.BoardNotFoundError):
+        ard.find_serial_port("uno", None, "ABC123")
+    assert ard.find_serial_port("uno", "/dev/ttyACM7", None) == "/dev/ttyACM7"
+    with pytest.raises(Exception, match="not both"):
+        ard.find_serial_port("uno", "/dev/ttyACM7", "ABC")
+
+
+# ---- the emulated Uno ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sine_uno(tmp_path_factory):
+    """The sine model compiled, generated for an emulated Uno and built (once per module)."""
+    if not (HAVE_AVR and HAVE_QEMU_AVR):
+        pytest.skip("AVR toolchain or qemu-system-avr missing")
+    from microtvm_tasks.compiler import compile_model
+
+    tmp = tmp_path_factory.mktemp("sine_uno")
+    mlf = compile_model(SINE, tmp / "sine.tar", module_name="sine")
+    with instantiate_from_dir(TEMPLATE, timeout=120) as client:
+        _generate(client, mlf, tmp / "sine_uno", emulate=True)
+    with instantiate_from_dir(tmp / "sine_uno", timeout=600) as client:
+        client.build({})
+    return tmp / "sine_uno"
+
+
+def _tflm_outputs(values):
+    import numpy as np
+    from tflite_micro.python.tflite_micro import runtime
+
+    interp = runtime.Interpreter.from_bytes(SINE.read_bytes(), arena_size=1 << 16)
+    out = []
+    for v in values:
+        interp.set_input(np.array([[v]], dtype=np.int8), 0)
+        interp.invoke()
+        out.append(int(np.array(interp.get_output(0)).reshape(-1)[0]))
+    return out
+
+
+@needs_emulator
+@pytest.mark.e2e
+@pytest.mark.timeout(300)
+def test_sine_on_emulated_uno_matches_tflite_micro_bit_for_bit(sine_uno):
+    import numpy as np
+
+    from microtvm_tasks.session import ProjectAPITransport, Session
+
+    image = json.loads((sine_uno / "build" / "image.json").read_text())
+    assert image["sizes"]["ram"] + 256 <= 2048  # weights are in flash: the model fits the Uno
+    values = list(range(-128, 128))
+    got = []
+    with instantiate_from_dir(sine_uno, timeout=60) as client:
+        timeouts = client.open_transport({})
+        assert timeouts["timeouts"]["session_start_timeout_sec"] > 0
+        try:
+            session = Session(ProjectAPITransport(client), timeout=10.0)
+            hello = session.hello(timeout=20.0)
+            assert hello["max_payload"] == BOARDS["uno"]["max_payload"]
+            desc = session.describe()
+            assert desc.name == "sine" and desc.inputs[0].dtype == "int8" and desc.inputs[0].shape == (1, 1)
+            for v in values:
+                session.set_input(0, np.array([[v]], dtype=np.int8))
+                ticks, hz = session.run(1)
+                got.append(int(session.get_output(0).reshape(-1)[0]))
+            assert hz == 2_000_000 and 0 < ticks < hz  # Timer1 at F_CPU/8, one inference < 1 s
+        finally:
+            client.close_transport()
+    assert got == _tflm_outputs(values)
+
+
+@needs_emulator
+@pytest.mark.e2e
+@pytest.mark.timeout(300)
+def test_session_resyncs_after_boot_chatter_and_reset(sine_uno):
+    """Garbage before the first frame, and a second boot (reset) of the board, are survived."""
+    import numpy as np
+
+    from microtvm_tasks.session import ProjectAPITransport, Session
+
+    for _boot in range(2):  # each open_transport boots a fresh emulator: a reset
+        with instantiate_from_dir(sine_uno, timeout=60) as client:
+            client.open_transport({})
+            try:
+                client.write_transport(b"\x00garbage\x7e\x7d\x7e\xff boot chatter\r\n", 5.0)
+                session = Session(ProjectAPITransport(client), timeout=10.0)
+                session.hello(timeout=20.0)
+                session.set_input(0, np.array([[0]], dtype=np.int8))
+                session.run(1)
+                assert int(session.get_output(0).reshape(-1)[0]) == _tflm_outputs([0])[0]
+            finally:
+                client.close_transport()
+
+
+@needs_emulator
+@pytest.mark.e2e
+@pytest.mark.timeout(120)
+def test_emulator_gone_is_transport_closed_and_never_left_running(sine_uno):
+    elf = sine_uno / "build" / "avr" / "firmware.elf"
+    transport = ard.start_qemu_avr(elf, "uno", sine_uno / "build" / "qemu-test.log")
+    proc = transport._proc
+    assert proc.poll() is None
+    with pytest.raises(server.IoTimeoutError):
+        transport.read(16, 0.2)  # the host_driven firmware stays silent until asked
+    proc.kill()  # the "board" vanishes mid-session
+    proc.wait(10)
+    with pytest.raises(server.TransportClosedError):
+        transport.read(16, 0.5)
+    with pytest.raises(server.TransportClosedError):
+        transport.write(b"\x7e", 0.5)
+    transport.close()
+    transport.close()  # idempotent
+
+    # close() of a live emulator kills it (and its process group).
+    transport = ard.start_qemu_avr(elf, "uno", sine_uno / "build" / "qemu-test.log")
+    proc = transport._proc
+    transport.close()
+    assert proc.poll() is not None
+
+
+@needs_emulator
+@pytest.mark.e2e
+@pytest.mark.timeout(120)
+def test_server_exit_takes_the_emulator_with_it(sine_uno):
+    """A Project API server that is reaped without close_transport leaves no QEMU behind."""
+    with instantiate_from_dir(sine_uno, timeout=60) as client:
+        client.open_transport({})
+        server_pid = client.server_process.proc.pid
+        qemu_pids = _children_named(server_pid, "qemu-system-avr")
+    assert qemu_pids, "the server should have started qemu-system-avr"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(
+        Path(f"/proc/{p}").exists() and _is_alive(p) for p in qemu_pids
+    ):
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{p}").exists() and _is_alive(p) for p in qemu_pids)
+
+
+def _children_named(parent: int, name: str) -> list[int]:
+    """Pids of `parent`'s direct children whose command is `name` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        comm = text[text.index("(") + 1 : text.rindex(")")]
+        ppid = int(text[text.rindex(")") + 2 :].split()[1])
+        if ppid == parent and name.startswith(comm):
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@needs_emulator
+@pytest.mark.e2e
+@pytest.mark.timeout(300)
+def test_fake_model_on_emulated_mega2560(template_client, tmp_path):
+    import numpy as np
+
+    from microtvm_tasks.session import run_project
+
+    project = _generate(
+        template_client,
+        write_fake_mlf(tmp_path / "fake.tar", n=300),
+        tmp_path / "mega",
+        board="mega2560",
+        emulate=True,
+    )
+    with instantiate_from_dir(project, timeout=600) as client:
+        client.build({})
+    x = (np.arange(300) % 251 - 125).astype(np.int8).reshape(1, 300)
+    result = run_project(project, inputs=[x], timeout=20.0)
+    y, z = fake_reference(x)
+    assert np.array_equal(result.outputs[0], y) and np.array_equal(result.outputs[1], z)
