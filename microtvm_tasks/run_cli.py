@@ -111,6 +111,16 @@ def print_result(result: Any, *, print_top: int = 0, print_time: bool = False, o
               f"{result.round_trip_s * 1e3:.3f} ms", file=out)
 
 
+def _project_type(project_dir: str) -> str | None:
+    from .state import try_load_state
+
+    try:
+        st = try_load_state(project_dir)
+    except Exception:  # noqa: BLE001 - a broken state file is reported by run_project itself
+        return None
+    return st.options.get("project_type") if st is not None else None
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Handler of `microtvm run`."""
     import numpy as np
@@ -118,6 +128,18 @@ def run_command(args: argparse.Namespace) -> int:
     from .options import parse_kv
     from .session import run_project
 
+    if _project_type(args.project_dir) == "aot_standalone_demo":
+        # The firmware runs on its baked-in input and prints the result: show that.
+        from .errors import SessionError
+        from .session import read_standalone_output
+
+        if args.inputs or args.outputs:
+            raise SessionError(
+                f"{args.project_dir} is an aot_standalone_demo project: it runs on the input baked in at "
+                "generate time and prints its outputs; -i/-o need a host_driven project"
+            )
+        print(read_standalone_output(args.project_dir, timeout=args.timeout), end="")
+        return 0
     inputs = _load_inputs(args.inputs) if args.inputs else None
     raw = parse_kv(args.option, "--option on the command line") if args.option else None
     result = run_project(

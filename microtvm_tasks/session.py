@@ -710,6 +710,44 @@ def run_project(project_dir: str | Path, inputs: Any = None, *, fill_mode: str =
                 pass
 
 
+def read_standalone_output(project_dir: str | Path, *, timeout: float = 30.0,
+                           options: dict[str, Any] | None = None) -> str:
+    """Start an aot_standalone_demo project (open_transport) and return the text it prints,
+    up to its ``mt: status`` line (or until it exits); SessionError if it prints nothing."""
+    from .project_api import server
+    from .project_api.client import instantiate_from_dir
+
+    project_dir = Path(project_dir)
+    opts = _remembered_options(project_dir)
+    opts.update(options or {})
+    text = b""
+    with instantiate_from_dir(project_dir) as client:
+        client.open_transport(opts)
+        deadline = time.monotonic() + timeout
+        try:
+            while b"mt: status" not in text or not text.rstrip(b"\r").endswith(b"\n"):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    text += client.read_transport(4096, min(left, 1.0))
+                except server.IoTimeoutError:
+                    continue
+                except server.TransportClosedError:
+                    break
+        finally:
+            try:
+                client.close_transport()
+            except Exception:  # noqa: BLE001 - closing must not hide the real error
+                pass
+    if b"mt: " not in text:
+        raise SessionError(
+            f"{project_dir}: the standalone demo printed nothing recognisable in {timeout:.0f} s"
+            + (f" (got {text[:200]!r})" if text else "")
+        )
+    return text.decode("utf-8", errors="replace")
+
+
 def _timeout_field(timeouts: Any, name: str, default: float) -> float:
     value = timeouts.get(name) if isinstance(timeouts, dict) else getattr(timeouts, name, None)
     return float(value) if value else default

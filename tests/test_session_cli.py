@@ -64,3 +64,18 @@ def test_run_errors_are_reported_without_traceback(project, tmp_path, capsys):
     assert "not a generated project" in capsys.readouterr().err
     assert main(["run", str(project), "--option", "bogus=1"]) == 2
     assert "bogus" in capsys.readouterr().err
+
+
+def test_run_standalone_demo_project_prints_its_output(tmp_path, capsys):
+    from microtvm_tasks.platforms import find_template
+    from microtvm_tasks.project import build_project, create_project
+
+    mlf = write_fake_mlf(tmp_path / "fake.tar", n=4)
+    proj = tmp_path / "demo"
+    create_project(proj, mlf, find_template("host"), {"project_type": "aot_standalone_demo"})
+    build_project(proj)
+    assert main(["run", str(proj)]) == 0
+    out = capsys.readouterr().out
+    assert "mt: output 0 y int8 [1,4] = " in out and "mt: status 0" in out
+    assert main(["run", str(proj), "-o", str(tmp_path / "o.npz")]) == 2
+    assert "aot_standalone_demo" in capsys.readouterr().err
