@@ -209,7 +209,10 @@ class Handler(server.ProjectAPIHandler):
         cc = options.get("cc") or "cc"
         if shutil.which(_split_words(cc)[0] if cc else "cc") is None:
             raise RuntimeError(f"C compiler {cc!r} not found: install gcc or pass -o cc=<compiler>")
+        # make -s keeps a quiet build quiet (warnings and errors still show); verbose shows all
         argv = ["make", "-C", str(API_SERVER_DIR), f"CC={cc}"]
+        if not options.get("verbose"):
+            argv[1:1] = ["-s", "--no-print-directory"]
         if options.get("cflags"):
             argv.append(f"EXTRA_CFLAGS={options['cflags']}")
         _run_streamed(argv, verbose=bool(options.get("verbose")), timeout=BUILD_TIMEOUT_SEC)
@@ -283,11 +286,13 @@ class Handler(server.ProjectAPIHandler):
 
 
 def _run_streamed(argv: list[str], *, verbose: bool, timeout: float) -> None:
-    """Run a build command; stream its output to stderr when verbose; fail with its tail."""
+    """Run a build command, streaming its output to our stdout (which the Project API client
+    shares with the user); on failure raise with the output's tail."""
     import collections
     import selectors
 
-    _log("$ " + " ".join(argv))
+    if verbose:
+        _log("$ " + " ".join(argv))
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     tail: collections.deque[bytes] = collections.deque(maxlen=60)
     deadline = time.monotonic() + timeout
@@ -305,9 +310,8 @@ def _run_streamed(argv: list[str], *, verbose: bool, timeout: float) -> None:
             chunk = os.read(proc.stdout.fileno(), 65536)
             if not chunk:
                 break
-            if verbose:
-                sys.stderr.buffer.write(chunk)
-                sys.stderr.flush()
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
             buf += chunk
             *lines, buf = buf.split(b"\n")
             tail.extend(lines)
