@@ -362,10 +362,13 @@ def test_too_big_model_fails_the_build_with_both_numbers(tmp_path):
     boards["boards"]["mps2_an385"]["flash"]["size"] = "0x1000"  # 4 KiB: less than the runtime's code
     (small / "boards.json").write_text(json.dumps(boards))
 
-    # The MLF's own figures already exceed RAM: generate_project refuses at once.
+    # The MLF's own figures already exceed RAM: build refuses before compiling anything.
     big = write_fake_mlf(tmp_path / "big.tar", n=20000)
-    with pytest.raises(Exception, match=r"need \d+ bytes of RAM, the board has 32768"):
-        _generate(tmp_path, big, "mps2_an385", template=small)
+    project = _generate(tmp_path / "big", big, "mps2_an385", template=small)
+    with instantiate_from_dir(project, timeout=120) as client:
+        with pytest.raises(Exception, match=r"need 56408 bytes of RAM, the board has 32768"):
+            client.build({})
+    assert not (project / "build" / "obj").exists()
 
     # Fits by the metadata, but the linked image overflows the 4 KiB flash: build says by how much.
     ok = write_fake_mlf(tmp_path / "ok.tar", n=8)
@@ -558,22 +561,44 @@ def test_standalone_demo_prints_outputs_and_ticks(tmp_path):
 @needs_qemu
 @pytest.mark.e2e
 @pytest.mark.timeout(300)
-def test_run_project_reports_the_same_ticks_twice(tmp_path):
+def test_microtvm_run_print_time_gives_the_same_figure_twice(tmp_path):
+    """The CLI flow a user types: create-project, build, flash, then run --print-time twice."""
     from microtvm_tasks.runtime.fake_mlf import write_fake_mlf
-    from microtvm_tasks.session import run_project
 
     mlf = write_fake_mlf(tmp_path / "fake.tar", n=64)
-    project = _generate(tmp_path, mlf, "mps2_an500")
-    from microtvm_tasks.project_api.client import instantiate_from_dir
+    project = tmp_path / "proj"
 
-    with instantiate_from_dir(project, timeout=120) as client:
-        client.build({})
-        client.flash({})
-    first = run_project(project, options={"board": "mps2_an500"}, seed=3)
-    time.sleep(0.2)
-    second = run_project(project, options={"board": "mps2_an500"}, seed=3)
-    assert first.ticks and first.ticks == second.ticks
-    assert first.tick_hz == second.tick_hz == 1_000_000_000 >> qa.load_boards()["qemu"]["icount_shift"]
+    def cli(*args: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "microtvm_tasks.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout + proc.stderr
+
+    cli(
+        "create-project",
+        str(project),
+        str(mlf),
+        "qemu_arm",
+        "-o",
+        "board=mps2_an500",
+        "project_type=host_driven",
+    )
+    cli("build", str(project))
+    cli("flash", str(project))
+    times = []
+    for _ in range(2):
+        out = cli("run", str(project), "--print-time")
+        line = [x for x in out.splitlines() if x.startswith("time per inference")]
+        assert line, out
+        hz = 1_000_000_000 >> qa.load_boards()["qemu"]["icount_shift"]
+        assert f"device ticks at {hz} Hz" in line[0]
+        times.append(line[0])
+    assert times[0] == times[1]
 
 
 # ---- no QEMU left behind when the client dies ----------------------------------------------------

@@ -13,8 +13,10 @@ Stages:
   vector table, CMSDK UART, timer) and the runtime into the project, extracts the MLF into
   ``model/``, writes the model glue, the linker script ``qemu_arm.ld``, ``board.mk`` and a
   ``Makefile``, and remembers the options in ``qemu_arm_project.json``.
-- ``build`` runs make; the ELF is ``build/image.elf`` and its section sizes go to
-  ``build/sizes.json``. A model that does not fit the board fails with both numbers.
+- ``build`` checks the MLF's weights and arena against the board's flash and RAM, runs
+  make (the ELF is ``build/image.elf``) and records its section sizes in
+  ``build/sizes.json``. A model that does not fit fails with both numbers (needed vs
+  available), from the metadata before compiling or from the linker's overflow report.
 - ``flash`` checks the image and records its hash in ``build/flash.json``: an emulated
   board is programmed when it is powered up, i.e. by ``open_transport``.
 - ``open_transport`` boots ``qemu-system-arm -icount shift=S`` with UART0 on a loopback TCP
@@ -285,8 +287,7 @@ def _tool(name: str) -> str:
 
 def _region_text(region: str, board_name: str, board: dict[str, Any]) -> str:
     r = board["flash" if region == "FLASH" else "ram"]
-    what = r.get("what", region)
-    return f"{r['size']} bytes of {region.lower()} ({what} at 0x{r['base']:08x}) on {board_name}"
+    return f"{r.get('what', region)} at 0x{r['base']:08x} on {board_name}"
 
 
 def check_model_fits(board_name: str, board: dict[str, Any], constants: int, workspace: int, io: int) -> None:
@@ -784,9 +785,6 @@ class Handler(server.ProjectAPIHandler):
         shutil.copy2(mlf_path, project_dir / "model.tar")
         info = mlf.extract_mlf(mlf_path, project_dir / "model", replace=True)
         module = info.module()
-        check_model_fits(
-            board_name, board, module.constants_size_bytes, module.workspace_size_bytes, module.io_size_bytes
-        )
         standalone = None
         if project_type == "aot_standalone_demo":
             standalone = standalone_input(project_dir / "model", options.get("standalone_input"))
@@ -873,12 +871,21 @@ def build_firmware(
 ) -> dict:
     """make the image, record its sizes in build/sizes.json, and check it fits the board."""
     name, board, _ = board_info
+    config_path = project_dir / PROJECT_CONFIG
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    if "workspace_size_bytes" in config:
+        # The MLF's own figures: fail before compiling anything when they cannot fit.
+        check_model_fits(
+            name,
+            board,
+            int(config.get("constants_size_bytes") or 0),
+            int(config.get("workspace_size_bytes") or 0),
+            int(config.get("io_size_bytes") or 0),
+        )
     _tool("arm-none-eabi-gcc")
     make = _tool("make")
     argv = [make, "-C", str(project_dir), f"-j{min(2, os.cpu_count() or 1)}"]
-    opt_level = options.get("opt_level")
-    if opt_level is None and (project_dir / PROJECT_CONFIG).is_file():
-        opt_level = json.loads((project_dir / PROJECT_CONFIG).read_text()).get("opt_level")
+    opt_level = options.get("opt_level") or config.get("opt_level")
     if opt_level is not None:
         if opt_level not in OPT_LEVELS:
             raise QemuArmError(f"opt_level {opt_level!r} is not one of {', '.join(OPT_LEVELS)}")
