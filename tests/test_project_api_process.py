@@ -305,6 +305,23 @@ def test_missing_server_and_unstartable_server(tmp_path: Path):
     assert "server_info_query" in text and "exited with status 127" in text and "python3: not found" in text
 
 
+def test_vendored_server_module(template: Path):
+    # A template may carry its own copy of server.py (standard library only) and import it
+    # without this package: run it with -S -E so the installed package cannot be found.
+    (template / "server.py").write_bytes(Path(server.__file__).read_bytes())
+    script = template / "microtvm_api_server.py"
+    script.write_text(
+        script.read_text().replace("from microtvm_tasks.project_api import server", "import server")
+    )
+    launch = template / "launch_microtvm_api_server.sh"
+    launch.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S -E "$@"\n')
+    launch.chmod(0o755)
+    with client.instantiate_from_dir(template, timeout=10) as api:
+        assert api.server_info_query("0.18.0")["protocol_version"] == 1
+        with pytest.raises(client.TransportClosedError):
+            api.flash({"mode": "closed"})
+
+
 def test_debug_forwards_stderr_and_passes_flag(template: Path, capfd):
     with client.instantiate_from_dir(template, debug=True, timeout=10) as api:
         api.build({})
