@@ -138,6 +138,12 @@ CASES = {
     "transpose_activation": lambda: mb.onnx_single("Transpose", [(2, 3, 4)], (4, 2, 3), perm=[2, 0, 1]),
     "concat_channels_4d": lambda: mb.onnx_single("Concat", [(1, 2, 3, 3), (1, 4, 3, 3)], (1, 6, 3, 3),
                                                  axis=1),
+    "div_by_constant": lambda: mb.onnx_single(
+        "Div", [(1, 3, 2, 2)], (1, 3, 2, 2),
+        consts={"d": np.array([[[2.0]], [[-4.0]], [[0.5]]], np.float32)}),
+    "unsqueeze_squeeze_activation": lambda: _chain(
+        [N("Unsqueeze", ["x0", "ax"], ["u"]), N("Relu", ["u"], ["r"]), N("Squeeze", ["r", "ax"], ["y"])],
+        [(2, 5)], (2, 5), {"ax": np.array([1], np.int64)}),
     "identity_dropout": lambda: _chain(
         [N("Dropout", ["x0"], ["d"]), N("Relu", ["d"], ["y"])], [(1, 6)], (1, 6), {}),
     "shape_gather_unsqueeze_concat_reshape": lambda: _chain(

@@ -792,6 +792,40 @@ def _squeeze(c: Converter, x: Any, axes: Any = None) -> Any:
     return np.squeeze(arr, axis=tuple(int(a) % arr.ndim for a in np.asarray(axes).reshape(-1)))
 
 
+def _squeeze_like(c: Converter, fn: Callable[..., Any]) -> None:
+    """Squeeze / Unsqueeze: folded on constants, an alias (RESHAPE) on activations."""
+    import numpy as np
+
+    axes = c.const(c.inputs[1], "axes") if len(c.inputs) > 1 and c.inputs[1] else None
+    x = c.inputs[0]
+    if c.is_const(x):
+        c.set_const(c.outputs_[0], fn(c, c.const(x), axes))
+        return
+    new_shape = fn(c, np.zeros(c.onnx_shape(x), np.uint8), axes).shape
+    _reshape_to(c, x, tuple(int(d) for d in new_shape))
+
+
+def _div(c: Converter) -> None:
+    """Div by a constant: a multiplication by its reciprocal (within float tolerance)."""
+    import numpy as np
+
+    a, b = c.inputs[:2]
+    if c.is_const(a) and c.is_const(b):
+        c.set_const(c.outputs_[0], np.asarray(c.const(a), np.float32) / np.asarray(c.const(b), np.float32))
+        return
+    if not c.is_const(b):
+        raise c.error("division by a non-constant is not supported")
+    divisor = np.asarray(c.const(b), np.float32)
+    if np.any(divisor == 0):
+        raise c.error("division by a constant containing zero")
+    recip = f"{b}__reciprocal"
+    c.set_const(recip, (np.float32(1.0) / divisor).astype(np.float32))
+    c.inputs = [a, recip]
+    c.op_type = "Mul"
+    _binary(c)
+    c.op_type = "Div"
+
+
 def _gather(c: Converter, x: Any, idx: Any) -> Any:
     import numpy as np
 
@@ -863,8 +897,9 @@ CONVERTERS: dict[str, Callable[[Converter], None]] = {
     "Concat": _concat,
     "Constant": _constant,
     "Shape": _shape,
-    "Unsqueeze": _const_only(_unsqueeze),
-    "Squeeze": _const_only(_squeeze),
+    "Unsqueeze": lambda c: _squeeze_like(c, _unsqueeze),
+    "Squeeze": lambda c: _squeeze_like(c, _squeeze),
+    "Div": _div,
     "Gather": _const_only(_gather),
     "Cast": _const_only(_cast),
 }
