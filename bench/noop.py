@@ -186,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     root = args.keep or Path(tempfile.mkdtemp(prefix="mt-bench-noop-"))
     root.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, BENCH_PYTHON=sys.executable, BENCH_SERVER_LOG=str(root / "servers.log"))
+    # Measure what users get: bytecode caches written and used (some CI images disable them).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     doit = [sys.executable, "-m", "doit"]
     try:
         from microtvm_tasks.compiler import compile_model
@@ -196,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         if not template.exists():
             make_template(template)
 
-        python_pass = median_time([sys.executable, "-c", "pass"], args.repeat)
+        python_pass = median_time([sys.executable, "-c", "pass"], args.repeat, env=env)
         launch = server_launch_time(args.repeat)
         rows = []
         for n in args.sizes:

@@ -160,7 +160,7 @@ def project_files_unchanged(project_dir: str) -> bool:
     recorded is taken as unchanged; otherwise its content hash decides (a touch is not
     an edit).
     """
-    from .fsutil import IGNORED_NAMES, iter_tree, sha256_file
+    from .fsutil import sha256_file
     from .project import stage_outputs
 
     state = read_state(project_dir)
@@ -170,20 +170,38 @@ def project_files_unchanged(project_dir: str) -> bool:
     inputs: dict[str, list[Any]] = build.get("inputs") or {}
     outputs = stage_outputs(state)
     seen = 0
-    for rel in iter_tree(project_dir, IGNORED_NAMES):
+    for rel, path in _walk_files(project_dir):
         if rel == STATE_FILE or rel in outputs:
             continue
         sig = inputs.get(rel)
         if sig is None:
             return False  # a new file: someone added a source
         seen += 1
-        st = os.stat(os.path.join(project_dir, rel))
+        st = os.stat(path)
         if (st.st_mtime_ns, st.st_size) != (sig[0], sig[1]):
-            if st.st_size != sig[1] or sha256_file(os.path.join(project_dir, rel)) != sig[2]:
+            if st.st_size != sig[1] or sha256_file(path) != sig[2]:
                 return False
     if seen != sum(1 for rel in inputs if rel not in outputs):
         return False  # an input was deleted
     return all(os.path.exists(os.path.join(project_dir, rel)) for rel in build.get("outputs", []))
+
+
+def _walk_files(root: str) -> Iterator[tuple[str, str]]:
+    """(relative POSIX path, path) of every file under root, as fsutil.iter_tree names them.
+
+    Plain os.walk and string slicing: this runs on every no-op `doit` for every project.
+    """
+    from .fsutil import IGNORED_NAMES
+
+    root = os.fspath(root).rstrip("/")
+    cut = len(root) + 1
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in IGNORED_NAMES]
+        rel_dir = dirpath[cut:]
+        for name in filenames:
+            if name in IGNORED_NAMES or name.endswith(".pyc"):
+                continue
+            yield (f"{rel_dir}/{name}" if rel_dir else name), f"{dirpath}/{name}"
 
 
 def flashed_current_build(project_dir: str) -> bool:
@@ -747,7 +765,7 @@ class WorkspaceTasks:
         spec = p.spec
         mlf = str(self.ws.mlf_path(spec.model))
         template = str(spec.template)
-        where = f"{project_location(self.ws, name, 'options')} (project '{name}')"
+        where = f"{self._rel(self.ws.path)}, project '{name}'"  # (option errors with lines come at load)
         return {
             "name": name,
             "doc": f"generate {self._rel(p.dir)} from {spec.platform or self._rel(template)} "
