@@ -909,7 +909,7 @@ def load(path: str | Path, input_layout: str = "NCHW") -> Graph:
     """Parse an ONNX model into an IR graph (float32; NHWC inside, see module doc)."""
     try:
         import onnx
-        from onnx import numpy_helper, shape_inference
+        from onnx import numpy_helper
     except ImportError as e:  # pragma: no cover - onnx is a declared dependency
         raise CompileError(f"{path}: reading ONNX models needs the 'onnx' package ({e})") from None
 
@@ -921,10 +921,6 @@ def load(path: str | Path, input_layout: str = "NCHW") -> Graph:
         model = onnx.load(str(path))
     except Exception as e:  # protobuf raises assorted errors on garbage
         raise CompileError(f"{path}: not a valid ONNX model ({e})") from None
-    try:
-        model = shape_inference.infer_shapes(model)
-    except Exception as e:
-        raise CompileError(f"{path}: ONNX shape inference failed ({e})") from None
     g = model.graph
     opset = 1
     for imp in model.opset_import:
