@@ -28,8 +28,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _generate(tmp: Path, name: str, *, n: int = 4, build: bool = True, **options) -> Path:
-    tar = write_fake_mlf(tmp / f"{name}.tar", n=n)
+def _generate(tmp: Path, name: str, *, n: int = 4, build: bool = True, tvm_style: bool = False,
+              **options) -> Path:
+    tar = write_fake_mlf(tmp / f"{name}.tar", n=n, tvm_style=tvm_style)
     proj = tmp / name
     opts = {"project_type": "host_driven", "warning_as_error": True, **options}
     with instantiate_from_dir(TEMPLATE) as c:
@@ -226,3 +227,16 @@ def test_build_failure_reports_the_compiler_output(tmp_path):
             c.build({"cc": "no-such-cc-xyz"})
     assert "no-such-cc-xyz" in str(e.value)
     assert not os.path.exists(proj / "build" / "main")
+
+
+def test_tvm_style_archive_builds_with_the_stand_in_headers(tmp_path):
+    # TVM's layout: lib0 includes tvm/runtime/c_runtime_api.h, lib1 allocates through
+    # TVMBackendAllocWorkspace (provided by the glue over a static pool)
+    proj = _generate(tmp_path, "tvmstyle", tvm_style=True)
+    assert "TVMBackendAllocWorkspace" in (proj / "src" / "mt_model_glue.c").read_text()
+    x = np.array([[5, -6, 127, -128]], dtype=np.int8)
+    for _ in range(2):  # the pool is reused: LIFO free really frees
+        r = run_project(proj, [x], number=3)
+        y_ref, z_ref = fake_reference(x)
+        np.testing.assert_array_equal(r.outputs[0], y_ref)
+        np.testing.assert_array_equal(r.outputs[1], z_ref)

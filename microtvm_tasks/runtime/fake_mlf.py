@@ -82,8 +82,50 @@ int32_t tvmgen_{name}_run(struct tvmgen_{name}_inputs* inputs,
 """
 
 
-def fake_mlf_members(name: str = "default", n: int = 4, *, workspace_pools: bool = False) -> dict[str, bytes]:
-    """The members of the fake archive ({relative path: bytes})."""
+def _tvm_style_libs(name: str, n: int) -> tuple[str, str]:
+    """lib0/lib1 laid out like TVM's AOT output: the run wrapper in lib0 calling a
+    ``__tvm_main__`` in lib1 that allocates its scratch through TVMBackendAllocWorkspace."""
+    lib0 = f"""#include "tvm/runtime/c_runtime_api.h"
+#include "tvmgen_{name}.h"
+TVM_DLL int32_t tvmgen_{name}___tvm_main__(void* x, void* y, void* z);
+int32_t tvmgen_{name}_run(struct tvmgen_{name}_inputs* inputs, struct tvmgen_{name}_outputs* outputs) {{
+  return tvmgen_{name}___tvm_main__(inputs->x_0, outputs->y, outputs->z);
+}}
+"""
+    lib1 = f"""#define TVM_EXPORTS
+#include "tvm/runtime/c_runtime_api.h"
+#include "tvm/runtime/c_backend_api.h"
+#include <stdint.h>
+TVM_DLL int32_t tvmgen_{name}___tvm_main__(void* x_, void* y_, void* z_) {{
+  const int8_t* x = (const int8_t*)x_;
+  int8_t* y = (int8_t*)y_;
+  float* z = (float*)z_;
+  int32_t* acc = (int32_t*)TVMBackendAllocWorkspace(1, 0, (uint64_t)(2 * sizeof(int32_t)), 0, 32);
+  int32_t i;
+  if (acc == NULL) {{
+    TVMAPISetLastError("out of workspace");
+    return -1;
+  }}
+  acc[0] = 0;
+  acc[1] = -128;
+  for (i = 0; i < {n}; ++i) {{
+    int32_t v = (int32_t)x[i] + 1;
+    y[i] = (int8_t)(v > 127 ? 127 : v);
+    acc[0] += x[i];
+    if (x[i] > acc[1]) acc[1] = x[i];
+  }}
+  z[0] = (float)acc[0];
+  z[1] = (float)acc[1];
+  return TVMBackendFreeWorkspace(1, 0, acc);
+}}
+"""
+    return lib0, lib1
+
+
+def fake_mlf_members(name: str = "default", n: int = 4, *, workspace_pools: bool = False,
+                     tvm_style: bool = False) -> dict[str, bytes]:
+    """The members of the fake archive ({relative path: bytes}). `tvm_style` lays the code out
+    as TVM <= 0.18 does (needs the host template's stand-in TVM headers)."""
     import json
 
     meta = {
@@ -127,21 +169,25 @@ def fake_mlf_members(name: str = "default", n: int = 4, *, workspace_pools: bool
             }
         },
     }
+    lib0 = "/* no constants */\n"
+    lib1 = _lib(name, n, workspace_pools)
+    if tvm_style:
+        lib0, lib1 = _tvm_style_libs(name, n)
     return {
         "metadata.json": json.dumps(meta, indent=2).encode(),
         f"codegen/host/include/tvmgen_{name}.h": _header(name, n, workspace_pools).encode(),
-        f"codegen/host/src/{name}_lib0.c": b"/* no constants */\n",
-        f"codegen/host/src/{name}_lib1.c": _lib(name, n, workspace_pools).encode(),
+        f"codegen/host/src/{name}_lib0.c": lib0.encode(),
+        f"codegen/host/src/{name}_lib1.c": lib1.encode(),
         f"src/{name}.ir.txt": b"fake: y = x + 1; z = [sum(x), max(x)]\n",
     }
 
 
 def write_fake_mlf(out: str | Path, name: str = "default", n: int = 4, *,
-                   workspace_pools: bool = False) -> Path:
+                   workspace_pools: bool = False, tvm_style: bool = False) -> Path:
     """Write the fake archive as a tar at `out` (via microtvm_tasks.mlf.write_archive)."""
     from ..mlf import write_archive
 
-    return write_archive(out, fake_mlf_members(name, n, workspace_pools=workspace_pools))
+    return write_archive(out, fake_mlf_members(name, n, workspace_pools=workspace_pools, tvm_style=tvm_style))
 
 
 def extract_fake_mlf(out_dir: str | Path, name: str = "default", n: int = 4, *,

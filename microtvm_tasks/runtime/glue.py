@@ -82,6 +82,8 @@ class ModelInfo:
     # pool field name -> bytes, for TVM archives built with USMP workspace pools
     workspace_pools: dict[str, int] = field(default_factory=dict)
     has_devices: bool = False
+    # the archive's code calls TVMBackendAllocWorkspace (TVM archives without static planning)
+    needs_backend_workspace: bool = False
 
 
 def _c_ident(name: str) -> str:
@@ -247,7 +249,12 @@ def read_model_info(mlf_dir: str | Path) -> ModelInfo:
                     raise MLFError(f"{header}: no *_WORKSPACE_POOL_SIZE macro for workspace pool {f!r}")
                 size = cands[0]
             pools[f] = size
+    code = "".join(
+        p.read_text(encoding="utf-8", errors="replace")
+        for p in sorted((mlf_dir / "codegen" / "host" / "src").glob("*.c"))
+    )
     return ModelInfo(
+        needs_backend_workspace="TVMBackendAllocWorkspace" in code or "TVMAPISetLastError" in code,
         name=name,
         inputs=ins,
         outputs=outs,
@@ -312,6 +319,39 @@ def _standalone_bytes(info: ModelInfo, standalone_input: dict[str, bytes]) -> li
     return datas
 
 
+def _backend_workspace(workspace_bytes: int) -> list[str]:
+    """TVMBackendAllocWorkspace & co. for TVM archives that allocate at run time: a LIFO
+    bump allocator (TVM's AOT code frees in reverse order) over a static pool of the
+    metadata's workspace size plus alignment slack."""
+    pool = workspace_bytes + 16 * 64 + 256
+    return [
+        "/* TVM's backend workspace API, for archives whose code allocates at run time. */",
+        f"static uint8_t mt_tvm_pool[{pool}] MT_ALIGN16;",
+        "static size_t mt_tvm_top;",
+        "void *TVMBackendAllocWorkspace(int device_type, int device_id, uint64_t nbytes,",
+        "                               int dtype_code_hint, int dtype_bits_hint) {",
+        "  size_t start = (mt_tvm_top + 15u) & ~(size_t)15u;",
+        "  (void)device_type; (void)device_id; (void)dtype_code_hint; (void)dtype_bits_hint;",
+        "  if (start > sizeof(mt_tvm_pool) || nbytes > (uint64_t)(sizeof(mt_tvm_pool) - start)) {",
+        "    return NULL;",
+        "  }",
+        "  mt_tvm_top = start + (size_t)nbytes;",
+        "  return mt_tvm_pool + start;",
+        "}",
+        "int TVMBackendFreeWorkspace(int device_type, int device_id, void *ptr) {",
+        "  uint8_t *p = (uint8_t *)ptr;",
+        "  (void)device_type; (void)device_id;",
+        "  if (p < mt_tvm_pool || p >= mt_tvm_pool + sizeof(mt_tvm_pool)) {",
+        "    return -1;",
+        "  }",
+        "  mt_tvm_top = (size_t)(p - mt_tvm_pool); /* LIFO: everything above is free too */",
+        "  return 0;",
+        "}",
+        "void TVMAPISetLastError(const char *msg) { (void)msg; }",
+        "",
+    ]
+
+
 def write_model_glue(
     mlf_dir: str | Path, out_dir: str | Path, *, standalone_input: dict[str, bytes] | None = None
 ) -> list[Path]:
@@ -371,6 +411,8 @@ def write_model_glue(
     lines.append(f"  return tvmgen_{n}_run({', '.join(args)});")
     lines.append("}")
     lines.append("")
+    if info.needs_backend_workspace:
+        lines += _backend_workspace(info.workspace_bytes)
     lines.append("const mt_model_t mt_model = {")
     lines.append(f"  {_c_string(n)}, {len(info.inputs)}u, {len(info.outputs)}u, mt_inputs, mt_outputs,")
     lines.append(f"  {info.workspace_bytes}u, mt_run")

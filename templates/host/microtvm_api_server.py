@@ -157,6 +157,8 @@ class Handler(server.ProjectAPIHandler):
             shutil.copy2(API_SERVER_DIR / "src" / name, src / name)
         for path in glue.runtime_sources():
             shutil.copy2(path, src / path.name)
+        # stand-ins for the two TVM headers that TVM-built archives include
+        shutil.copytree(API_SERVER_DIR / "include", project_dir / "include", dirs_exist_ok=True)
 
         model_dir = project_dir / MODEL_DIR
         if mlf_path.is_dir():  # an already-extracted archive
