@@ -61,6 +61,7 @@ _OP_OPTIONS = {
     "CONCATENATION": "ConcatenationOptions",
     "MEAN": "ReducerOptions",
     "TRANSPOSE": "TransposeOptions",
+    "PADV2": "PadV2Options",
 }
 
 # Padding / activation enums of the schema, named for readability in tests.
@@ -590,13 +591,21 @@ def dequantize(*, input_shape: Sequence[int] = (1, 8),
 
 
 def pad(dtype: str = "int8", *, input_shape: Sequence[int] = (1, 4, 4, 3),
-        paddings: Sequence[Sequence[int]] = ((0, 0), (1, 2), (2, 1), (0, 0))) -> bytes:
+        paddings: Sequence[Sequence[int]] = ((0, 0), (1, 2), (2, 1), (0, 0)),
+        value: float | None = None) -> bytes:
+    """PAD, or PADV2 with a constant pad value when ``value`` is given."""
     out_shape = [d + p[0] + p[1] for d, p in zip(input_shape, paddings, strict=True)]
     mb = TFLiteBuilder()
     x = _act(mb, "input", input_shape, dtype, _IN_Q)
     pt = mb.tensor("paddings", [len(input_shape), 2], "int32", np.array(paddings))
     y = _act(mb, "output", out_shape, dtype, _IN_Q)
-    mb.op("PAD", [x, pt], [y])
+    if value is None:
+        mb.op("PAD", [x, pt], [y])
+    else:
+        v = (mb.tensor("value", [1], "float32", np.array([value])) if dtype == "float32" else
+             mb.tensor("value", [1], "int8", np.array([int(value)]), scale=_IN_Q.scale,
+                       zero_point=_IN_Q.zero_point))
+        mb.op("PADV2", [x, pt, v], [y])
     return mb.build([x], [y])
 
 

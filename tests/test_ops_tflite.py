@@ -132,6 +132,8 @@ CASES = {
     "pad": lambda: mb.pad(),
     "pad_channels_f32": lambda: mb.pad("float32", paddings=((0, 0), (0, 0), (1, 1), (2, 3))),
     "pad_2d": lambda: mb.pad(input_shape=(3, 4), paddings=((1, 0), (2, 2))),
+    "padv2_f32_value": lambda: mb.pad("float32", value=-2.5),
+    "padv2_int8_zero_point": lambda: mb.pad(value=-3),
     "concat_channels": lambda: mb.concatenation(),
     "concat_three_height_f32": lambda: mb.concatenation("float32", shapes=((1, 2, 2, 3), (1, 3, 2, 3),
                                                                           (1, 1, 2, 3)), axis=1),
