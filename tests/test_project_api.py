@@ -662,6 +662,19 @@ def test_silent_server_times_out():
     assert not thread.is_alive()
 
 
+def test_long_stages_have_their_own_default_limit():
+    api, thread = scripted(lambda r: None)
+    api.stage_timeout = 0.2
+    api.timeout = 30.0
+    start = time.monotonic()
+    with pytest.raises(client.ServerTimeoutError, match=r"did not answer flash within 0\.2 s"):
+        api.flash({})
+    assert time.monotonic() - start < 1.5
+    thread.join(timeout=2)
+    assert api._limit(..., "build") == 0.2 and api._limit(..., "open_transport") == 30.0
+    assert api._limit(5.0, "build") == 5.0 and api._limit(None, "build") is None
+
+
 def test_transport_timeout_extends_call_limit():
     api, thread = scripted(lambda r: None)
     assert api._transport_limit(..., 10.0) == 10.0 + client.TRANSPORT_GRACE_SEC

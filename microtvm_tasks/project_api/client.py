@@ -44,7 +44,13 @@ SERVER_LAUNCH_SCRIPT_FILENAME = "launch_microtvm_api_server.sh"
 SERVER_FILENAMES = (SERVER_LAUNCH_SCRIPT_FILENAME, SERVER_PYTHON_FILENAME, SERVER_SHELL_FILENAME)
 
 DEFAULT_TIMEOUT_SEC = 60.0
-"""Default limit for one call, in seconds (``instantiate_from_dir(timeout=...)``)."""
+"""Default limit for one quick call, in seconds (``instantiate_from_dir(timeout=...)``)."""
+
+STAGE_TIMEOUT_SEC = 3600.0
+"""Default limit for generate_project, build and flash (``stage_timeout=``): a Zephyr build
+or a first Arduino core download takes minutes; only a truly hung server should hit this."""
+
+STAGE_METHODS = frozenset({"generate_project", "build", "flash"})
 
 TRANSPORT_GRACE_SEC = 5.0
 """Added to a transport call's own ``timeout_sec`` so the server can time out first."""
@@ -349,8 +355,10 @@ class ProjectAPIClient:
 
     Create it with `instantiate_from_dir` to launch a template's server, or directly over
     any pair of files (tests do this with a server running in a thread). Each method
-    sends one request and waits for its reply; ``timeout=`` on any method overrides the
-    client's default limit for that call (None waits forever).
+    sends one request and waits for its reply, at most ``timeout`` seconds
+    (``stage_timeout``, by default the same, for generate_project, build and flash;
+    None waits forever);
+    ``timeout=`` on any method overrides the limit for that call.
 
     Use it as a context manager: leaving the ``with`` block closes the pipes and reaps
     the server even when a call failed.
@@ -363,6 +371,7 @@ class ProjectAPIClient:
         testonly_did_write_request: Callable[[], None] | None = None,
         *,
         timeout: float | None = None,
+        stage_timeout: float | None | EllipsisType = ...,
         server_process: ServerProcess | None = None,
         description: str = "the Project API server",
     ):
@@ -370,6 +379,7 @@ class ProjectAPIClient:
         self.write_file = write_file
         self.testonly_did_write_request = testonly_did_write_request
         self.timeout = timeout
+        self.stage_timeout = timeout if stage_timeout is ... else stage_timeout
         self.server_process = server_process
         self.description = description
         self.next_request_id = 1
@@ -414,15 +424,17 @@ class ProjectAPIClient:
 
     # -- one call ---------------------------------------------------------------------------
 
-    def _limit(self, timeout: float | None | EllipsisType) -> float | None:
-        return self.timeout if timeout is ... else timeout
+    def _limit(self, timeout: float | None | EllipsisType, method: str = "") -> float | None:
+        if timeout is not ...:
+            return timeout
+        return self.stage_timeout if method in STAGE_METHODS else self.timeout
 
     def _request_reply(self, method: str, params: dict[str, Any], timeout: float | None = _DEFAULT) -> Any:
         if self._closed:
             raise ConnectionShutdownError(
                 f"cannot call {method}: the connection to {self.description} is already closed"
             )
-        limit = self._limit(timeout)
+        limit = self._limit(timeout, method)
         deadline = None if limit is None else time.monotonic() + limit
         bookmark = self.server_process.line_count if self.server_process else 0
         request = {"jsonrpc": "2.0", "method": method, "params": params, "id": self.next_request_id}
@@ -715,7 +727,10 @@ def _script_argv(script: Path) -> list[str]:
 
 
 def instantiate_from_dir(
-    project_dir: str | os.PathLike[str], debug: bool = False, timeout: float | None = DEFAULT_TIMEOUT_SEC
+    project_dir: str | os.PathLike[str],
+    debug: bool = False,
+    timeout: float | None = DEFAULT_TIMEOUT_SEC,
+    stage_timeout: float | None = STAGE_TIMEOUT_SEC,
 ) -> ProjectAPIClient:
     """Launch the server of a template or generated project and connect to it.
 
@@ -723,8 +738,10 @@ def instantiate_from_dir(
     one inherited pipe and answering on another (``--read-fd/--write-fd``). Its stdout is
     ours (build output shows); its stderr is captured for error messages and echoed only
     when ``debug`` is set (which also passes ``--debug`` to the server). ``timeout`` is
-    the default limit for each call, in seconds (None: wait forever). Use the returned
-    client in a ``with`` block so the server is always reaped.
+    the default limit for each call, in seconds (None: wait forever), except for the
+    long stages generate_project, build and flash, which get ``stage_timeout``; a
+    method's own ``timeout=`` overrides both. Use the returned client in a ``with``
+    block so the server is always reaped.
     """
     directory = Path(project_dir).absolute()
     argv = server_command(directory)
@@ -754,6 +771,7 @@ def instantiate_from_dir(
         os.fdopen(client_read, "rb", buffering=0),
         os.fdopen(client_write, "wb", buffering=0),
         timeout=timeout,
+        stage_timeout=stage_timeout,
         server_process=ServerProcess(proc, full_argv, debug=debug),
         description=description,
     )
