@@ -56,6 +56,8 @@ def _format_array(arr: Any) -> str:
             else:
                 r = f"{v:.9g}"
                 items.append(r + ("f" if ("." in r or "e" in r) else ".0f"))
+    elif flat.dtype == np.uint32:
+        items = [f"{v}u" for v in flat.tolist()]
     elif flat.dtype == np.int32:
         items = [str(v) if v != -(2**31) else "(-2147483647 - 1)" for v in flat.tolist()]
     elif flat.dtype == np.bool_:
@@ -75,7 +77,8 @@ class EmitContext:
         self.plan = plan
         self.module_name = module_name
         self.prefix = f"tvmgen_{module_name}"
-        self.consts: list[tuple[str, str, Any, str]] = []  # (c name, c type, array, comment)
+        # (c name, c type, array, comment, preprocessor guard or "")
+        self.consts: list[tuple[str, str, Any, str, str]] = []
         self._const_keys: dict[tuple[str, tuple[int, ...], bytes], str] = {}
         self.kernels: list[str] = []
         self.lines: list[str] = []
@@ -116,23 +119,29 @@ class EmitContext:
         return f"(({ctype}*)({self.prefix}_arena + {self.plan.scratch[self.node_index]}))"
 
     # --- output ------------------------------------------------------------------
-    def const(self, array: Any, hint: str = "") -> str:
-        """Add a constant array to lib0.c (deduplicated by content); returns its C name."""
+    def const(self, array: Any, hint: str = "", *, sse2_only: bool = False) -> str:
+        """Add a constant array to lib0.c (deduplicated by content); returns its C name.
+
+        sse2_only: a table only the SSE2 code paths read; it is compiled only where
+        __SSE2__ is defined (so it costs no flash on a microcontroller) and the returned
+        expression is `MT_IF_SSE2(name)`, a null pointer elsewhere."""
         import numpy as np
 
         arr = np.ascontiguousarray(array)
         dtype = str(arr.dtype)
-        if dtype not in ("int8", "uint8", "int16", "int32", "int64", "float32", "bool"):
+        if dtype not in ("int8", "uint8", "int16", "int32", "uint32", "int64", "float32", "bool"):
             raise self.error(f"constant of dtype {dtype} cannot be emitted")
-        key = (dtype, tuple(arr.shape), arr.tobytes())
+        guard = "__SSE2__" if sse2_only else ""
+        key = (dtype, tuple(arr.shape), arr.tobytes(), guard)
         if key in self._const_keys:
             return self._const_keys[key]
         cname = f"{self.prefix}_c{len(self.consts)}"
         ctype = {"bool": "uint8_t", "float32": "float"}.get(dtype, f"{dtype}_t")
         note = f"{hint} {list(arr.shape)}" + (f" for {self.node.name}" if self.node is not None else "")
-        self.consts.append((cname, ctype, arr, note))
-        self._const_keys[key] = cname
-        return cname
+        self.consts.append((cname, ctype, arr, note, guard))
+        expr = f"MT_IF_SSE2({cname})" if guard else cname
+        self._const_keys[key] = expr
+        return expr
 
     def kernel(self, filename: str) -> None:
         """Paste a kernel file into lib1.c (once), after the files it requires."""
@@ -222,11 +231,15 @@ def emit(graph: Graph, plan: Plan, module_name: str) -> tuple[dict[str, str], in
         "",
         align,
     ]
-    for cname, ctype, arr, note in ctx.consts:
+    for cname, ctype, arr, note, guard in ctx.consts:
         lib0.append(f"/* {_comment(note)} */")
+        if guard:
+            lib0.append(f"#if defined({guard})")
         lib0.append(f"const {ctype} {cname}[{max(arr.size, 1)}] MT_ALIGN16 = {{")
         lib0.append(_format_array(arr) if arr.size else "  0")
         lib0.append("};")
+        if guard:
+            lib0.append("#endif")
         lib0.append("")
 
     lib1 = [
@@ -237,13 +250,20 @@ def emit(graph: Graph, plan: Plan, module_name: str) -> tuple[dict[str, str], in
     ]
     for hdr in sorted(ctx.headers - {"stdint.h", "float.h", "math.h"}):
         lib1.append(f"#include <{hdr}>")
-    lib1 += [f'#include "{p}.h"', "", align]
+    lib1 += [
+        f'#include "{p}.h"',
+        "",
+        align,
+        "/* tables only SSE2 code reads exist only where SSE2 does */",
+        "#if defined(__SSE2__)\n#define MT_IF_SSE2(x) (x)\n#else\n#define MT_IF_SSE2(x) 0\n#endif\n",
+    ]
     for k in ctx.kernels:
         lib1.append(f"/* ---- kernels/{k} ---- */")
         lib1.append(kernel_source(k).rstrip("\n"))
         lib1.append("")
-    for cname, ctype, arr, _ in ctx.consts:
-        lib1.append(f"extern const {ctype} {cname}[{max(arr.size, 1)}];")
+    for cname, ctype, arr, _, guard in ctx.consts:
+        decl = f"extern const {ctype} {cname}[{max(arr.size, 1)}];"
+        lib1.append(f"#if defined({guard})\n{decl}\n#endif" if guard else decl)
     lib1.append("")
     if plan.arena_size:
         lib1.append(f"static uint8_t {p}_arena[{plan.arena_size}] MT_ALIGN16;")
@@ -260,4 +280,4 @@ def emit(graph: Graph, plan: Plan, module_name: str) -> tuple[dict[str, str], in
         f"codegen/host/src/{module_name}_lib0.c": "\n".join(lib0),
         f"codegen/host/src/{module_name}_lib1.c": "\n".join(lib1),
     }
-    return files, sum(int(arr.nbytes) for _, _, arr, _ in ctx.consts)
+    return files, sum(int(arr.nbytes) for _, _, arr, _, guard in ctx.consts if not guard)

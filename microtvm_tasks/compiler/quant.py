@@ -112,3 +112,13 @@ def c_float(x: float) -> str:
     if v == np.float32(-3.4028234663852886e38):
         return "(-FLT_MAX)"
     return float(v).hex() + "f"
+
+
+def sse2_rmul(shifts: list[int]):
+    """2^(32 - right) per channel for the SSE2 requantisation (dot_s8.h mt_requant4), or None
+    when some channel needs a left shift or no shift (that layer keeps the scalar path)."""
+    import numpy as np
+
+    if not shifts or any(s > -1 or s < -31 for s in shifts):
+        return None
+    return np.asarray([1 << (32 + s) for s in shifts], dtype=np.uint32)

@@ -13,7 +13,8 @@
 MT_KERNEL void mt_conv_s8(const int8_t* restrict in, const int8_t* restrict w,
                           const int32_t* restrict bias, const int32_t* restrict mult,
                           const int32_t* restrict shift, int per_channel,
-                          int8_t* restrict out, int8_t* restrict patch, int batches, int in_h,
+                          const uint32_t* restrict rmul, int8_t* restrict out,
+                          int8_t* restrict patch, int batches, int in_h,
                           int in_w, int in_c, int out_h, int out_w, int out_c, int k_h,
                           int k_w, int stride_h, int stride_w, int dil_h, int dil_w,
                           int pad_h, int pad_w, int32_t in_zp, int32_t out_zp,
@@ -22,6 +23,7 @@ MT_KERNEL void mt_conv_s8(const int8_t* restrict in, const int8_t* restrict w,
   const int oc4 = out_c - (out_c & 3);
   int32_t acc[4];
   int b, oy, ox, oc, ky, kx, c, r;
+  (void)rmul;
   for (b = 0; b < batches; ++b) {
     const int8_t* restrict img = in + b * in_h * in_w * in_c;
     for (oy = 0; oy < out_h; ++oy) {
@@ -57,6 +59,13 @@ MT_KERNEL void mt_conv_s8(const int8_t* restrict in, const int8_t* restrict w,
         const int8_t* restrict wo = w;
         for (oc = 0; oc < oc4; oc += 4, wo += 4 * k) {
           mt_dot4_s8(src, wo, k, k, acc);
+#if defined(__SSE2__)
+          if (rmul) {
+            mt_requant4_store(o + oc, acc, bias + oc, mult + (per_channel ? oc : 0),
+                              rmul + (per_channel ? oc : 0), per_channel, out_zp, act_min, act_max);
+            continue;
+          }
+#endif
           for (r = 0; r < 4; ++r) {
             const int ch = per_channel ? oc + r : 0;
             const int32_t v = mt_mbqm(acc[r] + bias[oc + r], mult[ch], shift[ch]) + out_zp;

@@ -1,3 +1,4 @@
+// requires: dot_s8.h
 /*
  * depthwise_conv_2d.h: DEPTHWISE_CONV_2D, NHWC input, filter [1][kh][kw][in_c * dm],
  * int8 (TFLite reference integer semantics, per-channel weights) and float32.
@@ -12,13 +13,15 @@
 MT_KERNEL void mt_dwconv_s8(const int8_t* restrict in, const int8_t* restrict w,
                             const int32_t* restrict bias, const int32_t* restrict mult,
                             const int32_t* restrict shift, int per_channel,
-                            int8_t* restrict out, int batches, int in_h, int in_w, int in_c,
+                            const uint32_t* restrict rmul, int8_t* restrict out, int batches,
+                            int in_h, int in_w, int in_c,
                             int out_h, int out_w, int dm, int k_h, int k_w, int stride_h,
                             int stride_w, int dil_h, int dil_w, int pad_h, int pad_w,
                             int32_t in_zp, int32_t out_zp, int32_t act_min, int32_t act_max) {
   const int out_c = in_c * dm;
   int32_t acc[MT_DW_BLOCK];
   int b, oy, ox, c0, c, ky, kx;
+  (void)rmul;
   for (b = 0; b < batches; ++b) {
     const int8_t* restrict img = in + b * in_h * in_w * in_c;
     for (oy = 0; oy < out_h; ++oy) {
@@ -54,7 +57,18 @@ MT_KERNEL void mt_dwconv_s8(const int8_t* restrict in, const int8_t* restrict w,
               }
             }
           }
-          for (c = 0; c < n; ++c) {
+          c = 0;
+#if defined(__SSE2__)
+          if (rmul) {
+            static const int32_t zero4[4] = {0, 0, 0, 0};
+            for (; c + 4 <= n; c += 4) {
+              const int ch = per_channel ? c0 + c : 0;
+              mt_requant4_store(o + c0 + c, acc + c, zero4, mult + ch, rmul + ch, per_channel, out_zp,
+                                act_min, act_max);
+            }
+          }
+#endif
+          for (; c < n; ++c) {
             const int ch = per_channel ? c0 + c : 0;
             const int32_t v = mt_mbqm(acc[c], mult[ch], shift[ch]) + out_zp;
             o[c0 + c] = (int8_t)mt_clamp_i32(v, act_min, act_max);

@@ -31,6 +31,12 @@ MT_KERNEL int32_t mt_dot_s8(const int8_t* restrict a, const int8_t* restrict b, 
       s = _mm_add_epi32(s, _mm_madd_epi16(mt_sx_lo(va), mt_sx_lo(vb)));
       s = _mm_add_epi32(s, _mm_madd_epi16(mt_sx_hi(va), mt_sx_hi(vb)));
     }
+    if (i + 8 <= n) {
+      const __m128i va = _mm_loadl_epi64((const __m128i*)(const void*)(a + i));
+      const __m128i vb = _mm_loadl_epi64((const __m128i*)(const void*)(b + i));
+      s = _mm_add_epi32(s, _mm_madd_epi16(mt_sx_lo(va), mt_sx_lo(vb)));
+      i += 8;
+    }
     acc = mt_hsum_epi32(s);
   }
 #endif
@@ -62,6 +68,14 @@ MT_KERNEL void mt_dot4_s8(const int8_t* restrict a, const int8_t* restrict b, in
       vb = _mm_loadu_si128((const __m128i*)(const void*)(b + 3 * stride + i));
       s3 = _mm_add_epi32(s3, _mm_add_epi32(_mm_madd_epi16(al, mt_sx_lo(vb)), _mm_madd_epi16(ah, mt_sx_hi(vb))));
     }
+    if (i + 8 <= n) {
+      const __m128i al = mt_sx_lo(_mm_loadl_epi64((const __m128i*)(const void*)(a + i)));
+      s0 = _mm_add_epi32(s0, _mm_madd_epi16(al, mt_sx_lo(_mm_loadl_epi64((const __m128i*)(const void*)(b + i)))));
+      s1 = _mm_add_epi32(s1, _mm_madd_epi16(al, mt_sx_lo(_mm_loadl_epi64((const __m128i*)(const void*)(b + stride + i)))));
+      s2 = _mm_add_epi32(s2, _mm_madd_epi16(al, mt_sx_lo(_mm_loadl_epi64((const __m128i*)(const void*)(b + 2 * stride + i)))));
+      s3 = _mm_add_epi32(s3, _mm_madd_epi16(al, mt_sx_lo(_mm_loadl_epi64((const __m128i*)(const void*)(b + 3 * stride + i)))));
+      i += 8;
+    }
     t0 = _mm_unpacklo_epi32(s0, s1);
     t1 = _mm_unpackhi_epi32(s0, s1);
     t2 = _mm_unpacklo_epi32(s2, s3);
@@ -85,3 +99,58 @@ MT_KERNEL void mt_dot4_s8(const int8_t* restrict a, const int8_t* restrict b, in
     out[r] = acc;
   }
 }
+
+#if defined(__SSE2__)
+/* Four lanes of mt_mbqm at once, for right shifts 1..31 and no left shift (the compiler
+ * passes rmul = 2^(32 - right) per lane only then). Bit-identical to mt_mbqm:
+ * - SRDHM: unsigned 32x32->64 products (pmuludq) plus 2^30, bits 31..62 kept, and 2*mult
+ *   subtracted where acc < 0 (the unsigned reading of a negative acc adds 2^32 * mult);
+ * - RoundingDivideByPOT: (hi + 2^31) * 2^(32-right) splits into the quotient (high word,
+ *   minus 2^(31-right)) and the remainder as a 32-bit fraction (low word), which rounds up
+ *   when above one half, or at exactly one half for non-negative hi. */
+static inline __m128i mt_requant4(__m128i acc, __m128i mult, __m128i rmul) {
+  const __m128i lo32 = _mm_set_epi32(0, -1, 0, -1);
+  const __m128i c30 = _mm_set_epi32(0, 1 << 30, 0, 1 << 30);
+  const __m128i sign = _mm_set1_epi32(INT32_MIN);
+  const __m128i p02 = _mm_add_epi64(_mm_mul_epu32(acc, mult), c30);
+  const __m128i p13 = _mm_add_epi64(_mm_mul_epu32(_mm_srli_epi64(acc, 32), _mm_srli_epi64(mult, 32)), c30);
+  __m128i hi = _mm_or_si128(_mm_and_si128(_mm_srli_epi64(p02, 31), lo32),
+                            _mm_slli_epi64(_mm_srli_epi64(p13, 31), 32));
+  __m128i xu, q02, q13, high, frac, up;
+  hi = _mm_sub_epi32(hi, _mm_and_si128(_mm_srai_epi32(acc, 31), _mm_add_epi32(mult, mult)));
+  xu = _mm_xor_si128(hi, sign);
+  q02 = _mm_mul_epu32(xu, rmul);
+  q13 = _mm_mul_epu32(_mm_srli_epi64(xu, 32), _mm_srli_epi64(rmul, 32));
+  high = _mm_or_si128(_mm_srli_epi64(q02, 32), _mm_andnot_si128(lo32, q13));
+  frac = _mm_or_si128(_mm_and_si128(q02, lo32), _mm_slli_epi64(q13, 32));
+  up = _mm_cmpgt_epi32(_mm_xor_si128(frac, sign),
+                       _mm_xor_si128(_mm_srai_epi32(hi, 31), _mm_set1_epi32(-1)));
+  return _mm_sub_epi32(_mm_sub_epi32(high, _mm_srli_epi32(rmul, 1)), up);
+}
+
+/* dst[0..3] = clamp(v + zp, lo, hi) as int8 (lo, hi within -128..127) */
+static inline void mt_store4_s8(int8_t* restrict dst, __m128i v, int32_t zp, int32_t lo, int32_t hi) {
+  __m128i w = _mm_add_epi32(v, _mm_set1_epi32(zp));
+  int32_t bits;
+  w = _mm_packs_epi32(w, w);
+  w = _mm_min_epi16(_mm_max_epi16(w, _mm_set1_epi16((int16_t)lo)), _mm_set1_epi16((int16_t)hi));
+  w = _mm_packs_epi16(w, w);
+  bits = _mm_cvtsi128_si32(w);
+  dst[0] = (int8_t)(bits & 0xff);
+  dst[1] = (int8_t)((bits >> 8) & 0xff);
+  dst[2] = (int8_t)((bits >> 16) & 0xff);
+  dst[3] = (int8_t)((bits >> 24) & 0xff);
+}
+
+/* requantise acc[0..3] + bias[0..3] of channels ch..ch+3 (or the single per-tensor values) */
+static inline void mt_requant4_store(int8_t* restrict dst, const int32_t* acc, const int32_t* restrict bias,
+                                     const int32_t* restrict mult, const uint32_t* restrict rmul,
+                                     int per_channel, int32_t zp, int32_t lo, int32_t hi) {
+  const __m128i a = _mm_add_epi32(_mm_loadu_si128((const __m128i*)(const void*)acc),
+                                  _mm_loadu_si128((const __m128i*)(const void*)bias));
+  const __m128i m = per_channel ? _mm_loadu_si128((const __m128i*)(const void*)mult) : _mm_set1_epi32(mult[0]);
+  const __m128i r = per_channel ? _mm_loadu_si128((const __m128i*)(const void*)rmul)
+                                : _mm_set1_epi32((int32_t)rmul[0]);
+  mt_store4_s8(dst, mt_requant4(a, m, r), zp, lo, hi);
+}
+#endif

@@ -2,7 +2,8 @@
 /*
  * fully_connected.h: FULLY_CONNECTED, int8 (TFLite reference semantics) and float32.
  *
- * int8: weights [out_dim][in_dim], symmetric (per tensor: one multiplier/shift, or per
+ * int8 (rmul: 2^(32 - right shift) per channel for the SSE2 requantisation, or null):
+ * weights [out_dim][in_dim], symmetric (per tensor: one multiplier/shift, or per
  * output channel: per_channel = 1 and out_dim of each); the
  * compiler folds input_offset * sum(weights row) into `bias`, so the inner loop is a plain
  * int8 x int8 -> int32 dot product (dot_s8.h), four output rows at a time.
@@ -12,17 +13,26 @@
 MT_KERNEL void mt_fc_s8(const int8_t* restrict in, const int8_t* restrict w,
                         const int32_t* restrict bias, const int32_t* restrict mult,
                         const int32_t* restrict shift, int per_channel,
-                        int8_t* restrict out, int batches, int in_dim, int out_dim,
+                        const uint32_t* restrict rmul, int8_t* restrict out, int batches,
+                        int in_dim, int out_dim,
                         int32_t out_zp, int32_t act_min, int32_t act_max) {
   const int o4 = out_dim - (out_dim & 3);
   int32_t acc[4];
   int b, o, r;
+  (void)rmul;
   for (b = 0; b < batches; ++b) {
     const int8_t* restrict x = in + b * in_dim;
     const int8_t* restrict wr = w;
     int8_t* restrict y = out + b * out_dim;
     for (o = 0; o < o4; o += 4, wr += 4 * in_dim) {
       mt_dot4_s8(x, wr, in_dim, in_dim, acc);
+#if defined(__SSE2__)
+      if (rmul) {
+        mt_requant4_store(y + o, acc, bias + o, mult + (per_channel ? o : 0), rmul + (per_channel ? o : 0),
+                          per_channel, out_zp, act_min, act_max);
+        continue;
+      }
+#endif
       for (r = 0; r < 4; ++r) {
         const int ch = per_channel ? o + r : 0;
         const int32_t v = mt_mbqm(acc[r] + bias[o + r], mult[ch], shift[ch]) + out_zp;

@@ -34,14 +34,19 @@ static inline int32_t mt_rdbypot(int32_t x, int32_t exponent) {
   return (x >> exponent) + (remainder > threshold ? 1 : 0);
 }
 
-/* MultiplyByQuantizedMultiplier. The multiplier comes from QuantizeMultiplier and is never
- * negative, so mt_srdhm's INT32_MIN * INT32_MIN saturation cannot occur and is not tested. */
+/* MultiplyByQuantizedMultiplier: mt_rdbypot(mt_srdhm(x << left, multiplier), right), in
+ * fewer operations. The multiplier comes from QuantizeMultiplier and is never negative,
+ * so the INT32_MIN * INT32_MIN saturation cannot occur; then SRDHM's nudge-and-truncate
+ * equals floor((ab + 2^30) / 2^31) for both signs, and RoundingDivideByPOT equals
+ * floor((hi + 2^(right-1) - (hi < 0)) / 2^right) for right > 0. Bit-identical results. */
 static inline int32_t mt_mbqm(int32_t x, int32_t multiplier, int32_t shift) {
   const int32_t left = shift > 0 ? shift : 0;
   const int32_t right = shift > 0 ? 0 : -shift;
   const int64_t ab = (int64_t)(int32_t)((uint32_t)x << left) * (int64_t)multiplier;
-  const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
-  return mt_rdbypot((int32_t)((ab + nudge) / ((int64_t)1 << 31)), right);
+  const int32_t hi = (int32_t)((ab + ((int64_t)1 << 30)) >> 31);
+  const int32_t half = (int32_t)(((int64_t)1 << right) >> 1);
+  const int32_t round = hi < 0 ? half - (right > 0) : half;
+  return (int32_t)(((int64_t)hi + round) >> right);
 }
 
 static inline int32_t mt_clamp_i32(int32_t x, int32_t lo, int32_t hi) {

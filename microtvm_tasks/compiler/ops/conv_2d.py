@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..quant import activation_range, c_float, conv_multipliers
+from ..quant import activation_range, c_float, conv_multipliers, sse2_rmul
 from . import OpSpec, register
 from ._common import (
     nhwc,
@@ -87,7 +87,8 @@ def check_conv(node, graph, err, depthwise: bool) -> None:
 
 
 def int8_params(node, ctx, wsum_axes: tuple[int, ...], channels: int):
-    """Folded bias, multipliers, shifts and per-channel flag of an int8 convolution."""
+    """(folded bias, multipliers, shifts, per-channel flag, SSE2 rmul table) of an int8
+    convolution-like op, as C expressions."""
     import numpy as np
 
     x, w, out = ctx.t(node.inputs[0]), ctx.t(node.inputs[1]), ctx.t(node.outputs[0])
@@ -99,11 +100,13 @@ def int8_params(node, ctx, wsum_axes: tuple[int, ...], channels: int):
     per_channel = len(set(zip(mults, shifts, strict=True))) > 1
     if not per_channel:
         mults, shifts = mults[:1], shifts[:1]
+    rmul = sse2_rmul(shifts)
     return (
         ctx.const(bias.astype(np.int32), "bias"),
         ctx.const(np.asarray(mults, np.int32), "mult"),
         ctx.const(np.asarray(shifts, np.int32), "shift"),
         int(per_channel),
+        "(const uint32_t*)0" if rmul is None else ctx.const(rmul, "sse2 rmul", sse2_only=True),
     )
 
 
@@ -156,7 +159,7 @@ class Conv2D(OpSpec):
         ]
         ctx.kernel("conv_2d.h")
         if x.dtype == "int8":
-            bias, mult, shift, pc = int8_params(node, ctx, (1, 2, 3), g["oc"])
+            bias, mult, shift, pc, rmul = int8_params(node, ctx, (1, 2, 3), g["oc"])
             ctx.call(
                 "mt_conv_s8",
                 ctx.ptr(node.inputs[0]),
@@ -165,6 +168,7 @@ class Conv2D(OpSpec):
                 mult,
                 shift,
                 pc,
+                rmul,
                 ctx.ptr(node.outputs[0]),
                 ctx.scratch_ptr("int8_t") if self.scratch_bytes(node, ctx.graph) else "(int8_t*)0",
                 *geo,

@@ -53,7 +53,7 @@ class DepthwiseConv2D(OpSpec):
         ]
         ctx.kernel("depthwise_conv_2d.h")
         if x.dtype == "int8":
-            bias, mult, shift, pc = int8_params(node, ctx, (0, 1, 2), g["oc"])
+            bias, mult, shift, pc, rmul = int8_params(node, ctx, (0, 1, 2), g["oc"])
             ctx.call(
                 "mt_dwconv_s8",
                 ctx.ptr(node.inputs[0]),
@@ -62,6 +62,7 @@ class DepthwiseConv2D(OpSpec):
                 mult,
                 shift,
                 pc,
+                rmul,
                 ctx.ptr(node.outputs[0]),
                 *geo,
                 x.zero_point,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..quant import activation_range, c_float, conv_multipliers
+from ..quant import activation_range, c_float, conv_multipliers, sse2_rmul
 from . import OpSpec, register
 from ._common import require_const, require_dtypes, require_quant, require_symmetric
 
@@ -62,6 +62,7 @@ class FullyConnected(OpSpec):
             per_channel = len(set(zip(mults, shifts, strict=False))) > 1
             if not per_channel:
                 mults, shifts = mults[:1], shifts[:1]
+            rmul = sse2_rmul(shifts)
             ctx.call(
                 "mt_fc_s8",
                 ctx.ptr(node.inputs[0]),
@@ -70,6 +71,7 @@ class FullyConnected(OpSpec):
                 ctx.const(np.asarray(mults, np.int32), "mult"),
                 ctx.const(np.asarray(shifts, np.int32), "shift"),
                 int(per_channel),
+                "(const uint32_t*)0" if rmul is None else ctx.const(rmul, "sse2 rmul", sse2_only=True),
                 ctx.ptr(node.outputs[0]),
                 batches,
                 in_dim,
