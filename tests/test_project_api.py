@@ -640,6 +640,17 @@ def test_broken_replies_raise_and_close(answer, cls, words):
     thread.join(timeout=2)
 
 
+def test_other_protocol_version_is_refused():
+    info = {"platform_name": "x", "is_template": True, "model_library_format_path": None,
+            "project_options": [], "protocol_version": 2}  # fmt: skip
+    api, thread = scripted(lambda r: reply_bytes({"jsonrpc": "2.0", "id": r["id"], "result": info}))
+    with pytest.raises(client.UnsupportedProtocolVersionError, match="protocol version 2") as caught:
+        api.server_info_query("0.18.0")
+    assert isinstance(caught.value, MicrotvmError)
+    api.shutdown()
+    thread.join(timeout=2)
+
+
 def test_error_reply_with_null_id_is_accepted():
     api, thread = scripted(
         lambda r: reply_bytes({"jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "parse"}})
