@@ -489,10 +489,15 @@ def _force_requested(spec_force: bool) -> bool:
 def generate_action(project_dir: str, mlf: str, template: str, options: dict[str, Any], platform: str | None,
                     spec_force: bool, cache_dir: str, where: str, force: bool = False) -> None:
     """generate:<project>: Project API generate_project into a temp dir, renamed into place."""
+    from .errors import HandEditError
     from .project import create_project
 
-    create_project(project_dir, mlf, template, options, force=force or _force_requested(spec_force),
-                   platform=platform, cache_dir=cache_dir, where=where)
+    try:
+        create_project(project_dir, mlf, template, options, force=force or _force_requested(spec_force),
+                       platform=platform, cache_dir=cache_dir, where=where)
+    except HandEditError as e:
+        name = os.path.basename(os.path.normpath(project_dir))
+        raise HandEditError(f"{e}\nHere: doit generate:{name} force=1") from None
     print(f"generated {project_dir}")
 
 
