@@ -1,0 +1,304 @@
+"""The compiler's core pieces on their own: fixed-point arithmetic, quantisation parameters,
+the arena planner, and the portable (non-SSE2) kernel paths against TFLite Micro."""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from compiler_harness import TFLM, CompiledModel, TFLiteBuilder, random_inputs  # noqa: E402
+
+from microtvm_tasks.compiler import compile_to_members, load_model  # noqa: E402
+from microtvm_tasks.compiler.emit_c import kernel_source  # noqa: E402
+from microtvm_tasks.compiler.ir import Graph, Node, Quant, Tensor  # noqa: E402
+from microtvm_tasks.compiler.memory import ALIGN, plan_memory  # noqa: E402
+from microtvm_tasks.compiler.passes import run_passes  # noqa: E402
+from microtvm_tasks.compiler.quant import quantize_multiplier, sse2_rmul  # noqa: E402
+
+# ------------------------------------------------------------------------------------------
+# fixed point: the C helpers against a Python transcription of TFLite's reference arithmetic
+# ------------------------------------------------------------------------------------------
+
+
+def _srdhm(a: int, b: int) -> int:
+    if a == b == -(2**31):
+        return 2**31 - 1
+    ab = a * b
+    q = ab + ((1 << 30) if ab >= 0 else (1 - (1 << 30)))
+    return abs(q) // (1 << 31) * (1 if q >= 0 else -1)  # C division truncates toward zero
+
+
+def _rdbypot(x: int, e: int) -> int:
+    mask = (1 << e) - 1
+    return (x >> e) + (1 if (x & mask) > (mask >> 1) + (1 if x < 0 else 0) else 0)
+
+
+def _wrap32(v: int) -> int:
+    v &= 0xFFFFFFFF
+    return v - (1 << 32) if v >= 1 << 31 else v
+
+
+def _mbqm(x: int, m: int, s: int) -> int:
+    left, right = (s, 0) if s > 0 else (0, -s)
+    return _rdbypot(_srdhm(_wrap32(x << left), m), right)
+
+
+_FIXEDPOINT_C = r"""
+#include <stdint.h>
+#include <float.h>
+#include <math.h>
+%(common)s
+%(dot)s
+void t_mbqm(const int32_t* x, const int32_t* m, const int32_t* s, int32_t* out, int n) {
+  int i;
+  for (i = 0; i < n; ++i) out[i] = mt_mbqm(x[i], m[i], s[i]);
+}
+int t_requant4(const int32_t* x, const int32_t* m, const uint32_t* r, int32_t* out, int n) {
+#if defined(__SSE2__)
+  int i;
+  for (i = 0; i + 4 <= n; i += 4) {
+    __m128i v = mt_requant4(_mm_loadu_si128((const __m128i*)(const void*)(x + i)),
+                            _mm_loadu_si128((const __m128i*)(const void*)(m + i)),
+                            _mm_loadu_si128((const __m128i*)(const void*)(r + i)));
+    _mm_storeu_si128((__m128i*)(void*)(out + i), v);
+  }
+  return 1;
+#else
+  (void)x; (void)m; (void)r; (void)out; (void)n;
+  return 0;
+#endif
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def fixedpoint_lib(tmp_path_factory):
+    d = tmp_path_factory.mktemp("fixedpoint")
+    src = d / "fp.c"
+    src.write_text(_FIXEDPOINT_C % {"common": kernel_source("mt_common.h"), "dot": kernel_source("dot_s8.h")})
+    lib = d / "libfp.so"
+    subprocess.run(
+        [
+            "gcc",
+            "-O2",
+            "-std=c99",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-shared",
+            "-fPIC",
+            str(src),
+            "-o",
+            str(lib),
+        ],
+        check=True,
+        timeout=120,
+    )
+    return ctypes.CDLL(str(lib))
+
+
+def _cases(n: int, shifts: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(7)
+    x = np.concatenate(
+        [
+            rng.integers(-(2**31), 2**31, n // 2, dtype=np.int64),
+            rng.integers(-70000, 70000, n // 2, dtype=np.int64),
+        ]
+    )
+    x[:8] = [-(2**31), 2**31 - 1, 0, -1, 1, -(2**30), 2**30, -(2**30) - 1]
+    m = rng.integers(1 << 30, 1 << 31, n, dtype=np.int64)
+    m[:4] = [2**31 - 1, 1 << 30, 0, 1 << 30]
+    s = rng.integers(shifts[0], shifts[1] + 1, n, dtype=np.int64)
+    return x.astype(np.int32), m.astype(np.int32), s.astype(np.int32)
+
+
+def _ptr(a: np.ndarray):
+    return a.ctypes.data_as(ctypes.c_void_p)
+
+
+def test_mbqm_matches_tflite_reference(fixedpoint_lib):
+    x, m, s = _cases(20000, (-31, 7))
+    out = np.zeros_like(x)
+    fixedpoint_lib.t_mbqm(_ptr(x), _ptr(m), _ptr(s), _ptr(out), len(x))
+    want = [_mbqm(int(a), int(b), int(c)) for a, b, c in zip(x, m, s, strict=True)]
+    assert out.tolist() == want
+
+
+def test_sse2_requant_matches_tflite_reference(fixedpoint_lib):
+    x, m, s = _cases(20000, (-31, -1))
+    rmul = sse2_rmul(s.tolist())
+    assert rmul is not None
+    out = np.zeros_like(x)
+    if not fixedpoint_lib.t_requant4(_ptr(x), _ptr(m), _ptr(rmul), _ptr(out), len(x)):
+        pytest.skip("host compiler has no SSE2")
+    want = [_mbqm(int(a), int(b), int(c)) for a, b, c in zip(x, m, s, strict=True)]
+    assert out.tolist() == want
+    assert sse2_rmul([0, -3]) is None and sse2_rmul([1]) is None  # those layers stay scalar
+
+
+def test_quantize_multiplier():
+    for real in [1e-9, 0.0003, 0.25, 0.5, 0.7071, 0.99999999999, 1.0, 1.5, 3.9, 1234.5]:
+        m, s = quantize_multiplier(real)
+        assert (1 << 30) <= m < (1 << 31)
+        assert math.isclose(m * 2.0 ** (s - 31), real, rel_tol=1e-9)
+    assert quantize_multiplier(0.0) == (0, 0)
+    assert quantize_multiplier(2.0**-40) == (0, 0)  # shifts below -31 flush to zero, as in TFLite
+    # rounding up to exactly 2^31 renormalises
+    m, s = quantize_multiplier(1.0 - 2.0**-40)
+    assert (m, s) == (1 << 30, 1)
+
+
+# ------------------------------------------------------------------------------------------
+# memory planning
+# ------------------------------------------------------------------------------------------
+
+
+def _chain_graph(sizes: list[int], alias_at: int | None = None) -> Graph:
+    """input -> op0 -> t0 -> op1 -> t1 ... -> output, int8 tensors of the given sizes."""
+    g = Graph("chain")
+    names = ["in"] + [f"t{i}" for i in range(len(sizes) - 2)] + ["out"]
+    for n, size in zip(names, sizes, strict=True):
+        g.add_tensor(Tensor(n, (1, size), "int8", Quant([0.1], [0])))
+    for i in range(len(names) - 1):
+        kind = "RESHAPE" if i == alias_at else "SOFTMAX"
+        g.nodes.append(Node(kind, f"op{i}", [names[i]], [names[i + 1]]))
+    g.inputs, g.outputs = ["in"], ["out"]
+    return g
+
+
+def test_planner_reuses_memory_and_aligns():
+    g = _chain_graph([10, 100, 30, 100, 7])
+    plan = plan_memory(g)
+    assert plan.storage["in"].kind == "input" and plan.storage["out"].kind == "output"
+    offs = {n: plan.storage[n].offset for n in ("t0", "t1", "t2")}
+    assert all(o % ALIGN == 0 for o in offs.values())
+    # t0 and t2 are never alive together: they share; t1 sits beside them
+    assert offs["t0"] == offs["t2"]
+    assert plan.arena_size == 112 + 32  # 100 -> 112 (aligned), 30 -> 32
+
+
+def test_planner_alias_shares_storage_and_copies_between_caller_buffers():
+    g = _chain_graph([16, 16, 16], alias_at=1)  # in -> softmax -> t0 -> reshape -> out
+    plan = plan_memory(g)
+    assert plan.storage["t0"].kind == "output"  # the producer writes straight into the output
+    assert plan.arena_size == 0
+    g2 = _chain_graph([16, 16], alias_at=0)  # in -> reshape -> out: two caller buffers
+    plan_memory(g2)
+    assert g2.nodes[0].attrs.get("_copy") is True
+
+
+def test_planner_beats_or_meets_tflm_on_kws():
+    g = run_passes(load_model(Path(__file__).resolve().parents[1] / "models" / "kws.tflite"))
+    plan = plan_memory(g)
+    assert plan.arena_size <= 16000  # TFLite Micro's arena head for this model
+    # every pair of tensors alive at the same node is disjoint
+    live: dict[str, tuple[int, int, int, int]] = {}
+    for r, (first, last, size) in plan.lifetimes.items():
+        if not r.startswith("\0"):
+            live[r] = (first, last, plan.storage[r].offset, size)
+    items = list(live.values())
+    for i, (f1, l1, o1, s1) in enumerate(items):
+        for f2, l2, o2, s2 in items[i + 1 :]:
+            if not (l1 < f2 or l2 < f1):
+                assert o1 + s1 <= o2 or o2 + s2 <= o1
+
+
+# ------------------------------------------------------------------------------------------
+# the portable kernel paths (what a microcontroller runs), checked on the host
+# ------------------------------------------------------------------------------------------
+
+
+def _conv_model(path: Path, *, out_scale: float, channels: int, kernel: int, dw: bool) -> None:
+    """A conv (or depthwise conv) whose output scale makes the requantisation shifts land
+    where the test wants them (a tiny output scale gives multipliers > 1: left shifts)."""
+    rng = np.random.default_rng(3)
+    b = TFLiteBuilder()
+    cin = channels if dw else 3
+    x = b.tensor([1, 6, 5, cin], "int8", scale=0.05, zero_point=-7, name="x")
+    wscale = rng.uniform(0.002, 0.02, channels).astype(np.float32)
+    if dw:
+        wshape = [1, kernel, kernel, channels]
+        axis = 3
+    else:
+        wshape = [channels, kernel, kernel, cin]
+        axis = 0
+    w = b.tensor(
+        wshape,
+        "int8",
+        data=rng.integers(-127, 128, wshape),
+        scale=wscale,
+        zero_point=np.zeros(channels, np.int64),
+        axis=axis,
+        name="w",
+    )
+    bias = b.tensor(
+        [channels],
+        "int32",
+        data=rng.integers(-2000, 2000, channels),
+        scale=0.05 * wscale,
+        zero_point=np.zeros(channels, np.int64),
+        name="b",
+    )
+    y = b.tensor([1, 6, 5, channels], "int8", scale=out_scale, zero_point=4, name="y")
+    if dw:
+        b.op(
+            "DEPTHWISE_CONV_2D",
+            [x, w, bias],
+            [y],
+            "DepthwiseConv2DOptions",
+            Padding=0,
+            StrideW=1,
+            StrideH=1,
+            DepthMultiplier=1,
+            DilationWFactor=1,
+            DilationHFactor=1,
+        )
+    else:
+        b.op(
+            "CONV_2D",
+            [x, w, bias],
+            [y],
+            "Conv2DOptions",
+            Padding=0,
+            StrideW=1,
+            StrideH=1,
+            DilationWFactor=1,
+            DilationHFactor=1,
+        )
+    path.write_bytes(b.finish([x], [y]))
+
+
+@pytest.mark.parametrize("dw", [False, True], ids=["conv", "depthwise"])
+@pytest.mark.parametrize("out_scale", [0.02, 1e-6], ids=["right-shift", "left-shift"])
+@pytest.mark.parametrize("portable", [False, True], ids=["host-simd", "portable"])
+def test_conv_requant_paths_bit_exact(tmp_path, dw, out_scale, portable):
+    path = tmp_path / "m.tflite"
+    _conv_model(path, out_scale=out_scale, channels=70, kernel=3, dw=dw)
+    model = CompiledModel(
+        compile_to_members(path), tmp_path / "c", extra_flags=["-U__SSE2__"] if portable else None
+    )
+    ref = TFLM(path)
+    rng = np.random.default_rng(5)
+    for _ in range(10):
+        x = random_inputs(model.inputs, rng)
+        assert np.array_equal(model.run(x)[0], ref.run(x)[0].reshape(model.outputs[0]["shape"]))
+
+
+def test_shared_models_portable_path_bit_exact(tmp_path):
+    """The int8 reference models through the portable C (-U__SSE2__), as a Cortex-M runs them."""
+    root = Path(__file__).resolve().parents[1] / "models"
+    for name in ("sine.tflite", "kws.tflite"):
+        model = CompiledModel(compile_to_members(root / name), tmp_path / name, extra_flags=["-U__SSE2__"])
+        ref = TFLM(root / name)
+        rng = np.random.default_rng(9)
+        for _ in range(10):
+            x = random_inputs(model.inputs, rng)
+            got, want = model.run(x)[0], ref.run(x)[0]
+            assert np.array_equal(got.reshape(-1), want.reshape(-1)), name
