@@ -246,6 +246,24 @@ def test_invalid_requests_get_jsonrpc_codes_and_server_keeps_serving(line, code,
     assert handler.calls == [("close_transport", ())]  # the bad request never reached the handler
 
 
+def test_random_garbage_always_gets_exactly_one_error_reply():
+    import random
+
+    rng = random.Random(1234)
+    pieces = [b"{", b"}", b'"jsonrpc"', b'"2.0"', b'"method"', b'"build"', b'"params"', b":", b",", b"[",
+              b"]", b"null", b"1", b'"id"', b"\xff", b" ", b'"options"', b"{}", b"true"]  # fmt: skip
+    lines = []
+    for _ in range(300):
+        line = b"".join(rng.choice(pieces) for _ in range(rng.randint(1, 14)))
+        lines.append(line + b"\n")
+    handler = RecordingHandler()
+    replies = serve_lines(handler, *lines)
+    for reply in replies:
+        assert reply["jsonrpc"] == "2.0" and ("result" in reply) != ("error" in reply)
+        if "error" in reply:
+            assert reply["error"]["code"] in {-32700, -32600, -32601, -32602, -32603, -32000}
+
+
 @pytest.mark.parametrize(
     ("exc", "message"),
     [
