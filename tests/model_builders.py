@@ -646,6 +646,28 @@ def transpose(dtype: str = "int8", *, input_shape: Sequence[int] = (1, 3, 4, 5),
     return mb.build([x], [y])
 
 
+def float_io_int8_fc(*, in_features: int = 16, out_features: int = 6, seed: int = 0) -> bytes:
+    """float input -> QUANTIZE -> int8 FULLY_CONNECTED (relu) -> DEQUANTIZE -> float output:
+    the converter's "int8 inside, float at the edges" layout."""
+    rng = _rng(seed)
+    w = rng.uniform(-1, 1, (out_features, in_features)).astype(np.float32)
+    bv = rng.uniform(-1, 1, out_features).astype(np.float32)
+    wq, ws = quantize_symmetric(w, 0)
+    qo = QParams(0.07, -20)
+    mb = TFLiteBuilder()
+    x = mb.tensor("x", [1, in_features], "float32")
+    xq = mb.tensor("x_q", [1, in_features], "int8", scale=_IN_Q.scale, zero_point=_IN_Q.zero_point)
+    wt = mb.tensor("w", w.shape, "int8", wq, scale=ws, zero_point=0)
+    bs = (_IN_Q.scale * ws).astype(np.float64)
+    bt = mb.tensor("b", [out_features], "int32", np.round(bv / bs).astype(np.int32), scale=bs)
+    yq = mb.tensor("y_q", [1, out_features], "int8", scale=qo.scale, zero_point=qo.zero_point)
+    y = mb.tensor("y", [1, out_features], "float32")
+    mb.op("QUANTIZE", [x], [xq])
+    mb.op("FULLY_CONNECTED", [xq, wt, bt], [yq], fused_activation_function="RELU")
+    mb.op("DEQUANTIZE", [yq], [y])
+    return mb.build([x], [y])
+
+
 def small_cnn(dtype: str = "int8", seed: int = 0) -> bytes:
     """A few-operator model: CONV_2D(relu) -> DEPTHWISE_CONV_2D -> AVERAGE_POOL_2D ->
     RESHAPE -> FULLY_CONNECTED -> SOFTMAX. Exercises arena reuse between ops."""
@@ -898,10 +920,12 @@ def float_tolerance(ref: np.ndarray) -> float:
 
 
 def check_tflite(model: bytes, workdir: Any, n_inputs: int = 5, seed: int = 0,
-                 compiled: Any = None) -> Any:
+                 compiled: Any = None, float_vs_tflm: bool = False) -> Any:
     """Compile and run ``model`` on ``n_inputs`` random inputs; int8 outputs must equal
-    TFLite Micro's bit for bit, float outputs LiteRT's within float_tolerance.
-    Returns the CompiledModel (to reuse)."""
+    TFLite Micro's bit for bit, float outputs LiteRT's within float_tolerance (or, with
+    ``float_vs_tflm``, TFLite Micro's exactly: for int8 models with float I/O, whose
+    dequantised outputs inherit TFLite Micro's integer results). Returns the
+    CompiledModel (to reuse)."""
     cm = compiled if compiled is not None else compile_c(model, workdir)
     tflm = TFLMRunner(model)
     for k in range(n_inputs):
@@ -911,7 +935,11 @@ def check_tflite(model: bytes, workdir: Any, n_inputs: int = 5, seed: int = 0,
         floats = None
         for i, (o, r) in enumerate(zip(ours, refs, strict=True)):
             o = np.asarray(o).reshape(-1)
-            if np.dtype(r.dtype).kind == "f":
+            if np.dtype(r.dtype).kind == "f" and float_vs_tflm:
+                r = r.reshape(-1)
+                assert np.array_equal(o, r), (
+                    f"output {i} input #{k}: max |ours - TFLite Micro| = {np.max(np.abs(o - r))}")
+            elif np.dtype(r.dtype).kind == "f":
                 if floats is None:
                     floats = run_litert(model, xs)
                 r = floats[i].reshape(-1)

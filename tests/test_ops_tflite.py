@@ -154,6 +154,11 @@ def test_op_matches_reference(case, tmp_path):
     mb.check_tflite(model, tmp_path, n_inputs=3, seed=zlib.crc32(case.encode()) % 1000)
 
 
+def test_float_io_int8_model_equals_tflm(tmp_path):
+    """QUANTIZE -> int8 FC -> DEQUANTIZE: the float output equals TFLite Micro's exactly."""
+    mb.check_tflite(mb.float_io_int8_fc(), tmp_path, n_inputs=5, float_vs_tflm=True)
+
+
 @pytest.mark.parametrize("op", ["LOGISTIC", "TANH", "RELU", "RELU6"])
 @pytest.mark.parametrize("q", [(0.05, -3), (0.1, 5), (0.004, 0), (0.9, 127)])
 def test_int8_activation_every_input_value(op, q, tmp_path):
