@@ -64,9 +64,45 @@ def snapshot(project_dir: str | os.PathLike[str], previous: Mapping[str, list[An
     return out
 
 
-def _changed(before: Mapping[str, list[Any]], after: Mapping[str, list[Any]]) -> list[str]:
-    """Files new in `after` or whose content differs from `before`."""
-    return sorted(rel for rel, sig in after.items() if rel not in before or before[rel][2] != sig[2])
+def stat_tree(project_dir: str | os.PathLike[str]) -> dict[str, tuple[int, int]]:
+    """{relpath: (mtime_ns, size)} of every file but .tvmc.json: cheap, no reads.
+
+    Taken before and after a stage to find what it wrote, without hashing build outputs
+    (a Zephyr build writes thousands of files).
+    """
+    root = Path(project_dir)
+    out: dict[str, tuple[int, int]] = {}
+    for rel in iter_tree(root, IGNORED_NAMES):
+        if rel == STATE_FILE:
+            continue
+        try:
+            st = (root / rel).stat()
+        except OSError:
+            continue
+        out[rel] = (st.st_mtime_ns, st.st_size)
+    return out
+
+
+def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """Files new in `after` or whose (mtime, size) differs from `before`: what a stage wrote."""
+    return sorted(rel for rel, sig in after.items()
+                  if rel not in before or tuple(before[rel][:2]) != tuple(sig[:2]))
+
+
+def _hash_inputs(project_dir: Path, stats: Mapping[str, tuple[int, int]], exclude: set[str],
+                 previous: Mapping[str, list[Any]] | None) -> dict[str, list[Any]]:
+    """[mtime_ns, size, sha256] of the files in `stats` but `exclude`, reusing `previous` hashes."""
+    prev = previous or {}
+    out: dict[str, list[Any]] = {}
+    for rel, (mtime, size) in stats.items():
+        if rel in exclude:
+            continue
+        old = prev.get(rel)
+        if old and old[0] == mtime and old[1] == size:
+            out[rel] = list(old)
+        else:
+            out[rel] = [mtime, size, sha256_file(project_dir / rel)]
+    return out
 
 
 def stage_outputs(state: ProjectState, stages: Iterable[str] = OUTPUT_STAGES) -> set[str]:
@@ -286,7 +322,7 @@ def _run_stage(
     from .project_api.client import instantiate_from_dir
 
     state = load_state(project_dir)
-    before = snapshot(project_dir, state.artefacts.get("build", {}).get("inputs"))
+    before = stat_tree(project_dir)
     started = time.time()
     prior_outputs = sorted(stage_outputs(state, [stage]))
     state.artefacts[stage] = {"complete": False, "started": started, "outputs": prior_outputs}
@@ -304,7 +340,7 @@ def _run_stage(
             call_options = opts.options_for_method(merged, po, method, with_defaults=True)
             getattr(client, method)(call_options)
     finally:
-        after = snapshot(project_dir, before)
+        after = stat_tree(project_dir)
         outputs = sorted(set(_changed(before, after)) | {o for o in prior_outputs if o in after})
         # Re-read: the server may not touch .tvmc.json, but be safe with what's on disk.
         state = load_state(project_dir)
@@ -320,9 +356,13 @@ def build_project(project_dir: str | os.PathLike[str], options: Mapping[str, Any
     """Build a generated project with its remembered options (+ `options` overrides)."""
     project_dir = Path(project_dir).absolute()
 
+    previous_inputs = (try_load_state(project_dir, corrupt_ok=True) or ProjectState()).artefacts.get(
+        "build", {}).get("inputs")
+
     def record(state: ProjectState, before: dict, after: dict, outputs: list[str],
                call_options: dict, started: float) -> None:
         out_set = set(outputs) | stage_outputs(state, [s for s in OUTPUT_STAGES if s != "build"])
+        inputs = _hash_inputs(project_dir, before, out_set, previous_inputs)
         state.artefacts["build"] = {
             "complete": True,
             "id": uuid.uuid4().hex,
@@ -332,7 +372,7 @@ def build_project(project_dir: str | os.PathLike[str], options: Mapping[str, Any
             "mlf_hash": state.mlf_hash,
             "template_hash": state.template_hash,
             "options": call_options,
-            "inputs": {rel: sig for rel, sig in before.items() if rel not in out_set},
+            "inputs": inputs,
             "outputs": outputs,
         }
 
@@ -360,14 +400,16 @@ def flash_project(project_dir: str | os.PathLike[str], options: Mapping[str, Any
     return _run_stage(project_dir, "flash", "flash", options, record)
 
 
-def record_outputs(project_dir: str | os.PathLike[str], stage: str, before: Mapping[str, list[Any]]
-                   ) -> None:
-    """After a stage run outside this module (e.g. a session), remember the files it wrote."""
+def record_outputs(project_dir: str | os.PathLike[str], stage: str, before: Mapping[str, Any]) -> None:
+    """After a stage run outside this module (e.g. a session), remember the files it wrote.
+
+    `before` is `stat_tree(project_dir)` taken before the stage.
+    """
     project_dir = Path(project_dir)
     state = try_load_state(project_dir, corrupt_ok=True)
     if state is None:
         return
-    after = snapshot(project_dir, before)
+    after = stat_tree(project_dir)
     prior = set(stage_outputs(state, [stage]))
     outputs = sorted(set(_changed(before, after)) | {o for o in prior if o in after})
     entry = dict(state.artefacts.get(stage, {}))

@@ -544,7 +544,7 @@ def run_and_record(project_dir: str, options: Mapping[str, Any], run_dir: str, i
     import numpy as np
 
     from .fsutil import atomic_write_bytes, atomic_write_json, sha256_file
-    from .project import record_outputs, snapshot
+    from .project import record_outputs, stat_tree
     from .session import run_project
     from .state import load_state
 
@@ -555,7 +555,7 @@ def run_and_record(project_dir: str, options: Mapping[str, Any], run_dir: str, i
     if inputs:
         with np.load(inputs) as data:
             given = {k: data[k] for k in data.files}
-    before = snapshot(project_dir, state.artefacts.get("build", {}).get("inputs"))
+    before = stat_tree(project_dir)
     t0 = time.perf_counter()
     result = run_project(project_dir, given, options=dict(options))
     wall = time.perf_counter() - t0
