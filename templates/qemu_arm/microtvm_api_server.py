@@ -26,7 +26,8 @@ Stages:
   ``close_transport``, on any error, and at exit.
 
 Ticks: the firmware reports guest instructions (see ``src/platform_qemu_arm.c``) at a
-nominal 1e9 / 2^S Hz, QEMU's virtual clock under ``-icount shift=S``; the figure does not
+the board's clock rate (25 MHz: one instruction per cycle), counted exactly by QEMU's
+``-icount shift=S``; the figure does not
 depend on the host's speed or load.
 
 Imports are kept light (standard library and the Project API helper): the server must

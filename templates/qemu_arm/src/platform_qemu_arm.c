@@ -9,9 +9,11 @@
  * (3.2 for S = 7). Because that is more than one count per instruction, the instruction
  * count since the timer started is the timer count divided by 3.2, rounded: QEMU's timer
  * is within one count of the exact value, which is less than half an instruction. The
- * ticks reported are therefore guest instructions, and `mt_platform_tick_hz` is the
- * virtual instruction rate 1e9 / 2^S (7 812 500 Hz for S = 7), so ticks / tick_hz is QEMU's
- * virtual time. Two runs of the same code report the same figure however long the host
+ * ticks reported are therefore guest instructions. `mt_platform_tick_hz` reports the board's
+ * system clock (25 MHz on MPS2), i.e. time is given as if every instruction took one cycle
+ * of the real board: a lower bound on its time, and a figure that means something to a
+ * firmware engineer (QEMU's own virtual clock, 1e9 / 2^S instructions per second, is an
+ * artefact of the shift). Two runs of the same code report the same figure however long the host
  * took to send the input, because the count never depends on where in a timer period a
  * measurement starts. SysTick is not used: its 24 bits would wrap every 5.2 M instructions
  * at this rate and an overflow interrupt would add a varying handful of instructions
@@ -86,6 +88,7 @@ uint32_t mt_platform_ticks(void) {
   return (uint32_t)((total * MT_TICK_NUM + MT_TICK_DEN / 2u) / MT_TICK_DEN);
 }
 
-uint32_t mt_platform_tick_hz(void) { return (uint32_t)(1000000000u >> MT_ICOUNT_SHIFT); }
+/* One tick per instruction, at one instruction per cycle of the board's clock. */
+uint32_t mt_platform_tick_hz(void) { return (uint32_t)MT_SYSCLK_HZ; }
 
 void mt_platform_abort(int32_t code) { mt_board_halt("abort", 0, code); }
