@@ -83,6 +83,7 @@ CASES = {
     "matmul_add_bias": lambda: _chain(
         [N("MatMul", ["x0", "W"], ["m"]), N("Add", ["m", "b"], ["y"])], [(1, 8)], (1, 5),
         {"W": _w(8, 5), "b": _w(5)}),
+    "matmul_3d_input": lambda: mb.onnx_single("MatMul", [(2, 3, 5)], (2, 3, 4), consts={"W": _w(5, 4)}),
     # element-wise
     "add_two_inputs_4d": lambda: mb.onnx_single("Add", [(1, 3, 4, 5), (1, 3, 4, 5)], (1, 3, 4, 5)),
     "add_channel_constant_4d": lambda: mb.onnx_single("Add", [(1, 3, 4, 5)], (1, 3, 4, 5),

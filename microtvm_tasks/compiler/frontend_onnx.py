@@ -431,14 +431,15 @@ def _fc(c: Converter, x: str, w_kn: Any, bias: Any, out_name: str) -> None:
     import numpy as np
 
     xshape = c.onnx_shape(x)
-    if len(xshape) != 2:
-        raise c.error(f"only 2-D inputs are supported (input {list(xshape)})")
+    if len(xshape) < 2 or (c.op_type == "Gemm" and len(xshape) != 2):
+        raise c.error(f"input of shape {list(xshape)} is not supported (2-D, or N-D for MatMul)")
     k, n = (int(d) for d in w_kn.shape)
-    if xshape[1] != k:
+    if xshape[-1] != k:
         raise c.error(f"input {list(xshape)} does not match weights [{k}, {n}]")
     if bias is None:
         bias = np.zeros(n, np.float32)
-    y = c.output(out_name, (xshape[0], n), ONNX)
+    # leading dimensions are batches: FULLY_CONNECTED over the innermost axis
+    y = c.output(out_name, (*xshape[:-1], n), ONNX)
     if x in c.flat_perm:  # the input is flattened NHWC data: reorder the weights to match
         w_kn = np.asarray(w_kn)[c.flat_perm[x], :]
     wt = np.ascontiguousarray(np.asarray(w_kn, np.float32).T)
