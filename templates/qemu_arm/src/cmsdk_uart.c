@@ -34,6 +34,13 @@ void cmsdk_uart_init(uintptr_t base, uint32_t pclk_hz, uint32_t baud) {
   UART_REG(base, UART_STATE) = STATE_OVERRUNS;   /* clear stale overrun flags */
   UART_REG(base, UART_INTSTATUS) = 0xFu;
   UART_REG(base, UART_CTRL) = CTRL_TX_EN | CTRL_RX_EN;
+  /* Read the (empty) data register once. On hardware this is harmless; under QEMU it is
+   * what makes the model look for input again (enabling the receiver alone does not), so
+   * bytes the host sent before this point are delivered now instead of after an unrelated
+   * event. A byte that has already arrived is left alone. */
+  if ((UART_REG(base, UART_STATE) & STATE_RX_FULL) == 0u) {
+    (void)UART_REG(base, UART_DATA);
+  }
 }
 
 int cmsdk_uart_rx_ready(uintptr_t base) {
