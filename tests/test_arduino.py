@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -608,3 +609,99 @@ def test_fake_model_on_emulated_mega2560(template_client, tmp_path):
     result = run_project(project, inputs=[x], timeout=20.0)
     y, z = fake_reference(x)
     assert np.array_equal(result.outputs[0], y) and np.array_equal(result.outputs[1], z)
+
+
+@needs_avr
+@pytest.mark.e2e
+def test_single_constant_over_32k_is_reported_as_too_big_for_avr(template_client, tmp_path):
+    members = fake_mlf_members()
+    members["codegen/host/src/default_lib0.c"] = b"#include <stdint.h>\nconst int8_t huge_w[40000] = {1};\n"
+    from microtvm_tasks.mlf import write_archive
+
+    project = _generate(template_client, write_archive(tmp_path / "m.tar", members), tmp_path / "p")
+    with instantiate_from_dir(project, timeout=600) as client:
+        with pytest.raises(server.ServerError) as info:
+            client.build({})
+    assert "FirmwareTooBigError" in str(info.value) and "huge_w exceed(s) 32767 bytes" in str(info.value)
+
+
+@needs_emulator
+@pytest.mark.e2e
+@pytest.mark.timeout(300)
+def test_standalone_demo_prints_tflm_result_on_emulated_mega2560(template_client, tmp_path):
+    """aot_standalone_demo, built with warning_as_error: prints the output for the baked-in
+    (zero) input, as text on Serial."""
+    from microtvm_tasks.compiler import compile_model
+
+    mlf = compile_model(SINE, tmp_path / "sine.tar", module_name="sine")
+    project = _generate(
+        template_client,
+        mlf,
+        tmp_path / "demo",
+        board="mega2560",
+        project_type="aot_standalone_demo",
+        warning_as_error=True,
+        emulate=True,
+    )
+    with instantiate_from_dir(project, timeout=600) as client:
+        client.build({})
+        client.open_transport({})
+        text = b""
+        deadline = time.monotonic() + 30
+        try:
+            while b"status" not in text and time.monotonic() < deadline:
+                try:
+                    text += client.read_transport(256, 1.0)
+                except server.IoTimeoutError:
+                    pass
+        finally:
+            client.close_transport()
+    assert "-Werror" in (project / "build" / "build.log").read_text()
+    line = re.search(rb"output 0 \S+ int8 \[1,1\] = (-?\d+)", text)
+    assert line, text
+    assert int(line.group(1)) == _tflm_outputs([0])[0] and b"status 0" in text
+
+
+FAKE_ARDUINO_CLI = r"""#!{python}
+import json, os, pathlib, sys
+args = sys.argv[1:]
+with open(os.environ["FAKE_CLI_LOG"], "a") as f:
+    f.write(json.dumps(args) + "\n")
+if args[:1] == ["version"]:
+    print("arduino-cli  Version: 0.35.3 Commit: 95cfd654 Date: 2024-02-19T13:24:24Z")
+elif args[:1] == ["compile"]:
+    out = pathlib.Path(args[args.index("--build-path") + 1])
+    out.mkdir(parents=True, exist_ok=True)
+    sketch = pathlib.Path(args[-1]).name
+    (out / f"{{sketch}}.ino.elf").write_bytes(b"\x7fELF")
+"""
+
+
+def test_arduino_cli_compile_and_upload_command_lines(template_client, tmp_path, monkeypatch):
+    cli = tmp_path / "bin" / "arduino-cli"
+    cli.parent.mkdir()
+    cli.write_text(FAKE_ARDUINO_CLI.format(python=sys.executable))
+    cli.chmod(0o755)
+    log = tmp_path / "cli.log"
+    monkeypatch.setenv("FAKE_CLI_LOG", str(log))
+    project = _generate(
+        template_client,
+        write_fake_mlf(tmp_path / "fake.tar"),
+        tmp_path / "due_app",
+        board="due",
+        arduino_cli_cmd=str(cli),
+        compile_definitions="-DX=1",
+    )
+    with instantiate_from_dir(project, timeout=120) as client:
+        client.build({"verbose": True})
+        client.flash({"port": "/dev/ttyACM5"})
+    compile_args, upload_args = [json.loads(line) for line in log.read_text().splitlines()]
+    assert compile_args[:3] == ["compile", "--fqbn", "arduino:sam:arduino_due_x_dbg"]
+    assert compile_args[compile_args.index("--build-path") + 1] == str(project / "build" / "cli")
+    props = [compile_args[i + 1] for i, a in enumerate(compile_args) if a == "--build-property"]
+    assert [p.split("=", 1)[0] for p in props] == ["compiler.c.extra_flags", "compiler.cpp.extra_flags"]
+    assert all("-DMT_MAX_PAYLOAD=1024" in p and "-DX=1" in p for p in props), props
+    assert compile_args[-1] == str(project) and "--verbose" in compile_args
+    assert upload_args[:5] == ["upload", "--fqbn", "arduino:sam:arduino_due_x_dbg", "--port", "/dev/ttyACM5"]
+    assert upload_args[upload_args.index("--input-dir") + 1] == str(project / "build" / "cli")
+    assert upload_args[-1] == str(project)

@@ -827,6 +827,14 @@ class Handler(server.ProjectAPIHandler):
         elf = BUILD_DIR / "avr" / "firmware.elf"
         if elf.is_file():
             check_fits(board, avr_sizes(elf), elf)
+        if rc != 0:
+            too_large = sorted(set(re.findall(r"size of array .(\w+). is too large", _tail(log, 400))))
+            if too_large:
+                raise FirmwareTooBigError(
+                    f"arduino: {', '.join(too_large)} exceed(s) 32767 bytes, the largest single object "
+                    f"avr-gcc can place (AVR's int and size_t are 16 bits): the model is too big for the "
+                    f"{board}; use a smaller model or a 32-bit board (due, nano33ble, rpipico, ...)"
+                )
         if rc != 0 or not elf.is_file():
             raise BuildFailedError(
                 f"arduino: make failed (exit {rc}) for the {board}; log: {log}\n{_tail(log)}"
@@ -836,8 +844,11 @@ class Handler(server.ProjectAPIHandler):
     def _build_arduino_cli(self, cli: str, board: str, options: dict[str, Any]) -> None:
         props = _board(board)
         log = BUILD_DIR / "build.log"
-        cflags = self._cflags(props, options)
-        extra = " ".join(["-I{build.source.path}/src"] + cflags)
+        # compile_definitions is a generate-time option: take the recorded one.
+        cflags = self._cflags(props, {"compile_definitions": _option(options, "compile_definitions")})
+        # compiler.{c,cpp}.extra_flags are the cores' hooks for user flags; build.extra_flags
+        # would replace flags some cores need (e.g. the SAM and SAMD USB definitions).
+        extra = " ".join(cflags)
         argv = [
             cli,
             "compile",
@@ -846,13 +857,15 @@ class Handler(server.ProjectAPIHandler):
             "--build-path",
             str(BUILD_DIR / "cli"),
             "--build-property",
-            f"build.extra_flags={extra}",
+            f"compiler.c.extra_flags={extra}",
+            "--build-property",
+            f"compiler.cpp.extra_flags={extra}",
             "--warnings",
             "all" if _option(options, "warning_as_error") else "default",
-            str(API_SERVER_DIR),
         ]
         if _option(options, "verbose"):
             argv.append("--verbose")
+        argv.append(str(API_SERVER_DIR))
         rc = _run_logged(
             argv, cwd=API_SERVER_DIR, log=log, timeout=BUILD_TIMEOUT_SEC, what="arduino-cli compile"
         )
@@ -868,6 +881,8 @@ class Handler(server.ProjectAPIHandler):
             if "sketch" in text.lower() and "name" in text.lower():
                 text += f"\n(arduino-cli needs the .ino named after its folder: {API_SERVER_DIR.name}.ino)"
             raise BuildFailedError(f"arduino: arduino-cli compile failed (exit {rc}); log: {log}\n{text}")
+        if not elf.is_file():
+            raise BuildFailedError(f"arduino: arduino-cli compile succeeded but wrote no {elf}; log: {log}")
         self._record_image(elf, board)
 
     @staticmethod
@@ -902,10 +917,10 @@ class Handler(server.ProjectAPIHandler):
                 port,
                 "--input-dir",
                 str(elf.parent),
-                str(API_SERVER_DIR),
             ]
             if _option(options, "verbose"):
                 argv.append("--verbose")
+            argv.append(str(API_SERVER_DIR))
         elif is_avr(board) and shutil.which("make"):
             argv = ["make", "-f", "Makefile", "upload", f"MONITOR_PORT={port}"]
         else:
