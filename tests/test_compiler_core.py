@@ -302,3 +302,92 @@ def test_shared_models_portable_path_bit_exact(tmp_path):
             x = random_inputs(model.inputs, rng)
             got, want = model.run(x)[0], ref.run(x)[0]
             assert np.array_equal(got.reshape(-1), want.reshape(-1)), name
+
+
+def _chain_model(path: Path) -> None:
+    """conv 3x3 -> depthwise 3x3 -> conv 1x1 (fewer channels) -> depthwise 5x5 -> depthwise
+    2x2 (padding only after) -> depthwise 3x3 VALID, batch 2: the in-place candidates of
+    every kind, next to ones that must not run in place."""
+    rng = np.random.default_rng(11)
+    b = TFLiteBuilder()
+    shape = [2, 7, 6, 8]
+    x = b.tensor(shape, "int8", scale=0.05, zero_point=-3, name="x")
+    cur, cur_c = x, 8
+
+    def conv(out_c: int, k: int, dw: bool, padding: int = 0, out_hw: tuple[int, int] | None = None):
+        nonlocal cur, cur_c
+        wscale = rng.uniform(0.002, 0.01, out_c).astype(np.float32)
+        wshape = [1, k, k, out_c] if dw else [out_c, k, k, cur_c]
+        w = b.tensor(
+            wshape,
+            "int8",
+            data=rng.integers(-127, 128, wshape),
+            scale=wscale,
+            zero_point=np.zeros(out_c, np.int64),
+            axis=3 if dw else 0,
+        )
+        bias = b.tensor(
+            [out_c],
+            "int32",
+            data=rng.integers(-500, 500, out_c),
+            scale=0.05 * wscale,
+            zero_point=np.zeros(out_c, np.int64),
+        )
+        h, wd = out_hw or (shape[1], shape[2])
+        y = b.tensor([2, h, wd, out_c], "int8", scale=0.05, zero_point=-3)
+        if dw:
+            b.op(
+                "DEPTHWISE_CONV_2D",
+                [cur, w, bias],
+                [y],
+                "DepthwiseConv2DOptions",
+                Padding=padding,
+                StrideW=1,
+                StrideH=1,
+                DepthMultiplier=1,
+                DilationWFactor=1,
+                DilationHFactor=1,
+                FusedActivationFunction=1,
+            )
+        else:
+            b.op(
+                "CONV_2D",
+                [cur, w, bias],
+                [y],
+                "Conv2DOptions",
+                Padding=padding,
+                StrideW=1,
+                StrideH=1,
+                DilationWFactor=1,
+                DilationHFactor=1,
+            )
+        cur, cur_c = y, out_c
+
+    conv(16, 3, dw=False)
+    conv(16, 3, dw=True)
+    conv(12, 1, dw=False)
+    conv(12, 5, dw=True)
+    conv(12, 2, dw=True)
+    conv(12, 3, dw=True, padding=1, out_hw=(5, 4))
+    path.write_bytes(b.finish([x], [cur]))
+
+
+@pytest.mark.parametrize("portable", [False, True], ids=["host-simd", "portable"])
+def test_inplace_convolutions_bit_exact_and_smaller(tmp_path, portable):
+    path = tmp_path / "chain.tflite"
+    _chain_model(path)
+    graph = run_passes(load_model(path))
+    plan = plan_memory(graph)
+    inplace = [n.kind for n in graph.nodes if n.attrs.get("_inplace")]
+    assert inplace == ["DEPTHWISE_CONV_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "DEPTHWISE_CONV_2D"]
+    one_activation = 2 * 7 * 6 * 16
+    assert plan.arena_size < 2 * one_activation  # out-of-place would need two live activations
+    model = CompiledModel(
+        compile_to_members(path), tmp_path / "c", extra_flags=["-U__SSE2__"] if portable else None
+    )
+    assert model.meta["workspace_size_bytes"] == plan.arena_size
+    ref = TFLM(path)
+    rng = np.random.default_rng(2)
+    for _ in range(10):
+        x = random_inputs(model.inputs, rng)
+        assert np.array_equal(model.run(x)[0], ref.run(x)[0])

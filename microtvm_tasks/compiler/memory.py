@@ -9,6 +9,9 @@ the node that writes them to the last node that reads them) do not overlap.
 - Alias nodes (RESHAPE, SQUEEZE: `OpSpec.alias`) make their output the same storage as
   their input; an alias between two caller buffers (e.g. an input reshaped straight into
   an output) cannot share and becomes a copy (`node.attrs["_copy"]`).
+- In-place operators (`OpSpec.inplace`, e.g. a 1x1 convolution or a stride-1 depthwise
+  convolution with a small line buffer) write their output over their input when nothing
+  reads the input afterwards; the plan is made with and without them and the smaller kept.
 - Placement is greedy first-fit into the lowest gap (as TFLite Micro's greedy planner),
   tried with several orderings; the smallest arena wins (ties: the first ordering, so
   the result is deterministic). Every offset and size is 16-byte aligned.
@@ -64,6 +67,19 @@ class _UnionFind:
 
 
 def plan_memory(graph: Graph) -> Plan:
+    """The smaller of the plans with and without in-place operators (ties: not in place).
+
+    Sets node.attrs["_inplace"] / ["_copy"] to match the plan returned."""
+    without = _plan(graph, inplace=False)
+    if not any(spec(n.kind).inplace(n, graph) for n in graph.nodes):
+        return without
+    with_inplace = _plan(graph, inplace=True)
+    if with_inplace.arena_size < without.arena_size:
+        return with_inplace
+    return _plan(graph, inplace=False)
+
+
+def _plan(graph: Graph, inplace: bool) -> Plan:
     uf = _UnionFind()
     pinned: dict[str, tuple[str, str]] = {}  # root -> (kind, ref) for caller buffers / consts
 
@@ -95,6 +111,23 @@ def plan_memory(graph: Graph) -> Plan:
         uf.union(src, dst)
         if ps is not None or pd is not None:
             pinned[uf.find(src)] = ps or pd  # type: ignore[assignment]
+
+    # in-place operators (OpSpec.inplace): output 0 takes input 0's storage when input 0
+    # is an arena tensor that nothing reads after this node
+    for node in graph.nodes:
+        node.attrs.pop("_inplace", None)
+    if inplace:
+        for i, node in enumerate(graph.nodes):
+            sp = spec(node.kind)
+            if sp.alias or not node.inputs or node.inputs[0] is None or not node.outputs:
+                continue
+            src, dst = node.inputs[0], node.outputs[0]
+            rs, rd = uf.find(src), uf.find(dst)
+            if rs == rd or rs in pinned or rd in pinned or _last_use(graph, uf, rs) != i:
+                continue
+            if sp.inplace(node, graph):
+                uf.union(src, dst)
+                node.attrs["_inplace"] = True
 
     # lifetimes of arena groups
     first: dict[str, int] = {}
@@ -155,6 +188,15 @@ def plan_memory(graph: Graph) -> Plan:
         elif r in offsets:
             plan.storage[name] = Storage("arena", r, offsets[r])
     return plan
+
+
+def _last_use(graph: Graph, uf: _UnionFind, root: str) -> int:
+    """Index of the last node reading or writing any tensor of the storage group `root`."""
+    last = -1
+    for i, node in enumerate(graph.nodes):
+        if any(n is not None and uf.find(n) == root for n in [*node.inputs, *node.outputs]):
+            last = i
+    return last
 
 
 def _place(order: list[str], life: dict[str, tuple[int, int, int]]) -> dict[str, int]:

@@ -9,11 +9,14 @@
  * contribute exactly nothing after the folding, as TFLite's skipped taps do. Every output
  * channel is then one contiguous dot product with its filter (four at a time). A 1x1
  * filter without padding needs no patch (patch == 0): the input pixel is contiguous.
+ * In place (out == in, a 1x1 unpadded filter with out_c <= in_c): pixel p is copied to the
+ * patch before output pixel p, which ends before input pixel p + 1, is written; so `in`
+ * and `out` are not restrict-qualified.
  */
-MT_KERNEL void mt_conv_s8(const int8_t* restrict in, const int8_t* restrict w,
+MT_KERNEL void mt_conv_s8(const int8_t* in, const int8_t* restrict w,
                           const int32_t* restrict bias, const int32_t* restrict mult,
                           const int32_t* restrict shift, int per_channel,
-                          const uint32_t* restrict rmul, int8_t* restrict out,
+                          const uint32_t* restrict rmul, int8_t* out,
                           int8_t* restrict patch, int batches, int in_h,
                           int in_w, int in_c, int out_h, int out_w, int out_c, int k_h,
                           int k_w, int stride_h, int stride_w, int dil_h, int dil_w,
@@ -25,13 +28,13 @@ MT_KERNEL void mt_conv_s8(const int8_t* restrict in, const int8_t* restrict w,
   int b, oy, ox, oc, ky, kx, c, r;
   (void)rmul;
   for (b = 0; b < batches; ++b) {
-    const int8_t* restrict img = in + b * in_h * in_w * in_c;
+    const int8_t* img = in + b * in_h * in_w * in_c;
     for (oy = 0; oy < out_h; ++oy) {
       const int iy0 = oy * stride_h - pad_h;
       for (ox = 0; ox < out_w; ++ox) {
         const int ix0 = ox * stride_w - pad_w;
-        int8_t* restrict o = out + ((b * out_h + oy) * out_w + ox) * out_c;
-        const int8_t* restrict src;
+        int8_t* o = out + ((b * out_h + oy) * out_w + ox) * out_c;
+        const int8_t* src;
         if (patch == 0) {
           /* 1x1 filter without padding: the input pixel is the patch */
           src = img + (iy0 * in_w + ix0) * in_c;
@@ -46,7 +49,7 @@ MT_KERNEL void mt_conv_s8(const int8_t* restrict in, const int8_t* restrict w,
                   p[c] = (int8_t)in_zp;
                 }
               } else {
-                const int8_t* restrict px = img + (iy * in_w + ix) * in_c;
+                const int8_t* px = img + (iy * in_w + ix) * in_c;
                 for (c = 0; c < in_c; ++c) {
                   p[c] = px[c];
                 }

@@ -7,28 +7,49 @@
  * output channels with one int32 (float) accumulator per channel, so the inner loop is
  * an elementwise multiply-add across channels that vectorises. int8: `bias` holds
  * bias - input_zp * sum over taps of the filter; a padded tap adds input_zp * filter.
+ * In place (out == in; stride 1, dm 1, same shape): `ring` (k_h input rows) keeps the input
+ * rows still needed, each copied before the output row that overwrites it.
  */
 #define MT_DW_BLOCK 64
 
-MT_KERNEL void mt_dwconv_s8(const int8_t* restrict in, const int8_t* restrict w,
+MT_KERNEL void mt_dwconv_s8(const int8_t* in, const int8_t* restrict w,
                             const int32_t* restrict bias, const int32_t* restrict mult,
                             const int32_t* restrict shift, int per_channel,
-                            const uint32_t* restrict rmul, int8_t* restrict out, int batches,
-                            int in_h, int in_w, int in_c,
+                            const uint32_t* restrict rmul, int8_t* out,
+                            int8_t* restrict ring, int batches, int in_h, int in_w, int in_c,
                             int out_h, int out_w, int dm, int k_h, int k_w, int stride_h,
                             int stride_w, int dil_h, int dil_w, int pad_h, int pad_w,
                             int32_t in_zp, int32_t out_zp, int32_t act_min, int32_t act_max) {
   const int out_c = in_c * dm;
+  const int row_bytes = in_w * in_c;
   int32_t acc[MT_DW_BLOCK];
-  int b, oy, ox, c0, c, ky, kx;
+  int b, oy, ox, c0, c, ky, kx, r;
   (void)rmul;
   for (b = 0; b < batches; ++b) {
-    const int8_t* restrict img = in + b * in_h * in_w * in_c;
+    const int8_t* img = in + b * in_h * in_w * in_c;
+    if (ring) {
+      /* in place: rows 0 .. k_h - 2 - pad_h are saved before any output row is written */
+      for (r = 0; r < k_h - 1 - pad_h && r < in_h; ++r) {
+        for (c = 0; c < row_bytes; ++c) {
+          ring[(r % k_h) * row_bytes + c] = img[r * row_bytes + c];
+        }
+      }
+    }
     for (oy = 0; oy < out_h; ++oy) {
       const int iy0 = oy * stride_h - pad_h;
+      if (ring) {
+        /* the last input row output row oy needs; output rows < oy have overwritten input
+           rows < oy only, and pad_h <= k_h - 1 makes this row >= oy: still intact */
+        r = oy - pad_h + k_h - 1;
+        if (r < in_h) {
+          for (c = 0; c < row_bytes; ++c) {
+            ring[(r % k_h) * row_bytes + c] = img[r * row_bytes + c];
+          }
+        }
+      }
       for (ox = 0; ox < out_w; ++ox) {
         const int ix0 = ox * stride_w - pad_w;
-        int8_t* restrict o = out + ((b * out_h + oy) * out_w + ox) * out_c;
+        int8_t* o = out + ((b * out_h + oy) * out_w + ox) * out_c;
         for (c0 = 0; c0 < out_c; c0 += MT_DW_BLOCK) {
           const int n = out_c - c0 < MT_DW_BLOCK ? out_c - c0 : MT_DW_BLOCK;
           for (c = 0; c < n; ++c) {
@@ -44,7 +65,8 @@ MT_KERNEL void mt_dwconv_s8(const int8_t* restrict in, const int8_t* restrict w,
                   acc[c] += in_zp * (int32_t)wt[c];
                 }
               } else {
-                const int8_t* restrict px = img + (iy * in_w + ix) * in_c;
+                const int8_t* restrict px =
+                    ring ? ring + (iy % k_h) * row_bytes + ix * in_c : img + (iy * in_w + ix) * in_c;
                 if (dm == 1) {
                   for (c = 0; c < n; ++c) {
                     acc[c] += (int32_t)px[c0 + c] * (int32_t)wt[c];

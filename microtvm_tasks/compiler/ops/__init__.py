@@ -59,7 +59,8 @@ are found with `onnx_spec(op_type)`; each spec's `from_onnx(ctx)` decides how an
 node becomes IR nodes.
 
 Aliases: a spec with `alias = True` (RESHAPE, SQUEEZE) produces no code; its output
-shares the input's storage (the memory planner merges them).
+shares the input's storage (the memory planner merges them). In place: a spec whose
+`inplace(node, graph)` returns True may get node.attrs["_inplace"] (output over input 0).
 """
 
 from __future__ import annotations
@@ -106,6 +107,14 @@ class OpSpec:
     def fold(self, node: Node, graph: Graph) -> list[Any] | None:
         """Outputs as numpy arrays if this node can be evaluated at compile time."""
         return None
+
+    def inplace(self, node: Node, graph: Graph) -> bool:
+        """True if the kernel can write output 0 over input 0 (same arena offset).
+
+        The planner only uses it when input 0 is an arena tensor nothing reads later, and
+        then sets node.attrs["_inplace"] = True before asking scratch_bytes and lowering;
+        the kernel must then be correct with the two pointers equal (no `restrict` on them)."""
+        return False
 
     def scratch_bytes(self, node: Node, graph: Graph) -> int:
         """Bytes of temporary arena space the kernel needs while it runs (ctx.scratch_ptr())."""

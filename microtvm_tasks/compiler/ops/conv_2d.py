@@ -122,12 +122,23 @@ class Conv2D(OpSpec):
     def check(self, node, graph, err):
         check_conv(node, graph, err, depthwise=False)
 
+    def inplace(self, node, graph):
+        """int8 1x1, stride 1, unpadded, out_c <= in_c: output pixel p only needs input pixel
+        p, which the kernel copies to its patch before writing p (never past pixel p)."""
+        if graph.t(node.inputs[0]).dtype != "int8":
+            return False
+        g = conv_geometry(node, graph, lambda m: ValueError(m), depthwise=False)
+        return (g["kh"], g["kw"], g["sh"], g["sw"], g["ph"], g["pw"]) == (1, 1, 1, 1, 0, 0) and (
+            g["oc"] <= g["ic"] and (g["oh"], g["ow"]) == (g["ih"], g["iw"])
+        )
+
     def scratch_bytes(self, node, graph):
-        """int8 needs a kh*kw*in_c patch buffer unless the filter is 1x1 without padding."""
+        """int8 needs a kh*kw*in_c patch buffer unless the filter is 1x1 without padding
+        (and the convolution does not run in place)."""
         if graph.t(node.inputs[0]).dtype != "int8":
             return 0
         g = conv_geometry(node, graph, lambda m: ValueError(m), depthwise=False)
-        if g["kh"] == g["kw"] == 1 and g["ph"] == g["pw"] == 0:
+        if g["kh"] == g["kw"] == 1 and g["ph"] == g["pw"] == 0 and not node.attrs.get("_inplace"):
             h_ok = (g["oh"] - 1) * g["sh"] < g["ih"]
             w_ok = (g["ow"] - 1) * g["sw"] < g["iw"]
             if h_ok and w_ok:

@@ -27,6 +27,26 @@ class DepthwiseConv2D(OpSpec):
         if int(graph.t(node.inputs[1]).shape[0]) != 1:
             raise err(f"filter shape {list(graph.t(node.inputs[1]).shape)} must start with 1")
 
+    def inplace(self, node, graph):
+        """int8, stride 1, no dilation, depth multiplier 1, output the input's shape: the
+        kernel keeps the kh input rows still needed in a ring buffer (scratch) and writes
+        each output row over the input row it replaces."""
+        if graph.t(node.inputs[0]).dtype != "int8":
+            return False
+        g = conv_geometry(node, graph, lambda m: ValueError(m), depthwise=True)
+        return (
+            (g["sh"], g["sw"], g["dh"], g["dw"]) == (1, 1, 1, 1)
+            and g["oc"] == g["ic"]
+            and (g["oh"], g["ow"]) == (g["ih"], g["iw"])
+            and g["ph"] <= g["kh"] - 1
+        )
+
+    def scratch_bytes(self, node, graph):
+        if not node.attrs.get("_inplace"):
+            return 0
+        g = conv_geometry(node, graph, lambda m: ValueError(m), depthwise=True)
+        return g["kh"] * g["iw"] * g["ic"]
+
     def lower(self, node, ctx):
         import numpy as np
 
@@ -64,6 +84,7 @@ class DepthwiseConv2D(OpSpec):
                 pc,
                 rmul,
                 ctx.ptr(node.outputs[0]),
+                ctx.scratch_ptr("int8_t") if node.attrs.get("_inplace") else "(int8_t*)0",
                 *geo,
                 x.zero_point,
                 out.zero_point,
