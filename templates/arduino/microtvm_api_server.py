@@ -746,6 +746,8 @@ class Handler(server.ProjectAPIHandler):
             f"ARDUINO_DIR ?= {DEFAULT_ARDUINO_DIR}",
             "ARDMK_DIR ?= $(ARDUINO_DIR)",
             "AVR_TOOLS_DIR ?= /usr",
+            "# Debian's avrdude (apt-get install avrdude) keeps its configuration in /etc.",
+            "AVRDUDE_CONF ?= /etc/avrdude.conf",
             f"BOARD_TAG = {mk['BOARD_TAG']}",
         ]
         if mk.get("BOARD_SUB"):
@@ -922,6 +924,11 @@ class Handler(server.ProjectAPIHandler):
                 argv.append("--verbose")
             argv.append(str(API_SERVER_DIR))
         elif is_avr(board) and shutil.which("make"):
+            if shutil.which("avrdude") is None:
+                raise ToolNotFoundError(
+                    f"arduino: flashing the {board} without arduino-cli needs avrdude; "
+                    "apt-get install avrdude"
+                )
             argv = ["make", "-f", "Makefile", "upload", f"MONITOR_PORT={port}"]
         else:
             raise ToolNotFoundError(f"arduino: flashing the {board} needs arduino-cli; {AVR_TOOLS_HINT}")
