@@ -705,3 +705,43 @@ def test_arduino_cli_compile_and_upload_command_lines(template_client, tmp_path,
     assert upload_args[:5] == ["upload", "--fqbn", "arduino:sam:arduino_due_x_dbg", "--port", "/dev/ttyACM5"]
     assert upload_args[upload_args.index("--input-dir") + 1] == str(project / "build" / "cli")
     assert upload_args[-1] == str(project)
+
+
+@needs_avr
+@pytest.mark.e2e
+@pytest.mark.timeout(120)
+def test_board_serial_port_transport_and_unplugging(template_client, tmp_path):
+    """A board on a serial port (a pseudo-terminal stands in for /dev/ttyACM0): bytes both
+    ways, a silent board is IoTimeoutError, an unplugged one TransportClosedError."""
+    import os
+    import pty
+    import tty
+
+    project = _generate(template_client, write_fake_mlf(tmp_path / "fake.tar"), tmp_path / "p")
+    master, slave = pty.openpty()
+    tty.setraw(master)
+    slave_name = os.ttyname(slave)
+    try:
+        with instantiate_from_dir(project, timeout=600) as client:
+            client.build({})
+            client.open_transport({"port": slave_name})
+            os.close(slave)
+            slave = -1
+            os.write(master, b"boot chatter \x01\x7e")
+            got = b""
+            while len(got) < 14:
+                got += client.read_transport(64, 2.0)
+            assert got == b"boot chatter \x01\x7e"
+            client.write_transport(b"\x7e\x01\x02\x7e", 2.0)
+            assert os.read(master, 64) == b"\x7e\x01\x02\x7e"  # no escaping on a real port
+            with pytest.raises(server.IoTimeoutError):
+                client.read_transport(64, 0.2)
+            os.close(master)  # the board is unplugged
+            master = -1
+            with pytest.raises(server.TransportClosedError):
+                client.read_transport(64, 1.0)
+            client.close_transport()
+    finally:
+        for fd in (master, slave):
+            if fd >= 0:
+                os.close(fd)
