@@ -85,12 +85,18 @@ MT_KERNEL void mt_conv_s8(const int8_t* in, const int8_t* restrict w,
   }
 }
 
+#define MT_CONV_F32_BLOCK 64
+
+/* float32: filter stored [kh][kw][in_c][out_c] (transposed at compile time) so the inner
+ * loop runs across output channels and vectorises; each output still sums its taps in
+ * (ky, kx, ic) order, then adds the bias, as the reference kernel does. */
 MT_KERNEL void mt_conv_f32(const float* restrict in, const float* restrict w,
                            const float* restrict bias, float* restrict out, int batches,
                            int in_h, int in_w, int in_c, int out_h, int out_w, int out_c,
                            int k_h, int k_w, int stride_h, int stride_w, int dil_h, int dil_w,
                            int pad_h, int pad_w, float act_min, float act_max) {
-  int b, oy, ox, oc, ky, kx, ic;
+  float acc[MT_CONV_F32_BLOCK];
+  int b, oy, ox, c0, c, ky, kx, ic;
   for (b = 0; b < batches; ++b) {
     const float* restrict img = in + b * in_h * in_w * in_c;
     for (oy = 0; oy < out_h; ++oy) {
@@ -98,9 +104,11 @@ MT_KERNEL void mt_conv_f32(const float* restrict in, const float* restrict w,
       for (ox = 0; ox < out_w; ++ox) {
         const int ix0 = ox * stride_w - pad_w;
         float* restrict o = out + ((b * out_h + oy) * out_w + ox) * out_c;
-        for (oc = 0; oc < out_c; ++oc) {
-          const float* restrict wo = w + oc * k_h * k_w * in_c;
-          float acc = 0.0f;
+        for (c0 = 0; c0 < out_c; c0 += MT_CONV_F32_BLOCK) {
+          const int n = out_c - c0 < MT_CONV_F32_BLOCK ? out_c - c0 : MT_CONV_F32_BLOCK;
+          for (c = 0; c < n; ++c) {
+            acc[c] = 0.0f;
+          }
           for (ky = 0; ky < k_h; ++ky) {
             const int iy = iy0 + ky * dil_h;
             if (iy < 0 || iy >= in_h) {
@@ -114,13 +122,19 @@ MT_KERNEL void mt_conv_f32(const float* restrict in, const float* restrict w,
                 continue;
               }
               px = img + (iy * in_w + ix) * in_c;
-              wt = wo + (ky * k_w + kx) * in_c;
+              wt = w + (ky * k_w + kx) * in_c * out_c + c0;
               for (ic = 0; ic < in_c; ++ic) {
-                acc += px[ic] * wt[ic];
+                const float xv = px[ic];
+                const float* restrict wr = wt + ic * out_c;
+                for (c = 0; c < n; ++c) {
+                  acc[c] += xv * wr[c];
+                }
               }
             }
           }
-          o[oc] = mt_clamp_f32(acc + (bias ? bias[oc] : 0.0f), act_min, act_max);
+          for (c = 0; c < n; ++c) {
+            o[c0 + c] = mt_clamp_f32(acc[c] + (bias ? bias[c0 + c] : 0.0f), act_min, act_max);
+          }
         }
       }
     }

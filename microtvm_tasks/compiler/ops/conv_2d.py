@@ -194,7 +194,9 @@ class Conv2D(OpSpec):
             ctx.call(
                 "mt_conv_f32",
                 ctx.ptr(node.inputs[0]),
-                ctx.const(np.asarray(w.data, np.float32), "filter"),
+                ctx.const(
+                    np.ascontiguousarray(np.asarray(w.data, np.float32).transpose(1, 2, 3, 0)), "filter_hwio"
+                ),
                 bias_c,
                 ctx.ptr(node.outputs[0]),
                 *geo,
