@@ -147,3 +147,22 @@ def test_cli_compile(tmp_path, capsys):
     assert "model file not found" in capsys.readouterr().err
     assert main(["compile", str(SINE), "-o", str(tmp_path / "x.tar"), "--input-layout", "NCHW"]) == 2
     assert "NHWC" in capsys.readouterr().err
+
+
+def test_deterministic_across_processes(tmp_path):
+    """Byte-identical archives from separate interpreters with different hash seeds."""
+    import os
+    import subprocess
+
+    kws = ROOT / "models" / "kws.tflite"
+    outs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"kws{seed}.tar"
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        code = (
+            "import sys; from microtvm_tasks.compiler import compile_model; "
+            "compile_model(sys.argv[1], sys.argv[2])"
+        )
+        subprocess.run([sys.executable, "-c", code, str(kws), str(out)], check=True, env=env, timeout=120)
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
