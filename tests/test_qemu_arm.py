@@ -248,8 +248,9 @@ def test_bare_firmware_boots_echoes_and_reports_deterministic_ticks(tmp_path, bo
         # A tick is one instruction: the 1000-iteration loop is 6 instructions a turn plus a
         # few around it (a 25 MHz timer count would give ~3.2x that, a 1 GHz one ~128x).
         assert 6000 <= ticks[0] <= 6100, ticks
-        with pytest.raises(server.IoTimeoutError):
+        with pytest.raises(server.IoTimeoutError) as err:
             session.read(16, 0.3)  # a firmware with nothing to say: timeout, QEMU still up
+        assert "last UART output" in str(err.value) and "MT_ECHO_READY" in str(err.value)
         assert session.alive()
         # A fault: the handler prints its marker and the transport reports it and closes.
         session.write(b"#", 5)
@@ -277,6 +278,11 @@ def test_main_returning_and_qemu_dying_close_the_transport(tmp_path):
             session.read(16, 1)
     finally:
         session.stop()
+    # QEMU refusing to start: the error carries what QEMU said, and nothing is left running.
+    bad = qa.QemuSession(d / "build" / "image.elf", "mps2-an999", 7, d / "build" / "bad.log")
+    with pytest.raises(qa.QemuArmError, match="mps2-an999"):
+        bad.start()
+    assert not bad.alive()
     session = start_qemu(d, "mps2_an385")
     try:
         read_until(session, b"READY\n")

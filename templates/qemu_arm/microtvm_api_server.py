@@ -85,6 +85,10 @@ FAULT_MARKER = b"*** MT_QEMU_ARM_FAULT "
 EXIT_MARKER = b"*** MT_QEMU_ARM_EXIT code=0x"
 
 BUILD_TIMEOUT_SEC = 900
+#: QEMU prints this (to its log) once the machine is built and it waits for our connection.
+QEMU_WAITING_TEXT = "waiting for connection"
+#: how long to wait for that text; QEMU builds that do not print it are connected to after it.
+QEMU_READY_WAIT_SEC = 5.0
 QEMU_CONNECT_TIMEOUT_SEC = 10.0
 TAIL_BYTES = 4096
 
@@ -456,6 +460,14 @@ class QemuSession:
             listener.close()  # QEMU holds its own copy of the listening socket
         deadline = time.monotonic() + self.connect_timeout
         last_exc: Exception | None = None
+        # The kernel completes our connect() on QEMU's listening socket even before QEMU
+        # accepts it, so first wait until QEMU says it is waiting for us (its machine is
+        # built) or has exited: a bad machine or image then fails here, with QEMU's words.
+        ready_deadline = time.monotonic() + min(self.connect_timeout, QEMU_READY_WAIT_SEC)
+        while time.monotonic() < ready_deadline and self.proc.poll() is None:
+            if QEMU_WAITING_TEXT in self.qemu_log_tail(4000):
+                break
+            time.sleep(0.01)
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 break
@@ -465,11 +477,14 @@ class QemuSession:
             except serial.SerialException as exc:  # pragma: no cover - QEMU normally accepts at once
                 last_exc = exc
                 time.sleep(0.05)
+        exited = self.proc.poll() is not None
         detail = self.last_output()
         self.stop()
+        if exited:
+            raise QemuArmError(f"QEMU (-M {self.machine}, {self.image}) stopped while starting: {detail}")
         raise QemuArmError(
-            f"could not connect to QEMU's UART on 127.0.0.1:{port} ({last_exc or 'QEMU exited'}); "
-            f"QEMU said: {detail}"
+            f"could not connect to QEMU's UART on 127.0.0.1:{port} within {self.connect_timeout} s "
+            f"({last_exc}); {detail}"
         )
 
     def alive(self) -> bool:
