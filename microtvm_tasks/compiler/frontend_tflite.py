@@ -135,6 +135,10 @@ def load(path: str | Path, input_layout: str | None = None) -> Graph:
         names.append(name)
         tcode = t.Type()
         dtype = _TFLITE_DTYPES.get(tcode)
+        if t.Sparsity() is not None:
+            raise CompileError(f"{path}: tensor {name!r} is sparse; sparse tensors are not supported")
+        if t.IsVariable():
+            raise CompileError(f"{path}: tensor {name!r} is a variable (stateful) tensor; not supported")
         shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
         if any(d < 0 for d in shape) or (
             t.ShapeSignatureLength() and any(int(d) < 0 for d in t.ShapeSignatureAsNumpy()[1:])

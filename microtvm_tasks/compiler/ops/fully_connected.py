@@ -44,6 +44,8 @@ class FullyConnected(OpSpec):
             require_quant(x, err)
             require_quant(out, err)
             require_symmetric(w, err)
+            if w.quant.per_channel and w.quant.axis != 0:  # type: ignore[union-attr]
+                raise err(f"weights quantised along axis {w.quant.axis}, expected 0")  # type: ignore[union-attr]
 
     def lower(self, node, ctx):
         import numpy as np
