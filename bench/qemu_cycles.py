@@ -140,25 +140,27 @@ def main() -> int:
 
     print(f"board {args.board} (QEMU -icount: 1 tick = 1 guest instruction)")
     head = (
-        "| model | instructions/inference | same twice | flash B | RAM B | arena B | "
+        "| model | instructions/inference | ms at 25 MHz, 1 instr/cycle | same twice | "
+        "flash B | RAM B | arena B | "
         "TFLM arena head B | TFLM arena total B | arena / TFLM total |"
     )
     print(head)
-    print("|---" * 9 + "|")
+    print("|---" * 10 + "|")
     for r in rows:
         ratio = None
         if r.get("arena_bytes") is not None and r.get("tflm_arena_total_bytes"):
             ratio = f"{r['arena_bytes'] / r['tflm_arena_total_bytes']:.2f}"
         if "error" in r and "instructions" not in r:
             print(
-                f"| {r['model']} | {r['error']} | - | {fmt(r.get('flash_bytes'))} | "
+                f"| {r['model']} | {r['error']} | - | - | {fmt(r.get('flash_bytes'))} | "
                 f"{fmt(r.get('ram_bytes'))} | {fmt(r.get('arena_bytes'))} | "
                 f"{fmt(r['tflm_arena_head_bytes'])} | "
                 f"{fmt(r['tflm_arena_total_bytes'])} | {fmt(ratio)} |"
             )
             continue
         print(
-            f"| {r['model']} | {r['instructions']} | {'yes' if r['deterministic'] else 'NO'} | "
+            f"| {r['model']} | {r['instructions']} | {1e3 * r['instructions'] / r['tick_hz']:.2f} | "
+            f"{'yes' if r['deterministic'] else 'NO'} | "
             f"{r['flash_bytes']} | {r['ram_bytes']} | {r['arena_bytes']} | "
             f"{fmt(r['tflm_arena_head_bytes'])} | "
             f"{fmt(r['tflm_arena_total_bytes'])} | {fmt(ratio)} |"
