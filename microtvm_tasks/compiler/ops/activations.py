@@ -39,6 +39,11 @@ def relu6_bounds_s8(in_scale: float, in_zp: int) -> tuple[int, int]:
 
 
 class _Unary(OpSpec):
+    def inplace(self, node, graph) -> bool:
+        """Element-wise, read before write, same element size: the output may overwrite
+        the input (kernels without restrict on in/out)."""
+        return graph.t(node.inputs[0]).nbytes == graph.t(node.outputs[0]).nbytes
+
     def check(self, node, graph, err):
         dtype = require_dtypes(node, graph, err, ("int8", "float32"))
         x, y = graph.t(node.inputs[0]), graph.t(node.outputs[0])

@@ -59,6 +59,12 @@ class _Binary(OpSpec):
     def tflite_attrs(self, ctx: Any) -> dict[str, Any]:
         return {"activation": ctx.activation()}
 
+    def inplace(self, node, graph) -> bool:
+        """The output may overwrite input 0 when that input is not broadcast (element n of
+        the output only depends on element n of input 0, read first)."""
+        a, out = graph.t(node.inputs[0]), graph.t(node.outputs[0])
+        return a.size == out.size and a.nbytes == out.nbytes
+
     def check(self, node, graph, err):
         import numpy as np
 

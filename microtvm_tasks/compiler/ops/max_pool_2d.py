@@ -66,6 +66,14 @@ class MaxPool2D(OpSpec):
     def from_onnx(self, ctx):
         ctx.pool(self.kind)
 
+    def inplace(self, node, graph) -> bool:
+        """Without padding every window of a later output lies at or after the current
+        output position (NHWC, stride >= 1), and the kernel reads a channel block's window
+        before writing it, so the output may overwrite the input."""
+        x = graph.t(node.inputs[0])
+        _, _, top, left = self.geometry(node, x, ValueError)
+        return top == 0 and left == 0
+
     def check(self, node, graph, err):
         dtype = require_dtypes(node, graph, err, ("int8", "float32"))
         x, y = graph.t(node.inputs[0]), graph.t(node.outputs[0])

@@ -31,6 +31,11 @@ class Quantize(OpSpec):
     kind = "QUANTIZE"
     tflite_ops = ("QUANTIZE",)
 
+    def inplace(self, node, graph) -> bool:
+        """int8 <- int8 (table) or int8 <- float32 (element i is written at byte i, after
+        float i, at bytes 4i..4i+3, was read): the output may overwrite the input."""
+        return True
+
     def check(self, node, graph, err):
         x, y = graph.t(node.inputs[0]), graph.t(node.outputs[0])
         if y.dtype != "int8" or x.dtype not in ("float32", "int8"):
