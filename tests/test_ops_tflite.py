@@ -315,3 +315,40 @@ def test_kernels_build_for_cortex_m4(tmp_path):
     path.write_bytes(model)
     objs = arm_compile(compile_to_members(path, module_name="all_ops"), tmp_path / "arm")
     assert len(objs) == 2 and all(o.stat().st_size > 0 for o in objs)
+
+
+def test_element_wise_ops_and_max_pool_run_in_place(tmp_path):
+    """LOGISTIC -> TANH -> LOGISTIC (int8) and RELU -> MAX_POOL_2D -> TANH (float): the
+    middle operator writes over its input, so one arena buffer suffices; results unchanged."""
+    from microtvm_tasks.compiler.memory import plan_memory
+
+    b = mb.TFLiteBuilder()
+    q, qs, qt = Q(0.05, -3), Q(1 / 256, -128), Q(1 / 128, 0)
+    x = b.tensor("x", [1, 64], "int8", scale=q.scale, zero_point=q.zero_point)
+    t1 = b.tensor("t1", [1, 64], "int8", scale=qs.scale, zero_point=qs.zero_point)
+    t2 = b.tensor("t2", [1, 64], "int8", scale=qt.scale, zero_point=qt.zero_point)
+    y = b.tensor("y", [1, 64], "int8", scale=qs.scale, zero_point=qs.zero_point)
+    b.op("LOGISTIC", [x], [t1])
+    b.op("TANH", [t1], [t2])
+    b.op("LOGISTIC", [t2], [y])
+    int8_model = b.build([x], [y])
+
+    b = mb.TFLiteBuilder()
+    f = b.tensor("f", [1, 8, 8, 4], "float32")
+    r1 = b.tensor("r1", [1, 8, 8, 4], "float32")
+    p = b.tensor("p", [1, 4, 4, 4], "float32")
+    z = b.tensor("z", [1, 4, 4, 4], "float32")
+    b.op("RELU", [f], [r1])
+    b.op("MAX_POOL_2D", [r1], [p], padding="VALID", stride_w=2, stride_h=2, filter_width=2,
+         filter_height=2)
+    b.op("TANH", [p], [z])
+    float_model = b.build([f], [z])
+
+    for name, model, one_buffer in (("lut", int8_model, 64), ("pool", float_model, 8 * 8 * 4 * 4)):
+        path = tmp_path / f"{name}.tflite"
+        path.write_bytes(model)
+        g = run_passes(load_model(path))
+        plan = plan_memory(g)
+        assert plan.arena_size == one_buffer
+        assert g.nodes[1].attrs.get("_inplace") is True
+        mb.check_tflite(model, tmp_path / name, n_inputs=3)
