@@ -430,7 +430,7 @@ def compile_action(model_path: str, compiler: str, options: dict[str, Any], modu
     """compile:<model>: write build/mlf/<model>.tar atomically (temp file + rename)."""
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    tmp = out_path.with_name(f".{out_path.stem}.{os.getpid()}.tmp{out_path.suffix}")  # tvmc wants .tar
     try:
         if compiler == "builtin":
             from .compiler import compile_model
@@ -682,10 +682,6 @@ class _Project:
         self.device = device_key(spec, typed)
 
 
-def _doc(text: str) -> str:
-    return text
-
-
 class WorkspaceTasks:
     """The doit task generators of one projects.yaml (also usable from a user's dodo.py)."""
 
@@ -722,10 +718,15 @@ class WorkspaceTasks:
         return self._projects
 
     def _rel(self, path: str | os.PathLike[str]) -> str:
+        """`path` relative to the workspace, for docs (string slicing: called per task at load)."""
+        text = os.fspath(path)
+        root = os.fspath(self.ws.root).rstrip("/") + "/"
+        if text.startswith(root):
+            return text[len(root):]
         try:
-            return os.path.relpath(path, self.ws.root)
+            return os.path.relpath(text, root)
         except ValueError:
-            return str(path)
+            return text
 
     def _common(self, name: str) -> dict[str, Any]:
         return {"io": {"capture": False}, "verbosity": 2}
