@@ -35,10 +35,11 @@ static inline int32_t mt_rdbypot(int32_t x, int32_t exponent) {
 }
 
 /* MultiplyByQuantizedMultiplier: mt_rdbypot(mt_srdhm(x << left, multiplier), right), in
- * fewer operations. The multiplier comes from QuantizeMultiplier and is never negative,
- * so the INT32_MIN * INT32_MIN saturation cannot occur; then SRDHM's nudge-and-truncate
- * equals floor((ab + 2^30) / 2^31) for both signs, and RoundingDivideByPOT equals
- * floor((hi + 2^(right-1) - (hi < 0)) / 2^right) for right > 0. Bit-identical results. */
+ * fewer operations. The multiplier comes from QuantizeMultiplier (|m| < 2^31, possibly
+ * negated), never INT32_MIN, so SRDHM's saturation case cannot occur; then its
+ * nudge-and-truncate equals floor((ab + 2^30) / 2^31) for both signs of ab, and
+ * RoundingDivideByPOT equals floor((hi + 2^(right-1) - (hi < 0)) / 2^right) for right > 0.
+ * Bit-identical results (tests/test_compiler_core.py checks against TFLite's arithmetic). */
 static inline int32_t mt_mbqm(int32_t x, int32_t multiplier, int32_t shift) {
   const int32_t left = shift > 0 ? shift : 0;
   const int32_t right = shift > 0 ? 0 : -shift;
