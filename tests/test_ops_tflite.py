@@ -24,6 +24,11 @@ from microtvm_tasks.compiler import load_model  # noqa: E402
 from microtvm_tasks.compiler.passes import run_passes  # noqa: E402
 from microtvm_tasks.errors import CompileError  # noqa: E402
 
+pytest.importorskip("tflite_micro", reason="TFLite Micro (PyPI tflite-micro) is the int8 reference")
+pytest.importorskip("ai_edge_litert", reason="LiteRT (PyPI ai-edge-litert) is the float reference")
+if shutil.which("gcc") is None:
+    pytest.skip("gcc is needed to build the generated C", allow_module_level=True)
+
 Q = mb.QParams
 
 CASES = {
