@@ -494,21 +494,34 @@ def test_serial_port_found_by_usb_id_or_serial_number(monkeypatch):
     from serial.tools import list_ports
 
     class Port:
-        def __init__(self, device, vid, pid, sn):
-            self.device, self.vid, self.pid, self.serial_number = device, vid, pid, sn
+        def __init__(self, device, vid, pid, sn, location):
+            self.device, self.vid, self.pid, self.serial_number, self.location = (
+                device,
+                vid,
+                pid,
+                sn,
+                location,
+            )
 
     ports = [
-        Port("/dev/ttyACM0", 0x0483, 0x374B, "066AFF"),
-        Port("/dev/ttyACM1", 0x1366, 0x1055, "001050012345"),
-        Port("/dev/ttyACM2", 0x1366, 0x1055, "001050012345"),
+        Port("/dev/ttyACM0", 0x0483, 0x374B, "066AFF", "1-1:1.2"),
+        # One nRF5340 DK (v1.0.0, J-Link OB) with three virtual COM ports: VCOM2 is the app UART.
+        Port("/dev/ttyACM3", 0x1366, 0x1055, "001050012345", "1-2:1.0"),
+        Port("/dev/ttyACM4", 0x1366, 0x1055, "001050012345", "1-2:1.2"),
+        Port("/dev/ttyACM5", 0x1366, 0x1055, "001050012345", "1-2:1.4"),
     ]
     monkeypatch.setattr(list_ports, "comports", lambda: ports)
     assert zs.find_serial_port("nucleo_f746zg", None) == "/dev/ttyACM0"
     assert zs.find_serial_port("nucleo_f746zg", "066AFF") == "/dev/ttyACM0"
-    # One J-Link with two virtual COM ports: the first is the application UART.
-    assert zs.find_serial_port("nrf5340dk_nrf5340_cpuapp", "1050012345") == "/dev/ttyACM1"
+    assert zs.find_serial_port("nrf5340dk_nrf5340_cpuapp", None) == "/dev/ttyACM5"
+    assert zs.find_serial_port("nrf5340dk_nrf5340_cpuapp", "1050012345") == "/dev/ttyACM5"
     with pytest.raises(zs.BoardNotFoundError, match="no serial port with USB id 1366:0105"):
         zs.find_serial_port("mimxrt1050_evk", None)
+    # Two ST-LINK boards: the serial number must choose.
+    ports.append(Port("/dev/ttyACM1", 0x0483, 0x374B, "0670FF", "1-3:1.2"))
+    with pytest.raises(zs.BoardNotFoundError, match="pick one board with serial_number"):
+        zs.find_serial_port("nucleo_f746zg", None)
+    assert zs.find_serial_port("nucleo_f746zg", "0670FF") == "/dev/ttyACM1"
 
 
 # ---- real Zephyr (only where it is installed) ----------------------------------------------

@@ -326,40 +326,48 @@ def _env_with_base(zephyr_base: pathlib.Path, extra: dict[str, str] | None = Non
 # --------------------------------------------------------------------------- serial ports
 
 
+def _usb_ids(props: dict[str, Any]) -> list[tuple[int, int]]:
+    ids = list(props.get("usb_ids") or [])
+    if not ids and props.get("vid_hex") and props.get("pid_hex"):
+        ids = [f"{props['vid_hex']}:{props['pid_hex']}"]
+    return [(int(i.split(":")[0], 16), int(i.split(":")[1], 16)) for i in ids]
+
+
 def find_serial_port(board: str, serial_number: str | None) -> str:
     """The board's serial device: the one whose USB serial number is `serial_number`, else the
-    single port with the board's USB VID:PID (boards.json)."""
+    single port with one of the board's USB VID:PIDs (boards.json). A probe with several
+    virtual COM ports (J-Link OB) is one board: boards.json names which port is the UART."""
     from serial.tools import list_ports  # lazy
 
+    props = _board(board)
     ports = list(list_ports.comports())
     if serial_number:
         hits = [p for p in ports if (p.serial_number or "").lstrip("0") == serial_number.lstrip("0")]
         what = f"serial number {serial_number}"
     else:
-        props = _board(board)
-        vid, pid = props.get("vid_hex", ""), props.get("pid_hex", "")
-        if not vid or not pid:
+        ids = _usb_ids(props)
+        if not ids:
             raise BoardNotFoundError(
                 f"zephyr: the {board} has no USB VID:PID in boards.json; pass serial_number=..."
             )
-        hits = [p for p in ports if p.vid == int(vid, 16) and p.pid == int(pid, 16)]
-        what = f"USB id {vid}:{pid}"
+        hits = [p for p in ports if (p.vid, p.pid) in ids]
+        what = "USB id " + " or ".join(f"{v:04x}:{p:04x}" for v, p in ids)
     if not hits:
         seen = ", ".join(f"{p.device} (sn={p.serial_number})" for p in ports) or "none"
         raise BoardNotFoundError(
             f"zephyr: no serial port with {what} for board {board}; is it plugged in? Ports seen: {seen}"
         )
-    if len(hits) > 1:
-        # A debug probe with several interfaces (e.g. J-Link's VCOMs): the lowest interface
-        # is the application UART on the boards listed; a serial number picks the probe.
-        devices = sorted({p.device for p in hits})
-        serials = {p.serial_number for p in hits}
-        if len(serials) == 1 and serials != {None}:
-            return devices[0]
+    probes = {p.serial_number for p in hits}
+    if len(hits) > 1 and (len(probes) > 1 or probes == {None}):
+        devices = ", ".join(sorted(p.device for p in hits))
         raise BoardNotFoundError(
-            f"zephyr: {len(hits)} ports match {what}: {', '.join(devices)}; pick one with serial_number=..."
+            f"zephyr: {len(hits)} ports match {what}: {devices}; pick one board with serial_number=..."
         )
-    return hits[0].device
+    hits.sort(key=lambda p: (p.location or "", p.device))
+    index = int((props.get("uart_vcom_by_pid") or {}).get(f"{hits[0].pid or 0:04x}", 0))
+    if index >= len(hits):
+        index = len(hits) - 1
+    return hits[index].device
 
 
 def flash_serial_args(runner: str | None, serial_number: str | None) -> list[str]:
