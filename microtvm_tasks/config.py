@@ -12,6 +12,7 @@ Layout::
     defaults:                 # optional
       build_dir: build        # relative to this file
       options: {...}          # Project API options shared by every project
+      default_tasks: [build]  # what a bare `doit` runs
     models:
       sine: {path: models/sine.tflite, compiler: builtin, options: {...}}
     projects:
@@ -60,6 +61,7 @@ SCHEMA: dict[str, Any] = {
             "properties": {
                 "build_dir": {"type": "string", "minLength": 1},
                 "options": _OPTIONS,
+                "default_tasks": {"type": "array", "items": {"type": "string", "minLength": 1}},
             },
         },
         "models": {
@@ -214,6 +216,8 @@ class Workspace:
     default_options: dict[str, Any]
     models: dict[str, ModelSpec]
     projects: dict[str, ProjectSpec]
+    #: What a bare `doit` runs (`defaults.default_tasks`; every build when not given).
+    default_tasks: list[str] = field(default_factory=lambda: ["build"])
 
     @property
     def state_dir(self) -> Path:
@@ -533,7 +537,8 @@ def load_workspace(
             projects[name] = _with_template(spec, resolved[spec.platform])
 
     ws = Workspace(path=path, root=root, build_dir=build_dir, default_options=default_options,
-                   models=models, projects=projects)
+                   models=models, projects=projects,
+                   default_tasks=list(defaults.get("default_tasks") or ["build"]))
     # Lines are cheap to find only on error; keep them for messages raised later (options).
     ws._text = text  # type: ignore[attr-defined]
     ws._origins = origins  # type: ignore[attr-defined]

@@ -308,6 +308,7 @@ def run_logged(task_name: str, log_dir: str, func: Callable[..., Any], *args: An
             os.dup2(log.fileno(), 1)
             os.dup2(log.fileno(), 2)
         failure: str | None = None
+        full_text = ""
         # Python-level writes go to fds 1/2 too, whatever sys.stdout was (doit's, pytest's).
         old_streams = sys.stdout, sys.stderr
         sys.stdout = open(1, "w", buffering=1, closefd=False, encoding="utf-8", errors="replace")  # noqa: SIM115
@@ -315,7 +316,7 @@ def run_logged(task_name: str, log_dir: str, func: Callable[..., Any], *args: An
         try:
             func(*args, **kwargs)
         except MicrotvmError as e:
-            failure = str(e)
+            failure, full_text = _short_message(e), str(e)
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -330,16 +331,41 @@ def run_logged(task_name: str, log_dir: str, func: Callable[..., Any], *args: An
                     os.close(tee.read_fd)
             os.close(saved[0])
             os.close(saved[1])
+            tail = ""
             if failure is not None:
+                log.flush()
+                if not stream:  # the task's own output, before our error text
+                    tail = _log_tail(log_path)
+                if full_text != failure:  # the server-side traceback: in the log, not on screen
+                    log.write(f"{full_text}\n".encode())
                 log.write(f"error: {failure}\n".encode())
     if failure is None:
         return None
     msg = f"{task_name}: {failure}\n(full output: {log_path})"
-    if not stream:
-        tail = _log_tail(log_path)
-        if tail:
-            msg += f"\n--- last lines of {log_path.name} ---\n{tail}"
+    if tail:
+        msg += f"\n--- last lines of {log_path.name} ---\n{tail}"
     return TaskFailed(msg)
+
+
+def _short_message(e: BaseException) -> str:
+    """The error as a person wants it: a template's own message without the server-side traceback.
+
+    A template raising (say) ToolNotFoundError reaches us as a JSON-RPC error whose text
+    holds the message, then the remote traceback; the traceback goes to the log only.
+    The server's stderr tail (compiler errors) is kept.
+    """
+    text = str(e)
+    data = getattr(e, "data", None)
+    if not (isinstance(data, dict) and data.get("traceback")):
+        return text
+    cut = text.find("JSON-RPC error #")
+    head = text[:cut].rsplit("\n", 1)[0].strip() if cut > 0 else ""
+    if not head:
+        return text
+    marker = "The server's stderr during the call:"
+    if marker in text:
+        head += "\n" + text[text.index(marker):]
+    return head
 
 
 class device_lock:  # noqa: N801 - used like a function in a with statement
@@ -866,7 +892,7 @@ class WorkspaceTasks:
         return {
             "dep_file": str(self.state_dir / "doit.db"),
             "backend": "sqlite3",
-            "default_tasks": ["build"],
+            "default_tasks": list(self.ws.default_tasks),
             "reporter": ProgressReporter,
             "verbosity": 2,
         }
