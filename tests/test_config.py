@@ -52,6 +52,7 @@ def test_loads_projects_and_resolves_paths(tmp_path: Path) -> None:
     assert p1.template == tpl and p1.options == {"board": "b1", "verbose": False}
     assert p1.inputs == tmp_path / "in.npz" and not p1.force_regenerate
     assert p2.options == {"verbose": True} and p2.force_regenerate
+    assert ws.default_tasks == ["build"]
     assert ws.mlf_path("sine") == tmp_path / "out" / "mlf" / "sine.tar"
     assert ws.project_dir("p1") == tmp_path / "out" / "projects" / "p1"
     assert ws.state_dir == tmp_path / ".tvmc"
@@ -233,6 +234,9 @@ def test_schema_is_a_valid_json_schema() -> None:
 def test_repository_projects_yaml_is_valid() -> None:
     ws = load_workspace(REPO / "projects.yaml")
     assert {"sine", "kws"} <= set(ws.models)
-    assert {"sine_host", "kws_host"} <= set(ws.projects)
+    assert {"sine_host", "kws_host", "sine_qemu_arm", "kws_qemu_arm", "sine_zephyr", "sine_arduino"} <= set(
+        ws.projects)
+    assert ws.projects["kws_qemu_arm"].options["board"] == "mps2_an386"
+    assert all(t.split(":")[1] in ws.projects for t in ws.default_tasks)
     for spec in ws.projects.values():
         assert spec.template is not None and (spec.template / "microtvm_api_server.py").is_file()

@@ -91,5 +91,6 @@ def test_repository_dodo_lists_every_demo_task() -> None:
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     for task in ("compile:sine", "compile:kws", "generate:sine_host", "build:kws_host", "flash:sine_host",
-                 "run:sine_host"):
+                 "run:sine_host", "run:sine_qemu_arm", "flash:kws_qemu_arm", "build:sine_zephyr",
+                 "run:sine_arduino"):
         assert task in proc.stdout
