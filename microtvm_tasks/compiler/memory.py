@@ -169,10 +169,11 @@ def _plan(graph: Graph, inplace: bool) -> Plan:
     }
     best: tuple[int, str, dict[str, int]] | None = None
     for sname, key in orderings.items():
-        offsets = _place(sorted(groups, key=key), plan.lifetimes)
-        size = max((offsets[r] + plan.lifetimes[r][2] for r in groups), default=0)
-        if best is None or size < best[0]:
-            best = (size, sname, offsets)
+        for policy in ("first-fit", "under-peak"):
+            offsets = _place(sorted(groups, key=key), plan.lifetimes, policy)
+            size = max((offsets[r] + plan.lifetimes[r][2] for r in groups), default=0)
+            if best is None or size < best[0]:
+                best = (size, f"{sname}/{policy}", offsets)
     assert best is not None
     plan.arena_size, plan.strategy, offsets = best
 
@@ -199,18 +200,28 @@ def _last_use(graph: Graph, uf: _UnionFind, root: str) -> int:
     return last
 
 
-def _place(order: list[str], life: dict[str, tuple[int, int, int]]) -> dict[str, int]:
-    """First-fit: each buffer at the lowest offset not overlapping a live placed buffer."""
+def _place(order: list[str], life: dict[str, tuple[int, int, int]], policy: str) -> dict[str, int]:
+    """Place buffers one by one in `order`, never overlapping a placed buffer whose lifetime
+    overlaps. Candidate offsets: 0, the end of each conflicting buffer, and the offset of
+    each non-conflicting one (reusing a dead tensor's slot).
+
+    first-fit: the lowest feasible offset (TFLite Micro's greedy rule).
+    under-peak: the highest feasible offset that stays below the current arena top (keeps
+    low slots free for what comes later), else the lowest feasible one."""
     placed: list[tuple[int, int, int, int]] = []  # (offset, size, first, last)
     offsets: dict[str, int] = {}
+    peak = 0
     for r in order:
         f, la, size = life[r]
-        busy = sorted((o, s) for o, s, pf, pl in placed if not (pl < f or la < pf))
-        off = 0
-        for o, s in busy:
-            if off + size <= o:
-                break
-            off = max(off, o + s)
+        busy = [(o, s) for o, s, pf, pl in placed if not (pl < f or la < pf)]
+        cands = {0} | {o + s for o, s in busy} | {o for o, s, pf, pl in placed if pl < f or la < pf}
+        feasible = sorted(c for c in cands if all(c + size <= o or o + s <= c for o, s in busy))
+        off = feasible[0]
+        if policy == "under-peak":
+            under = [c for c in feasible if c + size <= peak]
+            if under:
+                off = under[-1]
         offsets[r] = off
         placed.append((off, size, f, la))
+        peak = max(peak, off + size)
     return offsets
