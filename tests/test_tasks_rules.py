@@ -192,24 +192,38 @@ def test_interrupted_generate_leaves_no_half_project(tmp_path: Path) -> None:
 def test_killed_generate_reruns(tmp_path: Path) -> None:
     w = Workspace(tmp_path)
     w.doit("compile")
-    proc = subprocess.Popen([sys.executable, "-m", "doit", "generate:pa1"], cwd=w.ws,
-                            env=w.env(FAKE_GENERATE_SLEEP="30"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if w.event_log.exists() and "generate-start" in w.event_log.read_text():
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("generate never started")
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+    _interrupt_when(w, "generate-start", signal.SIGKILL, "generate:pa1", FAKE_GENERATE_SLEEP="30")
     assert not w.project("pa1").exists()  # only a .pa1.gen-* temp dir, never the project
     assert w.executed("generate:pa1") == ["generate:pa1"]
     assert not list(w.project("pa1").parent.glob(".pa1.gen-*"))
     assert (w.project("pa1") / "src" / "main.c").exists()
+
+
+def _interrupt_when(w: Workspace, event: str, sig: int, *args: str, **env: str) -> None:
+    """Start `doit args`, wait for the fake platform to report `event`, then send `sig`."""
+    proc = subprocess.Popen([sys.executable, "-m", "doit", *args], cwd=w.ws, env=w.env(**env),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if w.event_log.exists() and event in w.event_log.read_text():
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"{event} never happened")
+    finally:
+        os.killpg(proc.pid, sig)
+        proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill"])
+def test_interrupted_build_reruns(ws: Workspace, sig: int) -> None:
+    _pa1_options(ws, "build_flag: b7")
+    _interrupt_when(ws, "build-start", sig, "flash", FAKE_BUILD_SLEEP="30")
+    # the interrupted build is not taken as done, and its partial output is no hand edit
+    assert set(ws.executed("flash")) == stages("pa1", "build", "flash")
+    assert "build_flag=b7" in (ws.project("pa1") / "build" / "firmware.bin").read_text()
+    assert ws.executed("flash") == []
 
 
 def test_failed_compile_leaves_no_archive_and_reruns(tmp_path: Path) -> None:

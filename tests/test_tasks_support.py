@@ -89,6 +89,9 @@ FAKE_SERVER = textwrap.dedent('''\
             out = HERE / "build"
             out.mkdir(exist_ok=True)
             (out / "partial.o").write_text("half")
+            _event("build-start")
+            if os.environ.get("FAKE_BUILD_SLEEP"):
+                time.sleep(float(os.environ["FAKE_BUILD_SLEEP"]))
             if os.environ.get("FAKE_BUILD_CRASH"):
                 print("fake compiler: error: something broke", flush=True)
                 os._exit(4)
