@@ -286,6 +286,8 @@ def run_logged(task_name: str, log_dir: str, func: Callable[..., Any], *args: An
     Redirecting the file descriptors (not just sys.stdout) also catches the Project API
     server and the build tools it runs. A MicrotvmError becomes a TaskFailed carrying its
     message (and the log's tail when the output was not shown live): no traceback.
+    A string returned by `func` (a run's results) is printed even when the output was not
+    shown live.
     """
     from doit.exceptions import TaskFailed
 
@@ -313,8 +315,9 @@ def run_logged(task_name: str, log_dir: str, func: Callable[..., Any], *args: An
         old_streams = sys.stdout, sys.stderr
         sys.stdout = open(1, "w", buffering=1, closefd=False, encoding="utf-8", errors="replace")  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, closefd=False, encoding="utf-8", errors="replace")  # noqa: SIM115
+        result: Any = None
         try:
-            func(*args, **kwargs)
+            result = func(*args, **kwargs)
         except MicrotvmError as e:
             failure, full_text = _short_message(e), str(e)
         finally:
@@ -340,6 +343,8 @@ def run_logged(task_name: str, log_dir: str, func: Callable[..., Any], *args: An
                     log.write(f"{full_text}\n".encode())
                 log.write(f"error: {failure}\n".encode())
     if failure is None:
+        if isinstance(result, str) and not stream:  # a result worth seeing: not only in the log
+            print(f"{task_name}: {result}", flush=True)
         return None
     msg = f"{task_name}: {failure}\n(full output: {log_path})"
     if tail:
@@ -545,10 +550,13 @@ def flash_action(project_dir: str, options: dict[str, Any], lock_dir: str, key: 
 
 
 def run_action(project_dir: str, options: dict[str, Any], lock_dir: str, key: str, run_dir: str,
-               inputs: str | None) -> None:
-    """run:<project>: one inference on the device, results in build/runs/<project>/."""
+               inputs: str | None) -> str:
+    """run:<project>: one inference on the device, results in build/runs/<project>/.
+
+    Returns the results text, which run_logged shows even when output goes to the log only.
+    """
     with device_lock(lock_dir, key):
-        run_and_record(project_dir, options, run_dir, inputs)
+        return run_and_record(project_dir, options, run_dir, inputs)
 
 
 def _npz_bytes(arrays: Mapping[str, Any]) -> bytes:
@@ -561,8 +569,10 @@ def _npz_bytes(arrays: Mapping[str, Any]) -> bytes:
     return buf.getvalue()
 
 
-def run_and_record(project_dir: str, options: Mapping[str, Any], run_dir: str, inputs: str | None) -> dict:
+def run_and_record(project_dir: str, options: Mapping[str, Any], run_dir: str, inputs: str | None) -> str:
     """Run once through `session.run_project`; write inputs.npz, outputs.npz, summary.json.
+
+    Returns the results as text (also printed).
 
     summary.json is written last and names the flash it ran on: it is what makes
     `ran_current_flash` true, so an interrupted run is redone.
@@ -603,10 +613,10 @@ def run_and_record(project_dir: str, options: Mapping[str, Any], run_dir: str, i
         "wall_seconds": wall,
         "time": time.time(),
     })
-    _print_results(result)
     atomic_write_json(os.path.join(run_dir, "summary.json"), summary)
-    print(f"results in {run_dir}/ (inputs.npz, outputs.npz, summary.json)")
-    return summary
+    text = f"{format_results(result)}\nresults in {run_dir}/ (inputs.npz, outputs.npz, summary.json)"
+    print(text)
+    return text
 
 
 def _real(t: Any, a: Any) -> Any:
@@ -615,8 +625,11 @@ def _real(t: Any, a: Any) -> Any:
     return t.dequantize(a) if getattr(t, "quantized", False) else np.asarray(a, dtype=np.float64)
 
 
-def _print_results(result: Any) -> None:
-    """Show the outputs; for a one-number-in, one-number-out model (the sine demo) as x, f(x), sin(x)."""
+def format_results(result: Any) -> str:
+    """The outputs as text; a one-number-in, one-number-out model (the sine demo) as x, f(x), sin(x).
+
+    Quantised tensors are shown dequantised (real values).
+    """
     import math
 
     import numpy as np
@@ -630,17 +643,17 @@ def _print_results(result: Any) -> None:
         x = float(np.ravel(ins[0])[0])
         y = float(np.ravel(outs[0])[0])
         if "sin" in desc.name.lower():
-            print(f"x = {x:.4f}   model sin(x) = {y:+.4f}   true sin(x) = {math.sin(x):+.4f}   "
-                  f"error = {y - math.sin(x):+.4f}   ({timing})")
-        else:
-            print(f"input = {x:.4f}   output = {y:+.4f}   ({timing})")
-        return
+            return (f"x = {x:.4f}   model sin(x) = {y:+.4f}   true sin(x) = {math.sin(x):+.4f}   "
+                    f"error = {y - math.sin(x):+.4f}   ({timing})")
+        return f"input = {x:.4f}   output = {y:+.4f}   ({timing})"
+    lines = []
     for i, (t, a) in enumerate(zip(desc.outputs, outs, strict=False)):
         flat = np.ravel(a)
         shown = ", ".join(f"{v:.4g}" for v in flat[:10]) + (", ..." if flat.size > 10 else "")
         top = f"  argmax {int(np.argmax(flat))}" if flat.size > 1 else ""
-        print(f"output_{i} {t.name} {list(t.shape)}: [{shown}]{top}")
-    print(f"({timing})")
+        lines.append(f"output_{i} {t.name} {list(t.shape)}: [{shown}]{top}")
+    lines.append(f"({timing})")
+    return "\n".join(lines)
 
 
 def clean_project(project_dir: str, run_dir: str) -> None:
