@@ -15,7 +15,7 @@
  */
 MT_KERNEL void mt_conv_s8(const int8_t* in, const int8_t* restrict w,
                           const int32_t* restrict bias, const int32_t* restrict mult,
-                          const int32_t* restrict shift, int per_channel,
+                          const int8_t* restrict shift, int per_channel,
                           const uint32_t* restrict rmul, int8_t* out,
                           int8_t* restrict patch, int batches, int in_h,
                           int in_w, int in_c, int out_h, int out_w, int out_c, int k_h,

@@ -12,7 +12,7 @@
  */
 MT_KERNEL void mt_fc_s8(const int8_t* restrict in, const int8_t* restrict w,
                         const int32_t* restrict bias, const int32_t* restrict mult,
-                        const int32_t* restrict shift, int per_channel,
+                        const int8_t* restrict shift, int per_channel,
                         const uint32_t* restrict rmul, int8_t* restrict out, int batches,
                         int in_dim, int out_dim,
                         int32_t out_zp, int32_t act_min, int32_t act_max) {

@@ -104,7 +104,7 @@ def int8_params(node, ctx, wsum_axes: tuple[int, ...], channels: int):
     return (
         ctx.const(bias.astype(np.int32), "bias"),
         ctx.const(np.asarray(mults, np.int32), "mult"),
-        ctx.const(np.asarray(shifts, np.int32), "shift"),
+        ctx.const(np.asarray(shifts, np.int8), "shift"),
         int(per_channel),
         "(const uint32_t*)0" if rmul is None else ctx.const(rmul, "sse2 rmul", sse2_only=True),
     )
