@@ -309,11 +309,12 @@ def check_fits(board: str, sizes: dict[str, int], elf: pathlib.Path) -> None:
             f"for the stack = {sizes['ram'] + reserve} bytes, the {board} has {ram_avail} bytes"
         )
     if problems:
+        # One line: callers (the CLI, doit) may show only a message's first line.
+        bigger = "a 32-bit board (due, nano33ble, rpipico, ...)" if board == "mega2560" else "board=mega2560"
         raise FirmwareTooBigError(
-            f"arduino: the firmware {elf} does not fit the {board} ({props.get('mcu', '')}):\n  "
-            + "\n  ".join(problems)
-            + "\nUse a smaller model, a board with more memory (e.g. board=mega2560), or a smaller "
-            "frame buffer (compile_definitions=-DMT_MAX_PAYLOAD=32)."
+            f"arduino: the firmware {elf} does not fit the {board} ({props.get('mcu', '')}): "
+            + "; ".join(problems)
+            + f". Use a smaller model or a board with more memory ({bigger})."
         )
 
 
@@ -331,7 +332,7 @@ def overflow_from_log(log_text: str, board: str) -> str | None:
         lines.append(f"{what}: needs {avail + int(over)} bytes, the {board} has {avail} bytes")
     if not lines:
         return None
-    return f"arduino: the firmware does not fit the {board}:\n  " + "\n  ".join(dict.fromkeys(lines))
+    return f"arduino: the firmware does not fit the {board}: " + "; ".join(dict.fromkeys(lines))
 
 
 # --------------------------------------------------------------------------- flash placement
