@@ -678,7 +678,7 @@ class Handler(server.ProjectAPIHandler):
         hints = f"{hint} $ENV{{ZEPHYR_BASE}}" if hint else "$ENV{ZEPHYR_BASE}"
         lines += [
             f"find_package(Zephyr REQUIRED HINTS {hints})",
-            f"project({project} LANGUAGES C)",
+            f"project({project})",
             "",
             "file(GLOB MT_APP_SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/src/*.c "
             "${CMAKE_CURRENT_SOURCE_DIR}/src/model/*.c)",
