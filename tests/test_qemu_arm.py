@@ -224,6 +224,45 @@ def test_server_info_lists_the_options():
         assert name in options
 
 
+def test_opening_the_uart_keeps_what_the_firmware_already_sent(monkeypatch):
+    """pyserial's open() drops pending input; a firmware that prints at once must not lose it."""
+    import socket
+    import threading
+
+    import serial.urlhandler.protocol_socket as protocol_socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def serve():
+        conn, _ = listener.accept()
+        conn.sendall(b"boot banner\n")
+        time.sleep(1.0)
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    real_connect = protocol_socket.socket.create_connection
+
+    def slow_connect(*args, **kwargs):  # the banner is surely there before open() finishes
+        sock = real_connect(*args, **kwargs)
+        time.sleep(0.3)
+        return sock
+
+    monkeypatch.setattr(protocol_socket.socket, "create_connection", slow_connect)
+    import serial
+
+    port = qa._open_keeping_input(serial, f"socket://127.0.0.1:{listener.getsockname()[1]}")
+    try:
+        port.timeout = 2
+        assert port.read(12) == b"boot banner\n"
+    finally:
+        port.close()
+        listener.close()
+        thread.join(5)
+
+
 # ---- QEMU: bare firmware -------------------------------------------------------------------------
 
 

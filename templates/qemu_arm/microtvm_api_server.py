@@ -375,6 +375,22 @@ def io_timeout(detail: str) -> server.IoTimeoutError:
     return server.IoTimeoutError(data={"detail": detail})
 
 
+def _open_keeping_input(serial: Any, url: str) -> Any:
+    """pyserial's socket:// port, opened without discarding what has already arrived.
+
+    pyserial's open() ends with reset_input_buffer(), which for a socket reads and drops
+    everything pending. QEMU starts the firmware the moment our connection is accepted, so a
+    short program (an aot_standalone_demo) may have printed everything by then.
+    """
+    port = serial.serial_for_url(url, do_not_open=True, timeout=1.0)
+    port.reset_input_buffer = lambda: None  # instance attribute: shadows the method for open()
+    try:
+        port.open()
+    finally:
+        del port.reset_input_buffer
+    return port
+
+
 class QemuSession:
     """One QEMU run of a firmware image, its UART reached over a loopback TCP socket.
 
@@ -472,7 +488,7 @@ class QemuSession:
             if self.proc.poll() is not None:
                 break
             try:
-                self.serial = serial.serial_for_url(f"socket://127.0.0.1:{port}", timeout=1.0)
+                self.serial = _open_keeping_input(serial, f"socket://127.0.0.1:{port}")
                 return
             except serial.SerialException as exc:  # pragma: no cover - QEMU normally accepts at once
                 last_exc = exc
