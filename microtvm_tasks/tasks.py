@@ -487,6 +487,10 @@ def compile_action(model_path: str, compiler: str, options: dict[str, Any], modu
 
                 raise CompileError(
                     f"tvmc compile {model_path} failed (exit status {rc}); see its output above")
+            if tmp.is_file():
+                from .mlf import read_mlf
+
+                read_mlf(tmp)  # what tvmc wrote must be a valid archive before it is taken as done
         elif compiler == "mlf":
             from .mlf import read_mlf
 
@@ -785,6 +789,9 @@ class WorkspaceTasks:
 
         out = str(self.ws.mlf_path(m.name))
         module = c_identifier(m.name)
+        # A change to our compiler's sources recompiles (identical output then stops there).
+        compiler_id = self.hasher.tree_hash(Path(__file__).resolve().parent / "compiler") \
+            if m.compiler == "builtin" else m.compiler
         return {
             "name": m.name,
             "doc": f"compile {self._rel(m.path)} with the {m.compiler} compiler -> {self._rel(out)}",
@@ -792,7 +799,7 @@ class WorkspaceTasks:
                                      dict(m.options), module, out)],
             "file_dep": [str(m.path)],
             "targets": [out],
-            "uptodate": [options_unchanged("compile", {"compiler": m.compiler, "options": m.options,
+            "uptodate": [options_unchanged("compile", {"compiler": compiler_id, "options": m.options,
                                                        "module_name": module, "version": __version__})],
             "clean": True,
             **self._common(m.name),
