@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_tasks_support import PROJECTS_YAML, Workspace
+from test_tasks_support import PROJECTS_YAML, Workspace, mlf_bytes
 
 from microtvm_tasks.errors import MicrotvmError, ToolNotFoundError
 from microtvm_tasks.tasks import WorkspaceTasks, compile_action, device_lock, run_logged, tvmc_argv
@@ -70,12 +70,14 @@ def test_tvmc_compiler_missing_is_a_clear_error(tmp_path: Path, monkeypatch: pyt
 def test_tvmc_compiler_runs_tvmc_with_the_model_options(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     # A stand-in `tvmc` that records its argv and writes the archive where -o says.
+    archive = tmp_path / "made_by_tvmc.tar"
+    archive.write_bytes(mlf_bytes("int8"))
     fake = tmp_path / "bin" / "tvmc"
     fake.parent.mkdir()
     fake.write_text(
-        f"#!{sys.executable}\nimport json, sys\n"
+        f"#!{sys.executable}\nimport json, shutil, sys\n"
         "out = sys.argv[sys.argv.index('-o') + 1]\n"
-        "open(out, 'wb').write(b'archive')\n"
+        f"shutil.copyfile({str(archive)!r}, out)\n"
         f"json.dump(sys.argv[1:], open({str(tmp_path / 'argv.json')!r}, 'w'))\n"
     )
     fake.chmod(0o755)
@@ -83,7 +85,12 @@ def test_tvmc_compiler_runs_tvmc_with_the_model_options(tmp_path: Path,
     out = tmp_path / "mlf" / "m.tar"
     compile_action(str(tmp_path / "m.tflite"), "tvmc", {"target": "c", "executor": "aot", "pass_config": [
         "tir.disable_vectorize=1", "tir.usmp.enable=1"]}, "m", str(out))
-    assert out.read_bytes() == b"archive"
+    assert out.read_bytes() == archive.read_bytes()
+    # an archive tvmc wrote that is not valid MLF is refused, and nothing is left behind
+    archive.write_bytes(b"garbage")
+    with pytest.raises(MicrotvmError):
+        compile_action(str(tmp_path / "m.tflite"), "tvmc", {}, "m", str(tmp_path / "mlf" / "bad.tar"))
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m.tar"]
     argv = json.loads((tmp_path / "argv.json").read_text())
     assert argv[:2] == ["compile", str(tmp_path / "m.tflite")]
     assert argv[argv.index("--output-format") + 1] == "mlf"
