@@ -86,16 +86,16 @@ def test_tvmc_compiler_runs_tvmc_with_the_model_options(tmp_path: Path,
     compile_action(str(tmp_path / "m.tflite"), "tvmc", {"target": "c", "executor": "aot", "pass_config": [
         "tir.disable_vectorize=1", "tir.usmp.enable=1"]}, "m", str(out))
     assert out.read_bytes() == archive.read_bytes()
-    # an archive tvmc wrote that is not valid MLF is refused, and nothing is left behind
-    archive.write_bytes(b"garbage")
-    with pytest.raises(MicrotvmError):
-        compile_action(str(tmp_path / "m.tflite"), "tvmc", {}, "m", str(tmp_path / "mlf" / "bad.tar"))
-    assert sorted(p.name for p in out.parent.iterdir()) == ["m.tar"]
     argv = json.loads((tmp_path / "argv.json").read_text())
     assert argv[:2] == ["compile", str(tmp_path / "m.tflite")]
     assert argv[argv.index("--output-format") + 1] == "mlf"
     assert argv[argv.index("--target") + 1] == "c" and argv[argv.index("--executor") + 1] == "aot"
     assert argv.count("--pass-config") == 2
+    # an archive tvmc wrote that is not valid MLF is refused, and nothing is left behind
+    archive.write_bytes(b"garbage")
+    with pytest.raises(MicrotvmError):
+        compile_action(str(tmp_path / "m.tflite"), "tvmc", {}, "m", str(tmp_path / "mlf" / "bad.tar"))
+    assert sorted(p.name for p in out.parent.iterdir()) == ["m.tar"]
     assert tvmc_argv("tvmc", "a", "b", "m", {"flag": True, "off": False}) == [
         "tvmc", "compile", "a", "--output-format", "mlf", "-o", "b", "--module-name", "m", "--flag"]
 
