@@ -195,20 +195,39 @@ def test_planner_alias_shares_storage_and_copies_between_caller_buffers():
     assert g2.nodes[0].attrs.get("_copy") is True
 
 
-def test_planner_beats_or_meets_tflm_on_kws():
-    g = run_passes(load_model(Path(__file__).resolve().parents[1] / "models" / "kws.tflite"))
+def _assert_no_live_overlap(graph: Graph, plan) -> None:
+    """Any two arena buffers (tensors of different storage groups, scratch) alive at the same
+    node occupy disjoint bytes."""
+    spans: dict[str, tuple[int, int]] = {}
+    for i, node in enumerate(graph.nodes):
+        for n in [*node.inputs, *node.outputs]:
+            if n is not None and plan.storage.get(n) is not None and plan.storage[n].kind == "arena":
+                f, la = spans.get(n, (i, i))
+                spans[n] = (min(f, i), max(la, i))
+    bufs = [
+        (f, la, plan.storage[n].offset, graph.t(n).nbytes, plan.storage[n].ref)
+        for n, (f, la) in spans.items()
+    ]
+    bufs += [(i, i, off, 1, f"scratch{i}") for i, off in plan.scratch.items()]
+    for i, (f1, l1, o1, s1, g1) in enumerate(bufs):
+        assert o1 + s1 <= plan.arena_size and o1 % ALIGN == 0
+        for f2, l2, o2, s2, g2 in bufs[i + 1 :]:
+            if g1 != g2 and not (l1 < f2 or l2 < f1):
+                assert o1 + s1 <= o2 or o2 + s2 <= o1, (g1, g2)
+
+
+def test_planner_beats_tflm_on_kws_and_tvm_on_mnist():
+    models = Path(__file__).resolve().parents[1] / "models"
+    g = run_passes(load_model(models / "kws.tflite"))
     plan = plan_memory(g)
-    assert plan.arena_size <= 16000  # TFLite Micro's arena head for this model
-    # every pair of tensors alive at the same node is disjoint
-    live: dict[str, tuple[int, int, int, int]] = {}
-    for r, (first, last, size) in plan.lifetimes.items():
-        if not r.startswith("\0"):
-            live[r] = (first, last, plan.storage[r].offset, size)
-    items = list(live.values())
-    for i, (f1, l1, o1, s1) in enumerate(items):
-        for f2, l2, o2, s2 in items[i + 1 :]:
-            if not (l1 < f2 or l2 < f1):
-                assert o1 + s1 <= o2 or o2 + s2 <= o1
+    assert plan.arena_size < 16000  # TFLite Micro's arena head for this model
+    _assert_no_live_overlap(g, plan)
+    mnist = Path(__file__).resolve().parents[2] / "shared" / "models" / "mnist-8.onnx"
+    if mnist.exists():
+        g = run_passes(load_model(mnist))
+        plan = plan_memory(g)
+        assert plan.arena_size < 31360  # TVM 0.18's workspace for this model
+        _assert_no_live_overlap(g, plan)
 
 
 # ------------------------------------------------------------------------------------------
@@ -379,6 +398,7 @@ def test_inplace_convolutions_bit_exact_and_smaller(tmp_path, portable):
     _chain_model(path)
     graph = run_passes(load_model(path))
     plan = plan_memory(graph)
+    _assert_no_live_overlap(graph, plan)
     inplace = [n.kind for n in graph.nodes if n.attrs.get("_inplace")]
     assert inplace == ["DEPTHWISE_CONV_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "DEPTHWISE_CONV_2D"]
     one_activation = 2 * 7 * 6 * 16

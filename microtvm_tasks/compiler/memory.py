@@ -44,6 +44,8 @@ class Plan:
     arena_size: int = 0
     strategy: str = ""
     scratch: dict[int, int] = field(default_factory=dict)  # node index -> arena offset
+    # group root -> [(first node, last node, aligned bytes)] of each tensor in the group
+    segments: dict[str, list[tuple[int, int, int]]] = field(default_factory=dict)
     # group root -> (first node, last node, aligned bytes), for reports and tests
     lifetimes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
@@ -129,49 +131,54 @@ def _plan(graph: Graph, inplace: bool) -> Plan:
                 uf.union(src, dst)
                 node.attrs["_inplace"] = True
 
-    # lifetimes of arena groups
-    first: dict[str, int] = {}
-    last: dict[str, int] = {}
-    nbytes: dict[str, int] = {}
+    # segments: every tensor of a storage group keeps its own lifetime and size (an in-place
+    # output may be smaller than its input: after the node only the output's bytes are live)
+    seg_of: dict[str, tuple[int, int]] = {}
     for i, node in enumerate(graph.nodes):
-        for name in node.outputs:
-            r = uf.find(name)
-            first.setdefault(r, i)
-            last[r] = max(last.get(r, i), i)
-            nbytes[r] = max(nbytes.get(r, 0), graph.t(name).nbytes)
-        for name in node.inputs:
+        for name in [*node.inputs, *node.outputs]:
             if name is None:
                 continue
-            r = uf.find(name)
-            last[r] = max(last.get(r, i), i)
-            nbytes[r] = max(nbytes.get(r, 0), graph.t(name).nbytes)
+            f, la = seg_of.get(name, (i, i))
+            seg_of[name] = (min(f, i), max(la, i))
+    segments: dict[str, list[tuple[int, int, int]]] = {}
+    for name in sorted(seg_of):
+        r = uf.find(name)
+        if r in pinned:
+            continue
+        f, la = seg_of[name]
+        segments.setdefault(r, []).append((f, la, _align(graph.t(name).nbytes)))
     # per-node scratch buffers (OpSpec.scratch_bytes): live only while their node runs
     for i, node in enumerate(graph.nodes):
         n = spec(node.kind).scratch_bytes(node, graph)
         if n > 0:
-            r = f"\0scratch{i:06d}"
-            first[r], last[r], nbytes[r] = i, i, n
-    groups = sorted(r for r in first if r not in pinned)
+            segments[f"\0scratch{i:06d}"] = [(i, i, _align(n))]
+    groups = sorted(segments)
 
     plan = Plan()
     for r in groups:
-        plan.lifetimes[r] = (first[r], last[r], _align(nbytes[r]))
+        segs = segments[r]
+        plan.lifetimes[r] = (
+            min(f for f, _, _ in segs),
+            max(la for _, la, _ in segs),
+            max(z for _, _, z in segs),
+        )
+    plan.segments = segments
+
+    def life(r: str) -> tuple[int, int, int]:
+        return plan.lifetimes[r]
 
     orderings = {
-        "size": lambda r: (-plan.lifetimes[r][2], plan.lifetimes[r][0], r),
-        "first-use": lambda r: (plan.lifetimes[r][0], -plan.lifetimes[r][2], r),
-        "longest-life": lambda r: (plan.lifetimes[r][0] - plan.lifetimes[r][1], -plan.lifetimes[r][2], r),
-        "size-x-life": lambda r: (
-            -(plan.lifetimes[r][2] * (plan.lifetimes[r][1] - plan.lifetimes[r][0] + 1)),
-            r,
-        ),
-        "last-use": lambda r: (-plan.lifetimes[r][1], -plan.lifetimes[r][2], r),
+        "size": lambda r: (-life(r)[2], life(r)[0], r),
+        "first-use": lambda r: (life(r)[0], -life(r)[2], r),
+        "longest-life": lambda r: (life(r)[0] - life(r)[1], -life(r)[2], r),
+        "size-x-life": lambda r: (-(life(r)[2] * (life(r)[1] - life(r)[0] + 1)), r),
+        "last-use": lambda r: (-life(r)[1], -life(r)[2], r),
     }
     best: tuple[int, str, dict[str, int]] | None = None
     for sname, key in orderings.items():
         for policy in ("first-fit", "under-peak"):
-            offsets = _place(sorted(groups, key=key), plan.lifetimes, policy)
-            size = max((offsets[r] + plan.lifetimes[r][2] for r in groups), default=0)
+            offsets = _place(sorted(groups, key=key), segments, policy)
+            size = max((offsets[r] + life(r)[2] for r in groups), default=0)
             if best is None or size < best[0]:
                 best = (size, f"{sname}/{policy}", offsets)
     assert best is not None
@@ -200,28 +207,37 @@ def _last_use(graph: Graph, uf: _UnionFind, root: str) -> int:
     return last
 
 
-def _place(order: list[str], life: dict[str, tuple[int, int, int]], policy: str) -> dict[str, int]:
-    """Place buffers one by one in `order`, never overlapping a placed buffer whose lifetime
-    overlaps. Candidate offsets: 0, the end of each conflicting buffer, and the offset of
-    each non-conflicting one (reusing a dead tensor's slot).
+def _place(order: list[str], segments: dict[str, list[tuple[int, int, int]]], policy: str) -> dict[str, int]:
+    """Place storage groups one by one in `order`. A group's segments (first node, last
+    node, bytes) all start at the group's offset; two segments of different groups that are
+    alive at the same node must not share bytes. Candidate offsets: 0, the end of each
+    conflicting segment, and the offset of every placed group (reusing a dead tensor's slot).
 
     first-fit: the lowest feasible offset (TFLite Micro's greedy rule).
     under-peak: the highest feasible offset that stays below the current arena top (keeps
     low slots free for what comes later), else the lowest feasible one."""
-    placed: list[tuple[int, int, int, int]] = []  # (offset, size, first, last)
+    placed: list[tuple[int, list[tuple[int, int, int]]]] = []  # (offset, segments)
     offsets: dict[str, int] = {}
     peak = 0
     for r in order:
-        f, la, size = life[r]
-        busy = [(o, s) for o, s, pf, pl in placed if not (pl < f or la < pf)]
-        cands = {0} | {o + s for o, s in busy} | {o for o, s, pf, pl in placed if pl < f or la < pf}
-        feasible = sorted(c for c in cands if all(c + size <= o or o + s <= c for o, s in busy))
+        mine = segments[r]
+        top = max(z for _, _, z in mine)
+        # (my bytes, their offset, their bytes) for every pair of segments alive together
+        pairs = [
+            (z, o, tz)
+            for o, theirs in placed
+            for f, la, z in mine
+            for tf, tl, tz in theirs
+            if not (tl < f or la < tf)
+        ]
+        cands = {0} | {o + tz for _, o, tz in pairs} | {o for o, _ in placed}
+        feasible = sorted(c for c in cands if all(c + z <= o or o + tz <= c for z, o, tz in pairs))
         off = feasible[0]
         if policy == "under-peak":
-            under = [c for c in feasible if c + size <= peak]
+            under = [c for c in feasible if c + top <= peak]
             if under:
                 off = under[-1]
         offsets[r] = off
-        placed.append((off, size, f, la))
-        peak = max(peak, off + size)
+        placed.append((off, mine))
+        peak = max(peak, off + top)
     return offsets
