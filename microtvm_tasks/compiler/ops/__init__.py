@@ -46,7 +46,9 @@ How to add an operator (no central file needs editing):
 
 The EmitContext given to `lower` (emit_c.py) offers: `ptr(tensor_name)` (a typed C
 pointer expression: arena slice, caller input/output buffer or constant),
-`const(array, hint) -> C name` (a `const` array in lib0.c, deduplicated),
+`const(array, hint, sse2_only=False) -> C expression` (a `const` array in lib0.c,
+deduplicated; sse2_only tables exist only where __SSE2__ does),
+`include(header)` (a system header for lib1.c),
 `kernel(filename)`, `call(fn, *args)` / `emit(line)`, `t(name)` (the Tensor),
 `scratch_ptr(c_type)` (the node's scratch arena slice, sized by `OpSpec.scratch_bytes`),
 `error(msg)` (a CompileError naming operator, node and model).
@@ -60,7 +62,14 @@ node becomes IR nodes.
 
 Aliases: a spec with `alias = True` (RESHAPE, SQUEEZE) produces no code; its output
 shares the input's storage (the memory planner merges them). In place: a spec whose
-`inplace(node, graph)` returns True may get node.attrs["_inplace"] (output over input 0).
+`inplace(node, graph)` returns True may get node.attrs["_inplace"] (output over input 0);
+the planner decides before it asks `scratch_bytes`, and keeps in-place only where it
+makes the arena smaller. Kernels that may run in place take `in`/`out` without restrict.
+
+Host speed: kernels may add `#if defined(__SSE2__)` (x86 hosts) or
+`#if defined(__ARM_FEATURE_DSP)` (Cortex-M4/M7) paths beside the portable C, as
+dot_s8.h does; tests/test_compiler_core.py builds with -U__SSE2__ to check the portable
+path against TFLite Micro too.
 """
 
 from __future__ import annotations
