@@ -134,8 +134,10 @@ class JSONRPCError(server.JSONRPCError, RPCError):
             else:
                 # TVM's server sends "calling method X" as the message: the cause is the
                 # traceback's last line.
-                if lines and lines[-1].strip():
-                    last = lines[-1].strip()
+                last = lines[-1].strip() if lines else ""
+                if last and ": JSON-RPC error # " not in last:
+                    # (a ServerError(message=...) raised by the template ends its traceback
+                    # with its own JSON-RPC text, which would only repeat the message)
                     text = (
                         last
                         if text in ("", self.client_context) or text.startswith("calling method")

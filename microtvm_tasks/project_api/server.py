@@ -55,6 +55,7 @@ Successful reply
       "session_start_timeout_sec": y, "session_established_timeout_sec": z}}``.
     * ``read_transport``: ``{"data": str}``, the bytes read, encoded with
       ``base64.b85encode`` (the same encoding ``write_transport`` uses for ``data``).
+    * ``write_transport``: null, whatever the handler returned (as TVM's server does).
     * every other method: whatever the handler returned, normally null.
 
 Error reply
@@ -69,9 +70,22 @@ Error reply
     ``TransportClosedError``, ``IoTimeoutError`` and ``UnsupportedTVMVersionError`` back to
     those classes and any other -32000 error to `ServerError`.
 
-    Unlike TVM's server, this one keeps serving after a malformed line (the line framing
-    is intact, so the next request can still be understood) and answers a parse error
-    instead of exiting silently; a well-behaved client never notices the difference.
+Differences from TVM v0.18's server (checked by running both on the same requests; every
+successful reply is byte-for-byte the same, and TVM's client behaves the same with either):
+
+* A handler exception that is not a `ServerError` is sent with ``message`` set to its class
+  name (``"ValueError"``); TVM's server sends ``"calling method <method>"``. Either becomes
+  a plain ServerError in both clients; the class name makes a one-line error readable.
+* After a line that is not JSON (-32700) or not a valid request (-32600) this server keeps
+  serving, and echoes the request's ``id`` when it is readable; TVM's server stops (without
+  a reply for -32700, with id null for -32600). The line framing is intact, so the next
+  request can still be understood.
+* Parameter types are checked for every method (-32602); TVM's server checks only build,
+  flash and open_transport. ``standalone_crt_dir`` may be null here (this tool brings its
+  own runtime), which TVM's server cannot take.
+* Only the eight Project API methods can be called (else -32601); TVM's server looks any
+  name up on the handler class. A request without ``id`` is answered with id null.
+* The texts of the -326xx messages differ; clients act on the codes.
 """
 
 from __future__ import annotations
@@ -602,12 +616,7 @@ class ProjectAPIServer:
                 params["options"],
             )
         if method == "open_transport":
-            timeouts = handler.open_transport(params["options"])
-            if isinstance(timeouts, TransportTimeouts):
-                timeouts = dict(timeouts._asdict())
-            elif not isinstance(timeouts, dict):
-                raise TypeError(f"open_transport must return TransportTimeouts; got {timeouts!r}")
-            return {"timeouts": timeouts}
+            return {"timeouts": _timeouts_to_json(handler.open_transport(params["options"]))}
         if method == "read_transport":
             import base64
 
@@ -624,7 +633,10 @@ class ProjectAPIServer:
                 raise _RequestError(
                     ErrorCode.INVALID_PARAMS, f"method write_transport: parameter data is not base85: {exc}"
                 ) from None
-            return handler.write_transport(data, params["timeout_sec"])
+            # TVM's server discards what the handler returns (some return a byte count) and
+            # always answers null; so do we, so that both servers send the same bytes.
+            handler.write_transport(data, params["timeout_sec"])
+            return None
         return getattr(handler, method)(**params)
 
     # -- replies --------------------------------------------------------------------------
@@ -646,6 +658,28 @@ class ProjectAPIServer:
         except (TypeError, ValueError):
             body["data"] = repr(body["data"])
             return json.dumps({"jsonrpc": "2.0", "id": request_id, "error": body}) + "\n"
+
+
+def _timeouts_to_json(timeouts: Any) -> dict[str, Any]:
+    """open_transport's return value -> the wire object: exactly the three TransportTimeouts keys.
+
+    TVM's ``tvm.micro.project`` rebuilds the reply with ``TransportTimeouts(**timeouts)``, so a
+    missing or extra key would break a TVM client after the transport opened; a handler that
+    returns a dict is therefore checked here, where the template author sees the error.
+    """
+    if isinstance(timeouts, tuple) and hasattr(timeouts, "_asdict"):
+        timeouts = dict(timeouts._asdict())  # ours, or another namedtuple with the same fields
+    if isinstance(timeouts, dict):
+        try:
+            timeouts = TransportTimeouts(**timeouts)
+        except TypeError as exc:
+            raise TypeError(
+                "open_transport must return TransportTimeouts (keys "
+                f"{', '.join(TransportTimeouts._fields)}); got {timeouts!r}: {exc}"
+            ) from None
+    if not isinstance(timeouts, TransportTimeouts):
+        raise TypeError(f"open_transport must return TransportTimeouts; got {timeouts!r}")
+    return dict(timeouts._asdict())
 
 
 def _server_info_to_json(info: Any) -> dict[str, Any]:
