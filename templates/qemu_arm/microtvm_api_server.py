@@ -731,6 +731,33 @@ def standalone_input(mlf_dir: Path, npz_path: str | None) -> dict[str, bytes]:
     return out
 
 
+def extract_extra_files(tar_path: Path, project_dir: Path) -> None:
+    """Unpack the extra_files_tar option into the project: regular files and directories
+    only, every path inside the project (checked here too, for Pythons whose tarfile has
+    no "data" filter)."""
+    import tarfile
+
+    if not tar_path.is_file():
+        raise QemuArmError(f"extra_files_tar {tar_path}: no such file")
+    try:
+        with tarfile.open(tar_path) as tar:
+            members = tar.getmembers()
+            root = project_dir.resolve()
+            for m in members:
+                target = (root / m.name).resolve()
+                if not (m.isfile() or m.isdir()) or (target != root and root not in target.parents):
+                    raise QemuArmError(
+                        f"extra_files_tar {tar_path}: member {m.name!r} is not a plain file "
+                        "inside the project"
+                    )
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(project_dir, members=members, filter="data")
+            else:  # pragma: no cover - Python < 3.10.12 / 3.11.4
+                tar.extractall(project_dir, members=members)
+    except tarfile.TarError as exc:
+        raise QemuArmError(f"extra_files_tar {tar_path}: not a readable tar archive ({exc})") from None
+
+
 def _opt(options: dict, name: str, default: Any) -> Any:
     value = options.get(name)
     return default if value is None else value
@@ -824,10 +851,7 @@ class Handler(server.ProjectAPIHandler):
 
         extra = options.get("extra_files_tar")
         if extra:
-            import tarfile
-
-            with tarfile.open(extra) as tar:
-                tar.extractall(project_dir, filter="data")
+            extract_extra_files(Path(extra), project_dir)
 
         config = {
             "board": board_name,
