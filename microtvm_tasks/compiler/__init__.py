@@ -106,8 +106,29 @@ def compile_graph(graph: Any, module_name: str = "default") -> tuple[dict[str, b
     }
     members = {k: v.encode("utf-8") for k, v in files.items()}
     members["metadata.json"] = (json.dumps(meta, indent=2, sort_keys=False) + "\n").encode("utf-8")
-    members[f"src/{module_name}.ir.txt"] = graph.dump().encode("utf-8")
+    members[f"src/{module_name}.ir.txt"] = (graph.dump() + _plan_text(graph, plan)).encode("utf-8")
     return members, meta
+
+
+def _plan_text(graph: Any, plan: Any) -> str:
+    """The memory plan as text, appended to the IR dump: where every tensor lives."""
+    lines = [f"memory plan: arena {plan.arena_size} bytes ({plan.strategy})"]
+    for i, node in enumerate(graph.nodes):
+        notes = []
+        if node.attrs.get("_inplace"):
+            notes.append("in place")
+        if node.attrs.get("_copy"):
+            notes.append("copy")
+        if i in plan.scratch:
+            notes.append(f"scratch at arena+{plan.scratch[i]}")
+        for name in node.outputs:
+            st = plan.storage.get(name)
+            where = (
+                "-" if st is None else (f"arena+{st.offset}" if st.kind == "arena" else f"{st.kind} {st.ref}")
+            )
+            extra = f"  [{', '.join(notes)}]" if notes else ""
+            lines.append(f"  #{i} {node.kind} -> %{name}: {where} ({graph.t(name).nbytes} B){extra}")
+    return "\n".join(lines) + "\n"
 
 
 def load_model(path: str | Path, **options: Any) -> Any:
