@@ -25,7 +25,7 @@ static inline int32_t mt_sat_lshift(int32_t x, int exponent) {
 static inline int32_t mt_exp_quarter(int32_t a) {
   const int32_t constant_term = 1895147668;
   const int32_t one_third = 715827883;
-  const int32_t x = a + (1 << 28);
+  const int32_t x = a + ((int32_t)1 << 28);
   const int32_t x2 = mt_srdhm(x, x);
   const int32_t x3 = mt_srdhm(x2, x);
   const int32_t x4 = mt_srdhm(x2, x2);
@@ -38,14 +38,14 @@ static inline int32_t mt_exp_quarter(int32_t a) {
 static inline int32_t mt_exp_neg_q5(int32_t a) {
   static const int32_t mults[7] = {1672461947, 1302514674, 790015084, 290630308,
                                    39332535,   720401,     242};
-  const int32_t one_quarter = 1 << 24;
+  const int32_t one_quarter = (int32_t)1 << 24;
   const int32_t mask = one_quarter - 1;
   const int32_t a_mod_q_minus_q = (a & mask) - one_quarter;
   const int32_t remainder = a_mod_q_minus_q - a;
   int32_t result = mt_exp_quarter(mt_sat_lshift(a_mod_q_minus_q, 5));
   int k;
   for (k = 0; k < 7; ++k) {
-    if (remainder & (1 << (24 + k))) {
+    if (remainder & ((int32_t)1 << (24 + k))) {
       result = mt_srdhm(result, mults[k]);
     }
   }
@@ -62,7 +62,7 @@ static inline int32_t mt_one_over_one_plus_x(int32_t a) {
   int i;
   for (i = 0; i < 3; ++i) {
     const int32_t hdx = mt_srdhm(half_denominator, x);
-    const int32_t one_minus = (1 << 29) - hdx;
+    const int32_t one_minus = ((int32_t)1 << 29) - hdx;
     x = x + mt_sat_lshift(mt_srdhm(x, one_minus), 2);
   }
   return mt_sat_lshift(x, 1);
