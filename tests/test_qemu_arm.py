@@ -26,7 +26,9 @@ from microtvm_tasks.project_api import server
 
 TEMPLATE = Path(templates_pkg.__file__).resolve().parent / "qemu_arm"
 BOARDS = ["mps2_an385", "mps2_an386", "mps2_an500"]
-MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
+#: the repository's vendored demo models (copies of TFLite Micro's hello_world and MLPerf Tiny's
+#: keyword spotting models; see models/README.md).
+MODELS = Path(__file__).resolve().parents[1] / "models"
 
 HAVE_GCC = shutil.which("arm-none-eabi-gcc") is not None
 HAVE_QEMU = shutil.which("qemu-system-arm") is not None
@@ -555,14 +557,14 @@ def _run_against_tflm(project: Path, model: Path, trials: int, *, exact: bool) -
 @pytest.mark.e2e
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("board", BOARDS)
-@pytest.mark.parametrize("model_name", ["hello_world_int8", "hello_world_float"])
+@pytest.mark.parametrize("model_name", ["sine", "sine_float"])
 def test_sine_runs_in_qemu_and_matches_tflite_micro(tmp_path, board, model_name):
     model = MODELS / f"{model_name}.tflite"
     if not model.exists():
         pytest.skip(f"{model} not present")
     mlf = _compile(model, tmp_path / "sine.tar")
     project = _generate(tmp_path, mlf, board)
-    ticks = _run_against_tflm(project, model, trials=4, exact=model_name.endswith("int8"))
+    ticks = _run_against_tflm(project, model, trials=4, exact=model_name == "sine")
     assert all(t > 100 for t in ticks)
 
 
@@ -570,7 +572,7 @@ def test_sine_runs_in_qemu_and_matches_tflite_micro(tmp_path, board, model_name)
 @pytest.mark.e2e
 @pytest.mark.timeout(600)
 def test_keyword_spotting_runs_on_the_m4_and_matches_tflite_micro_bit_exactly(tmp_path):
-    model = MODELS / "kws_ref_model.tflite"
+    model = MODELS / "kws.tflite"
     if not model.exists():
         pytest.skip(f"{model} not present")
     mlf = _compile(model, tmp_path / "kws.tar")
@@ -584,7 +586,7 @@ def test_keyword_spotting_runs_on_the_m4_and_matches_tflite_micro_bit_exactly(tm
 def test_standalone_demo_prints_outputs_and_ticks(tmp_path):
     from microtvm_tasks.project_api.client import instantiate_from_dir
 
-    model = MODELS / "hello_world_int8.tflite"
+    model = MODELS / "sine.tflite"
     mlf = _compile(model, tmp_path / "sine.tar")
     project = _generate(tmp_path, mlf, "mps2_an386", project_type="aot_standalone_demo")
     texts = []
