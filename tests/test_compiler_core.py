@@ -324,20 +324,23 @@ def test_shared_models_portable_path_bit_exact(tmp_path):
             assert np.array_equal(got.reshape(-1), want.reshape(-1)), name
 
 
-def _chain_model(path: Path) -> None:
-    """conv 3x3 -> depthwise 3x3 -> conv 1x1 (fewer channels) -> depthwise 5x5 -> depthwise
-    2x2 (padding only after) -> depthwise 3x3 VALID, batch 2: the in-place candidates of
-    every kind, next to ones that must not run in place."""
+def _chain_model(path: Path, variant: str = "mixed") -> None:
+    """mixed: conv 3x3 -> depthwise 3x3 -> conv 1x1 (fewer channels) -> depthwise 5x5 ->
+    depthwise 2x2 (padding only after) -> depthwise 3x3 VALID, batch 2: the in-place
+    candidates of every kind, next to ones that must not run in place.
+    thin: a 2-row input through conv 3x3 -> depthwise 1x3 -> depthwise 3x1 -> depthwise 3x3
+    (kernels taller than the image, one-row filters)."""
     rng = np.random.default_rng(11)
     b = TFLiteBuilder()
-    shape = [2, 7, 6, 8]
+    shape = [2, 7, 6, 8] if variant == "mixed" else [2, 2, 9, 8]
     x = b.tensor(shape, "int8", scale=0.05, zero_point=-3, name="x")
     cur, cur_c = x, 8
 
-    def conv(out_c: int, k: int, dw: bool, padding: int = 0, out_hw: tuple[int, int] | None = None):
+    def conv(out_c: int, k, dw: bool, padding: int = 0, out_hw: tuple[int, int] | None = None):
         nonlocal cur, cur_c
+        kh, kw = (k, k) if isinstance(k, int) else k
         wscale = rng.uniform(0.002, 0.01, out_c).astype(np.float32)
-        wshape = [1, k, k, out_c] if dw else [out_c, k, k, cur_c]
+        wshape = [1, kh, kw, out_c] if dw else [out_c, kh, kw, cur_c]
         w = b.tensor(
             wshape,
             "int8",
@@ -383,25 +386,36 @@ def _chain_model(path: Path) -> None:
             )
         cur, cur_c = y, out_c
 
-    conv(16, 3, dw=False)
-    conv(16, 3, dw=True)
-    conv(12, 1, dw=False)
-    conv(12, 5, dw=True)
-    conv(12, 2, dw=True)
-    conv(12, 3, dw=True, padding=1, out_hw=(5, 4))
+    if variant == "mixed":
+        conv(16, 3, dw=False)
+        conv(16, 3, dw=True)
+        conv(12, 1, dw=False)
+        conv(12, 5, dw=True)
+        conv(12, 2, dw=True)
+        conv(12, 3, dw=True, padding=1, out_hw=(5, 4))
+    else:
+        conv(16, 3, dw=False)
+        conv(16, (1, 3), dw=True)
+        conv(16, (3, 1), dw=True)
+        conv(16, 3, dw=True)
     path.write_bytes(b.finish([x], [cur]))
 
 
+@pytest.mark.parametrize("variant", ["mixed", "thin"])
 @pytest.mark.parametrize("portable", [False, True], ids=["host-simd", "portable"])
-def test_inplace_convolutions_bit_exact_and_smaller(tmp_path, portable):
+def test_inplace_convolutions_bit_exact_and_smaller(tmp_path, portable, variant):
     path = tmp_path / "chain.tflite"
-    _chain_model(path)
+    _chain_model(path, variant)
     graph = run_passes(load_model(path))
     plan = plan_memory(graph)
     _assert_no_live_overlap(graph, plan)
     inplace = [n.kind for n in graph.nodes if n.attrs.get("_inplace")]
-    assert inplace == ["DEPTHWISE_CONV_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "DEPTHWISE_CONV_2D"]
-    one_activation = 2 * 7 * 6 * 16
+    if variant == "mixed":
+        assert inplace == ["DEPTHWISE_CONV_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "DEPTHWISE_CONV_2D"]
+        one_activation = 2 * 7 * 6 * 16
+    else:
+        assert inplace == ["DEPTHWISE_CONV_2D"] * 2  # the last one writes the caller's output
+        one_activation = 2 * 2 * 9 * 16
     assert plan.arena_size < 2 * one_activation  # out-of-place would need two live activations
     model = CompiledModel(
         compile_to_members(path), tmp_path / "c", extra_flags=["-U__SSE2__"] if portable else None
