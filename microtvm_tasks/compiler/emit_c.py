@@ -167,6 +167,14 @@ class EmitContext:
 def emit(graph: Graph, plan: Plan, module_name: str) -> tuple[dict[str, str], int]:
     """({relative MLF path: text} for the header, lib0.c and lib1.c; constant bytes)."""
     ctx = EmitContext(graph, plan, module_name)
+    idents: dict[str, str] = {}
+    for name in [*graph.inputs, *graph.outputs]:
+        other = idents.setdefault(c_ident(name), name)
+        if other != name:
+            raise CompileError(
+                f"{graph.name}: model inputs/outputs {other!r} and {name!r} both become the C field "
+                f"{c_ident(name)!r}; rename one of them in the model"
+            )
     ctx.kernel("mt_common.h")
     for i, node in enumerate(graph.nodes):
         ctx.node = node
