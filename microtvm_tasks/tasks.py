@@ -461,6 +461,8 @@ def compile_action(model_path: str, compiler: str, options: dict[str, Any], modu
     """compile:<model>: write build/mlf/<model>.tar atomically (temp file + rename)."""
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out_path.parent.glob(f".{out_path.stem}.*.tmp{out_path.suffix}"):
+        stale.unlink(missing_ok=True)  # left by a killed compile
     tmp = out_path.with_name(f".{out_path.stem}.{os.getpid()}.tmp{out_path.suffix}")  # tvmc wants .tar
     try:
         if compiler == "builtin":

@@ -226,6 +226,34 @@ def test_interrupted_build_reruns(ws: Workspace, sig: int) -> None:
     assert ws.executed("flash") == []
 
 
+def test_killed_compile_reruns_and_half_archive_is_never_used(tmp_path: Path) -> None:
+    """A `compiler: tvmc` stand-in that writes half an archive, then hangs until killed."""
+    archive = tmp_path / "whole.tar"
+    archive.write_bytes(mlf_bytes("int8"))
+    tvmc = tmp_path / "bin" / "tvmc"
+    tvmc.parent.mkdir()
+    tvmc.write_text(
+        f"#!{sys.executable}\nimport os, sys, time\n"
+        "out = sys.argv[sys.argv.index('-o') + 1]\n"
+        f"data = open({str(archive)!r}, 'rb').read()\n"
+        "if os.environ.get('TVMC_HANG'):\n"
+        "    open(out, 'wb').write(data[:len(data) // 2])\n"
+        f"    open({str(tmp_path / 'events.log')!r}, 'a').write('0 compile-start x\\n')\n"
+        "    time.sleep(60)\n"
+        "open(out, 'wb').write(data)\n"
+    )
+    tvmc.chmod(0o755)
+    w = Workspace(tmp_path, PROJECTS_YAML.replace("m1: {path: m1.tar, compiler: mlf}",
+                                                  "m1: {path: m1.tar, compiler: tvmc}"))
+    path = f"{tvmc.parent}:{os.environ['PATH']}"
+    _interrupt_when(w, "compile-start", signal.SIGKILL, "compile:m1", TVMC_HANG="1", PATH=path)
+    mlf_dir = w.ws / "build" / "mlf"
+    assert not (mlf_dir / "m1.tar").exists()  # only a temp file holds the half archive
+    assert w.executed("flash:pa1", PATH=path) == ["compile:m1", "generate:pa1", "build:pa1", "flash:pa1"]
+    assert (mlf_dir / "m1.tar").read_bytes() == archive.read_bytes()
+    assert [p.name for p in mlf_dir.iterdir()] == ["m1.tar"]  # the killed run's temp file is gone
+
+
 def test_failed_compile_leaves_no_archive_and_reruns(tmp_path: Path) -> None:
     w = Workspace(tmp_path)
     (w.ws / "m1.tar").write_bytes(b"not an archive")
