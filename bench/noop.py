@@ -134,13 +134,27 @@ def run(argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = N
 
 def best_time(argv: list[str], repeat: int, **kw) -> float:
     """Best of `repeat` wall times: on a shared machine the minimum is the least noisy figure."""
-    times = []
+    return best_times(argv, repeat, **kw)[0]
+
+
+def best_times(argv: list[str], repeat: int, **kw) -> tuple[float, float]:
+    """(best wall time, best CPU time user+sys) of `repeat` runs.
+
+    CPU time is what the run itself costs; wall time also holds waiting for a CPU when
+    other work shares the machine.
+    """
+    import resource
+
+    walls, cpus = [], []
     for _ in range(repeat):
+        r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t, proc = run(argv, **kw)
+        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         if proc.returncode != 0:
             raise SystemExit(f"{' '.join(argv)} failed:\n{proc.stdout}\n{proc.stderr}")
-        times.append(t)
-    return min(times)
+        walls.append(t)
+        cpus.append((r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime))
+    return min(walls), min(cpus)
 
 
 def server_launch_time(repeat: int) -> float:
@@ -198,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         if not template.exists():
             make_template(template)
 
-        python_pass = best_time([sys.executable, "-c", "pass"], args.repeat, env=env)
+        python_pass, python_pass_cpu = best_times([sys.executable, "-c", "pass"], args.repeat, env=env)
         launch = server_launch_time(args.repeat)
         rows = []
         for n in args.sizes:
@@ -212,10 +226,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"workspace of {n} is not up to date after setup:\n{check.stdout[-2000:]}")
             before = (root / "servers.log").read_text().count("start")
             t_default = best_time(doit, args.repeat, cwd=ws, env=env)
-            t_flash = best_time([*doit, "flash"], args.repeat, cwd=ws, env=env)
+            t_flash, cpu_flash = best_times([*doit, "flash"], args.repeat, cwd=ws, env=env)
             procs, servers = count_processes([*doit, "flash"], ws, env)
             launched = (root / "servers.log").read_text().count("start") - before
-            rows.append((n, 1 + 3 * n, t_setup, t_default, t_flash, procs, servers, launched))
+            rows.append((n, 1 + 3 * n, t_setup, t_default, t_flash, procs, servers, launched, cpu_flash))
             print(f"  {n} projects: setup {t_setup:.1f} s, no-op doit {t_default:.3f} s, "
                   f"no-op doit flash {t_flash:.3f} s", file=sys.stderr, flush=True)
     finally:
@@ -223,22 +237,27 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(root, ignore_errors=True)
 
     print(f"\ncommand: python bench/noop.py --sizes {' '.join(map(str, args.sizes))} --repeat {args.repeat}")
-    print(f"peers (same run, best of {args.repeat}): python -c pass = {python_pass * 1000:.0f} ms, "
+    print(f"peers (same run, best of {args.repeat}): python -c pass = {python_pass * 1000:.0f} ms "
+          f"(CPU {python_pass_cpu * 1000:.0f} ms), "
           f"one Project API server launch (host template, server_info_query) = {launch * 1000:.0f} ms\n")
     print("| projects | tasks checked | no-op `doit flash` | x `python -c pass` | x server launch "
-          "| no-op `doit` (build) | processes started | servers started |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for n, tasks, _setup, t_default, t_flash, procs, servers, launched in rows:
+          "| CPU (user+sys) | x `python -c pass` CPU | no-op `doit` (build) | processes started "
+          "| servers started |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n, tasks, _setup, t_default, t_flash, procs, servers, launched, cpu in rows:
         procs_s = "n/a" if procs is None else str(procs)
         servers_s = str(launched) if servers is None else f"{servers} ({launched} by log)"
         print(f"| {n} | {tasks} | {t_flash * 1000:.0f} ms | {t_flash / python_pass:.1f} | "
-              f"{t_flash / launch:.1f} | {t_default * 1000:.0f} ms | {procs_s} | {servers_s} |")
+              f"{t_flash / launch:.1f} | {cpu * 1000:.0f} ms | {cpu / python_pass_cpu:.1f} | "
+              f"{t_default * 1000:.0f} ms | {procs_s} | {servers_s} |")
     if len(rows) >= 2:
-        (n0, *_r0), (n1, *_r1) = rows[0], rows[-1]
-        per = (rows[-1][4] - rows[0][4]) / (n1 - n0)
-        print(f"\nmarginal cost per project: {per * 1000:.2f} ms "
-              f"({(rows[-1][4] - rows[0][4]):.3f} s from {n0} to {n1} projects); "
-              f"fixed cost ~{(rows[0][4] - per * n0) * 1000:.0f} ms")
+        n0, n1 = rows[0][0], rows[-1][0]
+        for label, col in (("wall", 4), ("CPU", 8)):
+            per = (rows[-1][col] - rows[0][col]) / (n1 - n0)
+            print(f"\nmarginal {label} cost per project: {per * 1000:.2f} ms "
+                  f"({(rows[-1][col] - rows[0][col]):.3f} s from {n0} to {n1} projects); "
+                  f"fixed ~{(rows[0][col] - per * n0) * 1000:.0f} ms", end="")
+        print()
     return 0
 
 

@@ -23,4 +23,4 @@ def test_noop_bench_smoke(tmp_path: Path) -> None:
         assert servers == "0", proc.stdout  # no Project API server during a no-op run
         if processes != "n/a":
             assert processes == "1", proc.stdout  # doit itself, nothing else
-    assert "marginal cost per project" in proc.stdout
+    assert "marginal wall cost per project" in proc.stdout and "marginal CPU cost" in proc.stdout
