@@ -1,0 +1,280 @@
+"""The bulk of the `host` template's Project API server: generate, build and run the program.
+
+This file is the second half of ``microtvm_api_server.py``. The script answers
+``server_info_query`` by itself and runs this file in its own namespace only when another
+method is called (see ``_load_impl`` there), so a server that is only asked for its options
+never compiles or imports any of this. Being an ordinary ``.py`` file, unlike the script,
+its byte code is cached in ``__pycache__``. Names the script defines (``Handler``,
+``PROJECT_TYPES``, ...) are used here as they are; tests and tools keep using the script's
+module, which gains everything below on first use.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from microtvm_tasks.project_api import server
+
+if TYPE_CHECKING:  # defined by microtvm_api_server.py, in whose namespace this file runs
+    from microtvm_api_server import IMPL_FILE, MODEL_DIR, MODEL_TAR, PROJECT_TYPES, Handler
+
+API_SERVER_DIR = pathlib.Path(__file__).resolve().parent
+BINARY = pathlib.Path("build") / "main"
+BUILD_TIMEOUT_SEC = 900
+HOST_MAX_PAYLOAD = 4096
+
+
+def _log(msg: str) -> None:
+    print(f"[host] {msg}", file=sys.stderr, flush=True)
+
+
+def _split_words(value: str | list[str] | None) -> list[str]:
+    """Space-separated words (TVM callers may also pass a list of strings)."""
+    import shlex
+
+    if not value:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return shlex.split(value)
+
+
+def _default_standalone_input(mlf_dir: pathlib.Path) -> dict[str, bytes]:
+    """A fixed input per model input: deterministic bytes so the demo's output is stable."""
+    from microtvm_tasks.runtime.glue import read_model_info
+
+    info = read_model_info(mlf_dir)
+    out = {}
+    for t in info.inputs:
+        if t.dtype == "float32":
+            import struct
+
+            vals = [((i * 37) % 101) / 50.0 - 1.0 for i in range(t.nbytes // 4)]
+            out[t.name] = struct.pack(f"<{len(vals)}f", *vals)
+        else:
+            out[t.name] = bytes(((i * 37 + 11) % 256) for i in range(t.nbytes))
+    return out
+
+
+def _standalone_input_from_file(path: str, mlf_dir: pathlib.Path) -> dict[str, bytes]:
+    import numpy as np
+
+    from microtvm_tasks.runtime.glue import read_model_info
+
+    info = read_model_info(mlf_dir)
+    data = np.load(path)
+    out = {}
+    for i, t in enumerate(info.inputs):
+        key = f"input_{i}" if f"input_{i}" in data else t.name
+        if key not in data:
+            raise ValueError(f"standalone_input {path}: no array input_{i} or {t.name!r}")
+        out[t.name] = np.ascontiguousarray(np.asarray(data[key], dtype=t.dtype)).tobytes()
+    return out
+
+
+class HostHandler(Handler):
+    """The host platform's Project API handler (the script's `Handler` delegates to it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._proc: subprocess.Popen | None = None
+
+    # -- generate ------------------------------------------------------------------------
+
+    def generate_project(self, model_library_format_path, standalone_crt_dir, project_dir, options):
+        from microtvm_tasks import mlf
+        from microtvm_tasks.runtime import glue
+
+        project_type = options.get("project_type") or "host_driven"
+        if project_type not in PROJECT_TYPES:
+            raise ValueError(f"project_type={project_type!r}: expected one of {', '.join(PROJECT_TYPES)}")
+        mlf_path = pathlib.Path(model_library_format_path)
+        project_dir = pathlib.Path(project_dir)
+        project_dir.mkdir(parents=True, exist_ok=True)
+        src = project_dir / "src"
+        src.mkdir(exist_ok=True)
+
+        for name in ("microtvm_api_server.py", IMPL_FILE):
+            shutil.copy2(API_SERVER_DIR / name, project_dir / name)
+        for name in ("main.c", "platform_host.c"):
+            shutil.copy2(API_SERVER_DIR / "src" / name, src / name)
+        for path in glue.runtime_sources():
+            shutil.copy2(path, src / path.name)
+        # stand-ins for the two TVM headers that TVM-built archives include
+        shutil.copytree(API_SERVER_DIR / "include", project_dir / "include", dirs_exist_ok=True)
+
+        model_dir = project_dir / MODEL_DIR
+        if mlf_path.is_dir():  # an already-extracted archive
+            shutil.copytree(mlf_path, model_dir, dirs_exist_ok=True)
+        else:
+            shutil.copy2(mlf_path, project_dir / MODEL_TAR)
+            mlf.extract_mlf(mlf_path, model_dir, replace=True)
+
+        standalone = None
+        if project_type == "aot_standalone_demo":
+            given = options.get("standalone_input")
+            if given:
+                standalone = _standalone_input_from_file(given, model_dir)
+            else:
+                standalone = _default_standalone_input(model_dir)
+        glue.write_model_glue(model_dir, src, standalone_input=standalone)
+
+        defines = _split_words(options.get("compile_definitions"))
+        if not any("MT_MAX_PAYLOAD" in d for d in defines):
+            # Pipes have no tiny UART buffer: big frames mean fewer round trips per tensor.
+            defines.append(f"-DMT_MAX_PAYLOAD={HOST_MAX_PAYLOAD}")
+        if project_type == "aot_standalone_demo":
+            defines.append("-DMT_STANDALONE=1")
+        makefile = (API_SERVER_DIR / "Makefile.template").read_text(encoding="utf-8")
+        makefile = (
+            makefile.replace("@CC@", "cc")
+            .replace("@WERROR@", "-Werror" if options.get("warning_as_error") else "")
+            .replace("@DEFINES@", " ".join(defines))
+            .replace("@CFLAGS@", "")
+        )
+        (project_dir / "Makefile").write_text(makefile, encoding="utf-8")
+        tar = options.get("extra_files_tar")
+        if tar:
+            self._extract_extra(pathlib.Path(tar), project_dir)
+        if options.get("verbose"):
+            _log(f"generated {project_type} project in {project_dir}")
+
+    @staticmethod
+    def _extract_extra(tar_path: pathlib.Path, project_dir: pathlib.Path) -> None:
+        import tarfile
+
+        with tarfile.open(tar_path) as tar:
+            tar.extractall(project_dir, filter="data")
+
+    # -- build / flash -------------------------------------------------------------------
+
+    def build(self, options):
+        if shutil.which("make") is None:
+            raise RuntimeError("make not found: install it (Debian/Ubuntu: apt-get install make)")
+        cc = options.get("cc") or "cc"
+        if shutil.which(_split_words(cc)[0] if cc else "cc") is None:
+            raise RuntimeError(f"C compiler {cc!r} not found: install gcc or pass -o cc=<compiler>")
+        # make -s keeps a quiet build quiet (warnings and errors still show); verbose shows all
+        argv = ["make", "-C", str(API_SERVER_DIR), f"CC={cc}"]
+        if not options.get("verbose"):
+            argv[1:1] = ["-s", "--no-print-directory"]
+        if options.get("cflags"):
+            argv.append(f"EXTRA_CFLAGS={options['cflags']}")
+        _run_streamed(argv, verbose=bool(options.get("verbose")), timeout=BUILD_TIMEOUT_SEC)
+
+    def flash(self, options):
+        """Nothing to program: the host "device" is started by open_transport."""
+
+    # -- transport -----------------------------------------------------------------------
+
+    def open_transport(self, options):
+        binary = API_SERVER_DIR / BINARY
+        if not binary.exists():
+            raise RuntimeError(f"{binary} does not exist: build the project first")
+        self.close_transport()
+        self._proc = subprocess.Popen(
+            [str(binary)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, cwd=str(API_SERVER_DIR)
+        )
+        os.set_blocking(self._proc.stdout.fileno(), False)
+        return server.TransportTimeouts(
+            session_start_retry_timeout_sec=2.0,
+            session_start_timeout_sec=10.0,
+            session_established_timeout_sec=10.0,
+        )
+
+    def close_transport(self):
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        for stream in (proc.stdin, proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        try:
+            proc.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5.0)
+
+    def _closed(self) -> server.TransportClosedError:
+        proc = self._proc
+        status = None
+        if proc is not None:
+            try:
+                status = proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                status = None
+        self.close_transport()
+        what = "exited" if status is None or status >= 0 else "was killed by signal"
+        return server.TransportClosedError(
+            data={"detail": f"the host program {what} {abs(status) if status is not None else ''}".strip()}
+        )
+
+    def read_transport(self, n, timeout_sec):
+        if self._proc is None:
+            raise server.TransportClosedError(data={"detail": "transport not open"})
+        try:
+            return server.read_with_timeout(self._proc.stdout.fileno(), n, timeout_sec)
+        except server.TransportClosedError:
+            raise self._closed() from None
+
+    def write_transport(self, data, timeout_sec):
+        if self._proc is None:
+            raise server.TransportClosedError(data={"detail": "transport not open"})
+        try:
+            written = server.write_with_timeout(self._proc.stdin.fileno(), data, timeout_sec)
+        except server.TransportClosedError:
+            raise self._closed() from None
+        if written < len(data):
+            raise server.IoTimeoutError()
+
+
+def _run_streamed(argv: list[str], *, verbose: bool, timeout: float) -> None:
+    """Run a build command, streaming its output to our stdout (which the Project API client
+    shares with the user); on failure raise with the output's tail."""
+    import collections
+    import selectors
+
+    if verbose:
+        _log("$ " + " ".join(argv))
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    tail: collections.deque[bytes] = collections.deque(maxlen=60)
+    deadline = time.monotonic() + timeout
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    buf = b""
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                proc.kill()
+                raise RuntimeError(f"build timed out after {timeout:.0f} s: {' '.join(argv)}")
+            if not sel.select(timeout=min(left, 1.0)):
+                continue
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            tail.extend(lines)
+        if buf:
+            tail.append(buf)
+        status = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        sel.close()
+        proc.stdout.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=5)
+    if status != 0:
+        text = b"\n".join(tail).decode(errors="replace")
+        raise RuntimeError(f"build failed ({' '.join(argv)} exited {status}):\n{text}")
