@@ -9,10 +9,11 @@ board's compile definitions are generated from it.
 
 Stages:
 
-- ``generate_project`` copies this server, ``boards.json``, the firmware sources (startup,
-  vector table, CMSDK UART, timer) and the runtime into the project, extracts the MLF into
-  ``model/``, writes the model glue, the linker script ``qemu_arm.ld``, ``board.mk`` and a
-  ``Makefile``, and remembers the options in ``qemu_arm_project.json``.
+- ``generate_project`` copies this server (with ``qemu_arm_impl.py``), ``boards.json``, the
+  firmware sources (startup, vector table, CMSDK UART, timer) and the runtime into the
+  project, extracts the MLF into ``model/``, writes the model glue, the linker script
+  ``qemu_arm.ld``, ``board.mk`` and a ``Makefile``, and remembers the options in
+  ``qemu_arm_project.json``.
 - ``build`` checks the MLF's weights and arena against the board's flash and RAM, runs
   make (the ELF is ``build/image.elf``) and records its section sizes in
   ``build/sizes.json``. A model that does not fit fails with both numbers (needed vs
@@ -30,638 +31,76 @@ the board's clock rate (25 MHz: one instruction per cycle), counted exactly by Q
 ``-icount shift=S``; the figure does not
 depend on the host's speed or load.
 
-Imports are kept light (standard library and the Project API helper): the server must
-start fast. pyserial and microtvm_tasks' own modules are imported when a stage needs them.
+A server is started for every query, and most queries are ``server_info_query``. So this
+script holds only what that answer needs (the options; board names from ``boards.json``)
+and imports nothing beyond the Project API helper. Everything else is in
+``qemu_arm_impl.py``, which `_load_impl` runs in this module's namespace on the first other
+call: a script is compiled at every start, a file loaded that way has its byte code cached,
+and the module looks exactly as if it were one file (tests and tools reach the
+implementation's names, e.g. ``board_config``, through this module). pyserial and
+microtvm_tasks' own modules are imported when a stage needs them.
 """
 
 from __future__ import annotations
 
-import atexit
-import collections
-import hashlib
 import json
 import os
-import re
-import shlex
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 from typing import Any
 
 from microtvm_tasks.project_api import server
 
-TEMPLATE_DIR = Path(__file__).resolve().parent
+IMPL_FILE = "qemu_arm_impl.py"
 BOARDS_FILE = "boards.json"
 PROJECT_CONFIG = "qemu_arm_project.json"
 SERVER_FILE = "microtvm_api_server.py"
-IMAGE = Path("build") / "image.elf"
-SIZES_FILE = Path("build") / "sizes.json"
-FLASH_FILE = Path("build") / "flash.json"
-QEMU_LOG = Path("build") / "qemu.log"
-LINKER_SCRIPT = "qemu_arm.ld"
-BOARD_MK = "board.mk"
-
-#: firmware sources of the template itself, copied into the project's src/.
-FIRMWARE_SOURCES = (
-    "cmsdk_uart.c",
-    "cmsdk_uart.h",
-    "platform_qemu_arm.c",
-    "qemu_arm_board.h",
-    "startup.c",
-)
-MAIN_SOURCE = "main.c"
+_SERVER_DIR = os.path.dirname(os.path.realpath(__file__))
 
 PROJECT_TYPES = ("host_driven", "aot_standalone_demo")
 OPT_LEVELS = ("O0", "O1", "O2", "O3", "Os")
 DEFAULT_OPT_LEVEL = "O2"
-STACK_BYTES = 16 * 1024
 
-#: printed by the firmware (src/qemu_arm_board.h) when it faults or main() returns.
-FAULT_MARKER = b"*** MT_QEMU_ARM_FAULT "
-EXIT_MARKER = b"*** MT_QEMU_ARM_EXIT code=0x"
-
-BUILD_TIMEOUT_SEC = 900
-#: QEMU prints this (to its log) once the machine is built and it waits for our connection.
-QEMU_WAITING_TEXT = "waiting for connection"
-#: how long to wait for that text; QEMU builds that do not print it are connected to after it.
-QEMU_READY_WAIT_SEC = 5.0
-QEMU_CONNECT_TIMEOUT_SEC = 10.0
-TAIL_BYTES = 4096
-
-PR_SET_PDEATHSIG = 1
+_impl_loaded = False
 
 
-class QemuArmError(Exception):
-    """A user-facing failure of this template (bad board, missing tool, model too big...)."""
+def _load_impl() -> dict[str, Any]:
+    """Run `IMPL_FILE` in this module's namespace (once) and return the namespace.
+
+    `SourceFileLoader.get_code` reads ``__pycache__`` and writes it when Python may; running
+    the code here rather than importing it as a module keeps one namespace, so a name
+    replaced on this module (a test's monkeypatch) is the one the implementation sees.
+    """
+    global _impl_loaded
+    namespace = globals()
+    if not _impl_loaded:
+        import importlib.machinery
+
+        path = os.path.join(_SERVER_DIR, IMPL_FILE)
+        code = importlib.machinery.SourceFileLoader("qemu_arm_impl", path).get_code("qemu_arm_impl")
+        exec(code, namespace)
+        _impl_loaded = True
+    return namespace
 
 
-# ---------------------------------------------------------------------------------------
-# Boards (data) and the files generated from them
-# ---------------------------------------------------------------------------------------
+def __getattr__(name: str) -> Any:
+    """A name of the implementation, asked for on this module before any stage ran."""
+    if not name.startswith("__") and not _impl_loaded:
+        namespace = _load_impl()
+        if name in namespace:
+            return namespace[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def load_boards(template_dir: Path = TEMPLATE_DIR) -> dict[str, Any]:
-    """boards.json of `template_dir` with its hex address strings turned into ints."""
-    path = Path(template_dir) / BOARDS_FILE
+def _board_names() -> list[str]:
+    """The boards of boards.json, sorted; an unreadable file is the implementation's error."""
     try:
-        raw = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise QemuArmError(f"{path}: cannot read the board list ({exc})") from None
-    boards = {}
-    for name, board in raw["boards"].items():
-        board = dict(board)
-        for region in ("flash", "ram", "uart0", "timer0"):
-            board[region] = dict(board[region])
-            for key in ("base", "size"):
-                if key in board[region]:
-                    board[region][key] = int(str(board[region][key]), 0)
-        boards[name] = board
-    return {"qemu": raw["qemu"], "boards": boards}
-
-
-def board_config(board_name: str, template_dir: Path = TEMPLATE_DIR) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(board, qemu settings) for `board_name`; a clear error lists the known boards."""
-    data = load_boards(template_dir)
-    if board_name not in data["boards"]:
-        known = ", ".join(sorted(data["boards"]))
-        raise QemuArmError(f"unknown board {board_name!r} for the qemu_arm template; choose one of: {known}")
-    return data["boards"][board_name], data["qemu"]
-
-
-def linker_script(board_name: str, board: dict[str, Any], stack_bytes: int = STACK_BYTES) -> str:
-    """The GNU ld script for `board`: code and constants in flash, data/bss/stack in RAM.
-
-    Region names FLASH and RAM are what `build` looks for in ld's overflow messages.
-    """
-    flash, ram = board["flash"], board["ram"]
-    return f"""/* Generated by the qemu_arm template from boards.json for {board_name}. Do not edit. */
-MEMORY
-{{
-  FLASH (rx)  : ORIGIN = 0x{flash["base"]:08x}, LENGTH = 0x{flash["size"]:08x}  /* {flash.get("what", "")} */
-  RAM   (rwx) : ORIGIN = 0x{ram["base"]:08x}, LENGTH = 0x{ram["size"]:08x}  /* {ram.get("what", "")} */
-}}
-
-ENTRY(mt_reset_handler)
-
-__stack_size__ = 0x{stack_bytes:x};
-
-SECTIONS
-{{
-  .text :
-  {{
-    KEEP(*(.vectors))
-    *(.text .text.*)
-    *(.rodata .rodata.*)
-    . = ALIGN(4);
-  }} > FLASH
-
-  .ARM.extab : {{ *(.ARM.extab* .gnu.linkonce.armextab.*) }} > FLASH
-  .ARM.exidx :
-  {{
-    __exidx_start = .;
-    *(.ARM.exidx* .gnu.linkonce.armexidx.*)
-    __exidx_end = .;
-  }} > FLASH
-
-  .data : ALIGN(4)
-  {{
-    __data_start__ = .;
-    *(.data .data.*)
-    . = ALIGN(4);
-    __data_end__ = .;
-  }} > RAM AT > FLASH
-  __data_load__ = LOADADDR(.data);
-
-  .bss (NOLOAD) : ALIGN(4)
-  {{
-    __bss_start__ = .;
-    *(.bss .bss.*)
-    *(COMMON)
-    . = ALIGN(4);
-    __bss_end__ = .;
-  }} > RAM
-  end = __bss_end__;
-  __end__ = __bss_end__;
-
-  /* Reserve the stack so that a model whose buffers leave no room for it fails to link. */
-  .stack (NOLOAD) : ALIGN(8)
-  {{
-    . = . + __stack_size__;
-  }} > RAM
-  __stack_top__ = ORIGIN(RAM) + LENGTH(RAM);
-}}
-"""
-
-
-def board_mk(
-    board_name: str,
-    board: dict[str, Any],
-    qemu: dict[str, Any],
-    *,
-    project_type: str = "host_driven",
-    opt_level: str = DEFAULT_OPT_LEVEL,
-    compile_definitions: str | None = None,
-    warning_as_error: bool = False,
-) -> str:
-    """The make fragment holding everything board- or option-specific (the Makefile is fixed)."""
-    defs = [
-        f'-DMT_BOARD_NAME=\\"{board_name}\\"',
-        f"-DMT_UART0_BASE=0x{board['uart0']['base']:08x}u",
-        f"-DMT_TIMER0_BASE=0x{board['timer0']['base']:08x}u",
-        f"-DMT_SYSCLK_HZ={int(board['sysclk_hz'])}u",
-        f"-DMT_ICOUNT_SHIFT={int(qemu['icount_shift'])}",
-    ]
-    if project_type == "aot_standalone_demo":
-        defs.append("-DMT_PROJECT_TYPE_STANDALONE=1")
-    extra = []
-    for item in shlex.split(compile_definitions or ""):
-        for part in item.split(","):
-            if part:
-                extra.append(part if part.startswith("-D") else f"-D{part}")
-    return "\n".join(
-        [
-            f"# Generated by the qemu_arm template for board {board_name}. Do not edit: regenerate.",
-            f"BOARD := {board_name}",
-            f"CPU_FLAGS := {' '.join(board['cflags'])}",
-            f"BOARD_DEFS := {' '.join(defs)}",
-            f"EXTRA_DEFS := {' '.join(shlex.quote(e) for e in extra)}",
-            f"OPT ?= -{opt_level}",
-            f"WERROR := {'-Werror' if warning_as_error else ''}",
-            "",
-        ]
-    )
-
-
-def write_firmware_tree(
-    dest: Path,
-    board_name: str,
-    *,
-    template_dir: Path = TEMPLATE_DIR,
-    project_type: str = "host_driven",
-    opt_level: str = DEFAULT_OPT_LEVEL,
-    compile_definitions: str | None = None,
-    warning_as_error: bool = False,
-    with_main: bool = True,
-) -> None:
-    """Write the board-specific firmware skeleton into `dest`: sources, ld script, make files.
-
-    Used by generate_project, and by tests that build a firmware of their own (e.g. a UART
-    echo) from the same startup code, drivers and linker script.
-    """
-    board, qemu = board_config(board_name, template_dir)
-    src = dest / "src"
-    src.mkdir(parents=True, exist_ok=True)
-    names = list(FIRMWARE_SOURCES) + ([MAIN_SOURCE] if with_main else [])
-    for name in names:
-        shutil.copy2(template_dir / "src" / name, src / name)
-    shutil.copy2(template_dir / "Makefile", dest / "Makefile")
-    (dest / LINKER_SCRIPT).write_text(linker_script(board_name, board))
-    (dest / BOARD_MK).write_text(
-        board_mk(
-            board_name,
-            board,
-            qemu,
-            project_type=project_type,
-            opt_level=opt_level,
-            compile_definitions=compile_definitions,
-            warning_as_error=warning_as_error,
-        )
-    )
-
-
-# ---------------------------------------------------------------------------------------
-# Build: make, sizes, fit check
-# ---------------------------------------------------------------------------------------
-
-_OVERFLOW_RE = re.compile(r"region [`'](FLASH|RAM)' overflowed by (\d+) bytes")
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise QemuArmError(
-            f"{name} not found on PATH; install Debian's gcc-arm-none-eabi and libnewlib-arm-none-eabi "
-            "(or qemu-system-arm for QEMU) and retry"
-        )
-    return path
-
-
-def _region_text(region: str, board_name: str, board: dict[str, Any]) -> str:
-    r = board["flash" if region == "FLASH" else "ram"]
-    return f"{r.get('what', region)} at 0x{r['base']:08x} on {board_name}"
-
-
-def check_model_fits(board_name: str, board: dict[str, Any], constants: int, workspace: int, io: int) -> None:
-    """Fail early, before compiling, when the MLF's own figures exceed the board's memories."""
-    flash, ram = board["flash"]["size"], board["ram"]["size"]
-    if constants > flash:
-        raise QemuArmError(
-            f"model does not fit board {board_name}: its weights need {constants} bytes of flash, "
-            f"the board has {flash} ({_region_text('FLASH', board_name, board)}); "
-            "choose a smaller model or a board with more flash"
-        )
-    if workspace + io + STACK_BYTES > ram:
-        raise QemuArmError(
-            f"model does not fit board {board_name}: its arena ({workspace} bytes), "
-            f"inputs/outputs ({io} bytes) "
-            f"and the {STACK_BYTES}-byte stack need {workspace + io + STACK_BYTES} bytes of RAM, "
-            f"the board has {ram} ({_region_text('RAM', board_name, board)}); "
-            "choose a smaller model or a board with more RAM"
-        )
-
-
-def explain_link_overflow(output: str, board_name: str, board: dict[str, Any]) -> str | None:
-    """Turn ld's 'region overflowed' lines into 'needs N bytes, the board has M'."""
-    messages = []
-    for region, over in _OVERFLOW_RE.findall(output):
-        size = board["flash" if region == "FLASH" else "ram"]["size"]
-        messages.append(
-            f"the firmware needs {size + int(over)} bytes of {region.lower()}, "
-            f"the board has {size} ({_region_text(region, board_name, board)})"
-        )
-    if not messages:
-        return None
-    return f"model does not fit board {board_name}: " + "; ".join(messages)
-
-
-def section_sizes(elf: Path) -> dict[str, int]:
-    """text/data/bss of the ELF as arm-none-eabi-size reports them (Berkeley format)."""
-    size_tool = _tool("arm-none-eabi-size")
-    out = subprocess.run(
-        [size_tool, "-B", str(elf)], capture_output=True, text=True, timeout=60, check=True
-    ).stdout
-    fields = out.strip().splitlines()[-1].split()
-    return {"text": int(fields[0]), "data": int(fields[1]), "bss": int(fields[2])}
-
-
-# ---------------------------------------------------------------------------------------
-# QEMU process management
-# ---------------------------------------------------------------------------------------
-
-
-def _pdeathsig_preexec() -> Any:
-    """A preexec_fn that makes the child get SIGKILL when its parent dies (Linux)."""
-    libc = None
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-        except OSError:
-            libc = None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        if libc is not None:
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
-
-
-def transport_closed(detail: str) -> server.TransportClosedError:
-    """TransportClosedError as the Project API carries it: the class name travels as the
-    message (so the client raises the same class), the explanation in ``data``."""
-    return server.TransportClosedError(data={"detail": detail})
-
-
-def io_timeout(detail: str) -> server.IoTimeoutError:
-    """IoTimeoutError with its explanation in ``data`` (see transport_closed)."""
-    return server.IoTimeoutError(data={"detail": detail})
-
-
-def _open_keeping_input(serial: Any, url: str) -> Any:
-    """pyserial's socket:// port, opened without discarding what has already arrived.
-
-    pyserial's open() ends with reset_input_buffer(), which for a socket reads and drops
-    everything pending. QEMU starts the firmware the moment our connection is accepted, so a
-    short program (an aot_standalone_demo) may have printed everything by then.
-    """
-    port = serial.serial_for_url(url, do_not_open=True, timeout=1.0)
-    port.reset_input_buffer = lambda: None  # instance attribute: shadows the method for open()
-    try:
-        port.open()
-    finally:
-        del port.reset_input_buffer
-    return port
-
-
-class QemuSession:
-    """One QEMU run of a firmware image, its UART reached over a loopback TCP socket.
-
-    The listening socket is created here (port 0: the kernel picks a free port) and handed
-    to QEMU as ``-chardev socket,fd=N,server=on,wait=on``, so QEMU cannot lose a race for the
-    port, and it waits for our connection before starting the CPU: nothing the firmware
-    prints at boot is lost.
-    """
-
-    def __init__(
-        self,
-        image: Path,
-        machine: str,
-        icount_shift: int,
-        log_path: Path,
-        *,
-        qemu_binary: str = "qemu-system-arm",
-        connect_timeout: float = QEMU_CONNECT_TIMEOUT_SEC,
-    ) -> None:
-        self.image = Path(image)
-        self.machine = machine
-        self.icount_shift = icount_shift
-        self.log_path = Path(log_path)
-        self.qemu_binary = qemu_binary
-        self.connect_timeout = connect_timeout
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.serial: Any = None
-        self.tail: collections.deque[int] = collections.deque(maxlen=TAIL_BYTES)
-        self.exit_code: int | None = None
-        self.fault: str | None = None
-
-    # -- lifecycle ---------------------------------------------------------------------
-
-    def argv(self, fd: int) -> list[str]:
-        """The QEMU command line (UART0 on the listening socket `fd`)."""
-        return [
-            self.qemu_binary,
-            "-M",
-            self.machine,
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-            "-nodefaults",
-            "-icount",
-            f"shift={self.icount_shift}",
-            "-chardev",
-            f"socket,id=uart0,fd={fd},server=on,wait=on",
-            "-serial",
-            "chardev:uart0",
-            "-kernel",
-            str(self.image),
-        ]
-
-    def start(self) -> None:
-        """Boot QEMU and connect to its UART; on any failure QEMU is killed and we raise."""
-        import serial  # pyserial, imported only when a transport is opened
-
-        qemu = shutil.which(self.qemu_binary)
-        if qemu is None:
-            raise QemuArmError(f"{self.qemu_binary} not found on PATH; install Debian's qemu-system-arm")
-        if not self.image.is_file():
-            raise QemuArmError(f"{self.image}: no firmware image; run build (and flash) first")
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            listener.bind(("127.0.0.1", 0))
-            listener.listen(1)
-            port = listener.getsockname()[1]
-            fd = listener.fileno()
-            with open(self.log_path, "wb") as log:
-                self.proc = subprocess.Popen(
-                    self.argv(fd),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    pass_fds=(fd,),
-                    start_new_session=True,
-                    preexec_fn=_pdeathsig_preexec(),  # noqa: PLW1509 - needed for parent-death kill
-                )
-            _LIVE.add(self)
-        finally:
-            listener.close()  # QEMU holds its own copy of the listening socket
-        deadline = time.monotonic() + self.connect_timeout
-        last_exc: Exception | None = None
-        # The kernel completes our connect() on QEMU's listening socket even before QEMU
-        # accepts it, so first wait until QEMU says it is waiting for us (its machine is
-        # built) or has exited: a bad machine or image then fails here, with QEMU's words.
-        ready_deadline = time.monotonic() + min(self.connect_timeout, QEMU_READY_WAIT_SEC)
-        while time.monotonic() < ready_deadline and self.proc.poll() is None:
-            if QEMU_WAITING_TEXT in self.qemu_log_tail(4000):
-                break
-            time.sleep(0.01)
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                self.serial = _open_keeping_input(serial, f"socket://127.0.0.1:{port}")
-                return
-            except serial.SerialException as exc:  # pragma: no cover - QEMU normally accepts at once
-                last_exc = exc
-                time.sleep(0.05)
-        exited = self.proc.poll() is not None
-        detail = self.last_output()
-        self.stop()
-        if exited:
-            raise QemuArmError(f"QEMU (-M {self.machine}, {self.image}) stopped while starting: {detail}")
-        raise QemuArmError(
-            f"could not connect to QEMU's UART on 127.0.0.1:{port} within {self.connect_timeout} s "
-            f"({last_exc}); {detail}"
-        )
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self) -> None:
-        """Close the UART and kill QEMU's whole process group; idempotent."""
-        if self.serial is not None:
-            try:
-                self.serial.close()
-            except Exception:  # noqa: BLE001 - closing a dead socket may fail; QEMU still dies
-                pass
-            self.serial = None
-        proc = self.proc
-        if proc is not None:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not get ignored
-                proc.kill()
-                proc.wait(timeout=10)
-        _LIVE.discard(self)
-
-    # -- output ------------------------------------------------------------------------
-
-    def uart_tail(self) -> str:
-        return bytes(self.tail).decode("latin-1")
-
-    def qemu_log_tail(self, limit: int = 2000) -> str:
-        try:
-            data = self.log_path.read_bytes()
-        except OSError:
-            return ""
-        return data[-limit:].decode("utf-8", "replace")
-
-    def last_output(self) -> str:
-        """What QEMU and the firmware said last, for error messages."""
-        parts = []
-        if self.proc is not None and self.proc.poll() is not None:
-            parts.append(f"QEMU exited with status {self.proc.returncode}")
-        log = self.qemu_log_tail().strip()
-        if log:
-            parts.append(f"QEMU log: {log}")
-        uart = self.uart_tail()
-        if uart:
-            parts.append(f"last UART output: {uart[-800:]!r}")
-        return "; ".join(parts) or "(no output)"
-
-    # -- transport ---------------------------------------------------------------------
-
-    def _closed(self, why: str) -> server.TransportClosedError:
-        detail = self.last_output()
-        self.stop()
-        return transport_closed(f"{why}; {detail}")
-
-    def _check_markers(self) -> None:
-        """Stop on the firmware's fault or exit report (it sleeps forever after it)."""
-        tail = bytes(self.tail)
-        at = tail.rfind(FAULT_MARKER)
-        if at >= 0:
-            line = tail[at:]
-            if b"***\r\n" not in line[len(FAULT_MARKER) :]:
-                self._read_more_until(b"***\r\n", 2.0)
-                line = bytes(self.tail)[bytes(self.tail).rfind(FAULT_MARKER) :]
-            self.fault = line.decode("latin-1").strip()
-            raise self._closed(f"the firmware faulted: {self.fault}")
-
-    def _raw_read(self, n: int, timeout_sec: float | None) -> bytes:
-        """Wait up to `timeout_sec` for one byte, then take whatever else is there (up to n).
-
-        pyserial's read(n) would wait for all n bytes; the Project API wants what is there.
-        """
-        self.serial.timeout = timeout_sec
-        data = self.serial.read(1)
-        if data and n > 1:
-            self.serial.timeout = 0
-            data += self.serial.read(n - 1)
-        return data
-
-    def _read_more_until(self, terminator: bytes, timeout: float) -> bytes:
-        """Read (into the tail too) until `terminator` arrives or `timeout` passes."""
-        got = b""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end and self.serial is not None:
-            try:
-                chunk = self._raw_read(256, max(0.0, end - time.monotonic()))
-            except Exception:  # noqa: BLE001 - best effort while reporting a fault or exit
-                break
-            got += chunk
-            self.tail.extend(chunk)
-            if terminator in bytes(self.tail)[-256:]:
-                break
-        return got
-
-    def read(self, n: int, timeout_sec: float | None) -> bytes:
-        """Between 1 and n bytes, or IoTimeoutError / TransportClosedError."""
-        import serial
-
-        if self.exit_code is not None:
-            raise self._closed(f"the firmware stopped (main returned {self.exit_code})")
-        if self.serial is None:
-            raise transport_closed("the transport is not open")
-        try:
-            data = self._raw_read(n, timeout_sec)
-        except serial.SerialException as exc:
-            raise self._closed(f"QEMU's UART closed ({exc})") from None
-        if not data:
-            if not self.alive():
-                raise self._closed("QEMU is gone")
-            raise io_timeout(f"no byte from the firmware within {timeout_sec} s; {self.last_output()}")
-        self.tail.extend(data)
-        self._check_markers()
-        at = bytes(self.tail).rfind(EXIT_MARKER)
-        if at >= 0:
-            # main() returned: the rest of the report line follows at once. Hand it to the
-            # caller with this read, then report the transport closed on the next one.
-            if b"***\r\n" not in bytes(self.tail)[at:]:
-                data += self._read_more_until(b"***\r\n", 2.0)
-            match = re.search(
-                rb"code=0x([0-9a-f]{8})", bytes(self.tail)[bytes(self.tail).rfind(EXIT_MARKER) :]
-            )
-            self.exit_code = int(match.group(1), 16) if match else -1
-        return data
-
-    def write(self, data: bytes, timeout_sec: float | None) -> None:
-        import serial
-
-        if self.serial is None:
-            raise transport_closed("the transport is not open")
-        if not self.alive():
-            raise self._closed("QEMU is gone")
-        try:
-            self.serial.write_timeout = timeout_sec
-            self.serial.write(data)
-        except serial.SerialTimeoutException:
-            raise io_timeout(f"could not write {len(data)} bytes within {timeout_sec} s") from None
-        except serial.SerialException as exc:
-            raise self._closed(f"QEMU's UART closed ({exc})") from None
-
-
-#: sessions still running, killed at interpreter exit (belt and braces beside PDEATHSIG).
-_LIVE: set[QemuSession] = set()
-
-
-@atexit.register
-def _stop_all() -> None:
-    for qemu in list(_LIVE):
-        qemu.stop()
-
-
-# ---------------------------------------------------------------------------------------
-# The Project API handler
-# ---------------------------------------------------------------------------------------
+        with open(os.path.join(_SERVER_DIR, BOARDS_FILE), encoding="utf-8") as f:
+            return sorted(json.load(f)["boards"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return sorted(_load_impl()["load_boards"]()["boards"])  # raises QemuArmError
 
 
 def _project_options() -> list[server.ProjectOption]:
-    boards = sorted(load_boards()["boards"])
+    boards = _board_names()
     later = ["build", "flash", "open_transport"]
     return server.default_project_options(
         board={
@@ -695,295 +134,55 @@ def _project_options() -> list[server.ProjectOption]:
     ]
 
 
-def standalone_input(mlf_dir: Path, npz_path: str | None) -> dict[str, bytes]:
-    """The input baked into an aot_standalone_demo firmware, as raw bytes per input name.
-
-    Without a file every input gets a fixed pattern, so the demo's printout is reproducible.
-    """
-    from microtvm_tasks.runtime.glue import read_model_info
-
-    info = read_model_info(mlf_dir)
-    out: dict[str, bytes] = {}
-    if npz_path:
-        import numpy as np
-
-        arrays = np.load(npz_path)
-        for i, t in enumerate(info.inputs):
-            key = f"input_{i}" if f"input_{i}" in arrays else t.name
-            if key not in arrays:
-                raise QemuArmError(f"standalone_input {npz_path}: no array input_{i} or {t.name!r}")
-            data = np.ascontiguousarray(np.asarray(arrays[key], dtype=t.dtype)).tobytes()
-            if len(data) != t.nbytes:
-                raise QemuArmError(
-                    f"standalone_input {npz_path}: {key} has {len(data)} bytes, "
-                    f"input {t.name!r} needs {t.nbytes}"
-                )
-            out[t.name] = data
-        return out
-    for t in info.inputs:
-        if t.dtype == "float32":
-            import struct
-
-            values = [((i * 29) % 97) / 48.0 - 1.0 for i in range(t.nbytes // 4)]
-            out[t.name] = struct.pack(f"<{len(values)}f", *values)
-        else:
-            out[t.name] = bytes((i * 29 + 7) % 256 for i in range(t.nbytes))
-    return out
-
-
-def extract_extra_files(tar_path: Path, project_dir: Path) -> None:
-    """Unpack the extra_files_tar option into the project: regular files and directories
-    only, every path inside the project (checked here too, for Pythons whose tarfile has
-    no "data" filter)."""
-    import tarfile
-
-    if not tar_path.is_file():
-        raise QemuArmError(f"extra_files_tar {tar_path}: no such file")
-    try:
-        with tarfile.open(tar_path) as tar:
-            members = tar.getmembers()
-            root = project_dir.resolve()
-            for m in members:
-                target = (root / m.name).resolve()
-                if not (m.isfile() or m.isdir()) or (target != root and root not in target.parents):
-                    raise QemuArmError(
-                        f"extra_files_tar {tar_path}: member {m.name!r} is not a plain file "
-                        "inside the project"
-                    )
-            if hasattr(tarfile, "data_filter"):
-                tar.extractall(project_dir, members=members, filter="data")
-            else:  # pragma: no cover - Python < 3.10.12 / 3.11.4
-                tar.extractall(project_dir, members=members)
-    except tarfile.TarError as exc:
-        raise QemuArmError(f"extra_files_tar {tar_path}: not a readable tar archive ({exc})") from None
-
-
-def _opt(options: dict, name: str, default: Any) -> Any:
-    value = options.get(name)
-    return default if value is None else value
-
-
 class Handler(server.ProjectAPIHandler):
-    """The qemu_arm template; in a generated project it reads the project's own files."""
+    """The qemu_arm template's Project API handler.
+
+    Answers server_info_query itself; every other method goes to `QemuArmHandler` (in
+    `IMPL_FILE`), created on first use.
+    """
 
     def __init__(self) -> None:
-        self._qemu: QemuSession | None = None
-        self.project_dir = TEMPLATE_DIR
+        self._impl: Handler | None = None
+        self.project_dir = _SERVER_DIR
 
-    # -- info ----------------------------------------------------------------------------
-
-    def _is_project(self) -> bool:
-        return (self.project_dir / PROJECT_CONFIG).is_file()
+    def _full(self) -> Handler:
+        if self._impl is None:
+            self._impl = _load_impl()["QemuArmHandler"]()
+        return self._impl
 
     def server_info_query(self, tvm_version: str) -> server.ServerInfo:
+        project = os.path.isfile(os.path.join(self.project_dir, PROJECT_CONFIG))
         return server.ServerInfo(
             platform_name="qemu_arm",
-            is_template=not self._is_project(),
-            model_library_format_path=(self.project_dir / "model.tar") if self._is_project() else None,
+            is_template=not project,
+            model_library_format_path=os.path.join(self.project_dir, "model.tar") if project else None,
             project_options=_project_options(),
         )
 
-    def _config(self) -> dict[str, Any]:
-        path = self.project_dir / PROJECT_CONFIG
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise QemuArmError(
-                f"{path}: not a generated qemu_arm project ({exc}); run generate_project"
-            ) from None
-
-    def _board(self, options: dict) -> tuple[str, dict[str, Any], dict[str, Any]]:
-        config = self._config()
-        name = _opt(options, "board", config["board"])
-        if name != config["board"]:
-            raise QemuArmError(
-                f"board {name!r} differs from the board this project was generated for "
-                f"({config['board']!r}); "
-                "generate a new project for another board"
-            )
-        board, qemu = board_config(name, self.project_dir)
-        return name, board, qemu
-
-    # -- generate ------------------------------------------------------------------------
-
-    def generate_project(
-        self, model_library_format_path: Path, standalone_crt_dir: Path, project_dir: Path, options: dict
-    ) -> None:
-        from microtvm_tasks import mlf
-        from microtvm_tasks.runtime import glue
-
-        project_dir = Path(project_dir)
-        board_name = options.get("board")
-        if not board_name:
-            raise QemuArmError("option board is required: " + ", ".join(sorted(load_boards()["boards"])))
-        project_type = _opt(options, "project_type", "host_driven")
-        if project_type not in PROJECT_TYPES:
-            raise QemuArmError(f"project_type {project_type!r} is not one of {', '.join(PROJECT_TYPES)}")
-        opt_level = _opt(options, "opt_level", DEFAULT_OPT_LEVEL)
-        if opt_level not in OPT_LEVELS:
-            raise QemuArmError(f"opt_level {opt_level!r} is not one of {', '.join(OPT_LEVELS)}")
-        board, _ = board_config(board_name)
-
-        project_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(TEMPLATE_DIR / SERVER_FILE, project_dir / SERVER_FILE)
-        shutil.copy2(TEMPLATE_DIR / BOARDS_FILE, project_dir / BOARDS_FILE)
-        write_firmware_tree(
-            project_dir,
-            board_name,
-            project_type=project_type,
-            opt_level=opt_level,
-            compile_definitions=options.get("compile_definitions"),
-            warning_as_error=bool(options.get("warning_as_error")),
-        )
-        runtime_dir = project_dir / "runtime"
-        runtime_dir.mkdir(exist_ok=True)
-        for path in glue.runtime_sources():
-            shutil.copy2(path, runtime_dir / path.name)
-
-        mlf_path = Path(model_library_format_path)
-        shutil.copy2(mlf_path, project_dir / "model.tar")
-        info = mlf.extract_mlf(mlf_path, project_dir / "model", replace=True)
-        module = info.module()
-        standalone = None
-        if project_type == "aot_standalone_demo":
-            standalone = standalone_input(project_dir / "model", options.get("standalone_input"))
-        glue.write_model_glue(project_dir / "model", project_dir / "src", standalone_input=standalone)
-
-        extra = options.get("extra_files_tar")
-        if extra:
-            extract_extra_files(Path(extra), project_dir)
-
-        config = {
-            "board": board_name,
-            "project_type": project_type,
-            "opt_level": opt_level,
-            "compile_definitions": options.get("compile_definitions"),
-            "warning_as_error": bool(options.get("warning_as_error")),
-            "model": module.name,
-            "constants_size_bytes": module.constants_size_bytes,
-            "workspace_size_bytes": module.workspace_size_bytes,
-            "io_size_bytes": module.io_size_bytes,
-        }
-        (project_dir / PROJECT_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-
-    # -- build ---------------------------------------------------------------------------
-
-    def build(self, options: dict) -> None:
-        build_firmware(self.project_dir, options, self._board(options))
-
-    # -- flash ---------------------------------------------------------------------------
-
-    def flash(self, options: dict) -> None:
-        name, board, _ = self._board(options)
-        image = self.project_dir / IMAGE
-        if not image.is_file():
-            raise QemuArmError(f"{image}: no firmware image; run build first")
-        digest = hashlib.sha256(image.read_bytes()).hexdigest()
-        record = {"image": str(IMAGE), "sha256": digest, "board": name, "machine": board["machine"]}
-        (self.project_dir / FLASH_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-
-    # -- transport -----------------------------------------------------------------------
-
-    def open_transport(self, options: dict) -> server.TransportTimeouts:
-        self.close_transport()
-        name, board, qemu = self._board(options)
-        image = self.project_dir / IMAGE
-        if not image.is_file():
-            raise QemuArmError(f"{image}: no firmware image; run build and flash first")
-        session = QemuSession(
-            image,
-            board["machine"],
-            int(qemu["icount_shift"]),
-            self.project_dir / QEMU_LOG,
-            qemu_binary=qemu.get("binary", "qemu-system-arm"),
-        )
-        session.start()
-        self._qemu = session
-        return server.TransportTimeouts(
-            session_start_retry_timeout_sec=2.0,
-            session_start_timeout_sec=20.0,
-            session_established_timeout_sec=120.0,
+    def generate_project(self, model_library_format_path, standalone_crt_dir, project_dir, options):
+        return self._full().generate_project(
+            model_library_format_path, standalone_crt_dir, project_dir, options
         )
 
-    def close_transport(self) -> None:
-        if self._qemu is not None:
-            self._qemu.stop()
-            self._qemu = None
+    def build(self, options):
+        return self._full().build(options)
 
-    def _session(self) -> QemuSession:
-        if self._qemu is None:
-            raise transport_closed("the transport is not open; call open_transport first")
-        return self._qemu
+    def flash(self, options):
+        return self._full().flash(options)
 
-    def read_transport(self, n: int, timeout_sec: float | None) -> bytes:
-        return self._session().read(n, timeout_sec)
+    def open_transport(self, options):
+        return self._full().open_transport(options)
 
-    def write_transport(self, data: bytes, timeout_sec: float | None) -> None:
-        self._session().write(data, timeout_sec)
+    def close_transport(self):
+        if self._impl is not None:  # nothing can be open before a stage ran
+            self._impl.close_transport()
 
+    def read_transport(self, n, timeout_sec):
+        return self._full().read_transport(n, timeout_sec)
 
-def build_firmware(
-    project_dir: Path, options: dict, board_info: tuple[str, dict[str, Any], dict[str, Any]]
-) -> dict:
-    """make the image, record its sizes in build/sizes.json, and check it fits the board."""
-    name, board, _ = board_info
-    config_path = project_dir / PROJECT_CONFIG
-    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
-    if "workspace_size_bytes" in config:
-        # The MLF's own figures: fail before compiling anything when they cannot fit.
-        check_model_fits(
-            name,
-            board,
-            int(config.get("constants_size_bytes") or 0),
-            int(config.get("workspace_size_bytes") or 0),
-            int(config.get("io_size_bytes") or 0),
-        )
-    _tool("arm-none-eabi-gcc")
-    make = _tool("make")
-    argv = [make, "-C", str(project_dir), f"-j{min(2, os.cpu_count() or 1)}"]
-    opt_level = options.get("opt_level") or config.get("opt_level")
-    if opt_level is not None:
-        if opt_level not in OPT_LEVELS:
-            raise QemuArmError(f"opt_level {opt_level!r} is not one of {', '.join(OPT_LEVELS)}")
-        options_mk = project_dir / "build" / "options.mk"
-        text = f"# Written by build: options given to the build stage.\nOPT := -{opt_level}\n"
-        if not options_mk.is_file() or options_mk.read_text() != text:
-            options_mk.parent.mkdir(parents=True, exist_ok=True)
-            options_mk.write_text(text)
-    if options.get("verbose"):
-        argv.append("V=1")
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=BUILD_TIMEOUT_SEC)
-    except subprocess.TimeoutExpired:
-        raise QemuArmError(f"make in {project_dir} took more than {BUILD_TIMEOUT_SEC} s; gave up") from None
-    output = proc.stdout + proc.stderr
-    if options.get("verbose"):
-        sys.stderr.write(output)
-    if proc.returncode != 0:
-        overflow = explain_link_overflow(output, name, board)
-        if overflow:
-            raise QemuArmError(overflow)
-        raise QemuArmError(f"build failed (make exit {proc.returncode}):\n{output[-4000:]}")
-    image = project_dir / IMAGE
-    sizes = section_sizes(image)
-    flash_used = sizes["text"] + sizes["data"]
-    ram_used = sizes["data"] + sizes["bss"]
-    record = {
-        "board": name,
-        "image": str(IMAGE),
-        "sha256": hashlib.sha256(image.read_bytes()).hexdigest(),
-        **sizes,
-        "flash_bytes": flash_used,
-        "ram_bytes": ram_used,
-        "stack_bytes": STACK_BYTES,
-        "flash_size": board["flash"]["size"],
-        "ram_size": board["ram"]["size"],
-    }
-    (project_dir / SIZES_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    return record
+    def write_transport(self, data, timeout_sec):
+        return self._full().write_transport(data, timeout_sec)
 
 
 if __name__ == "__main__":
-    _handler = Handler()
-    _handler.project_dir = Path(__file__).resolve().parent
-    server.main(_handler)
+    server.main(Handler())
