@@ -61,6 +61,21 @@ CASES = {
     "conv_pads_stride2_not_tflite": lambda: _conv((1, 3, 8, 8), (4, 3, 3, 3), (1, 4, 4, 4),
                                                  pads=[1, 1, 1, 1], strides=[2, 2]),
     "conv_asymmetric_pads": lambda: _conv((1, 2, 7, 6), (3, 2, 3, 2), (1, 3, 8, 8), pads=[2, 0, 1, 3]),
+    "conv_pads_stride2_pytorch_even": lambda: _conv((1, 3, 10, 10), (4, 3, 3, 3), (1, 4, 5, 5),
+                                                    pads=[1, 1, 1, 1], strides=[2, 2]),
+    "conv_pads_top_left_only": lambda: _conv((1, 2, 6, 6), (3, 2, 3, 3), (1, 3, 6, 6), pads=[2, 2, 0, 0]),
+    "conv_pads_dilated_stride2": lambda: _conv((1, 2, 9, 8), (3, 2, 3, 3), (1, 3, 5, 4),
+                                               pads=[2, 1, 2, 0], strides=[2, 2], dilations=[2, 2]),
+    "conv_pads_larger_than_kernel": lambda: _conv((1, 2, 4, 4), (3, 2, 2, 2), (1, 3, 8, 4),
+                                                  pads=[3, 0, 2, 1]),
+    "conv_1x1_pads_stride2": lambda: _conv((1, 3, 5, 5), (4, 3, 1, 1), (1, 4, 4, 4), pads=[1, 1, 1, 1],
+                                           strides=[2, 2]),
+    "conv_depthwise_pads_stride2_pytorch": lambda: _conv((1, 4, 8, 8), (4, 1, 3, 3), (1, 4, 4, 4), group=4,
+                                                         pads=[1, 1, 1, 1], strides=[2, 2]),
+    "conv_depthwise_multiplier2_asymmetric_pads": lambda: _conv((1, 2, 6, 7), (4, 1, 3, 3), (1, 4, 7, 6),
+                                                               group=2, pads=[2, 0, 1, 1]),
+    "conv_same_lower_stride2": lambda: _conv((1, 2, 8, 8), (3, 2, 3, 3), (1, 3, 4, 4), strides=[2, 2],
+                                             auto_pad="SAME_LOWER"),
     "conv_stride2_valid": lambda: _conv((1, 3, 9, 10), (4, 3, 3, 3), (1, 4, 4, 4), strides=[2, 2]),
     "conv_dilation2": lambda: _conv((1, 3, 9, 9), (4, 3, 3, 3), (1, 4, 5, 5), dilations=[2, 2]),
     "conv_no_bias_1x1": lambda: _conv((1, 6, 5, 5), (4, 6, 1, 1), (1, 4, 5, 5), bias=False),
@@ -120,6 +135,22 @@ CASES = {
                                                 kernel_shape=[3, 3], strides=[2, 2]),
     "averagepool_same_upper": lambda: mb.onnx_single("AveragePool", [(1, 2, 7, 7)], (1, 2, 7, 7),
                                                      kernel_shape=[3, 3], auto_pad="SAME_UPPER"),
+    "averagepool_same_upper_count_include_pad": lambda: mb.onnx_single(
+        "AveragePool", [(1, 2, 7, 7)], (1, 2, 7, 7), kernel_shape=[3, 3], auto_pad="SAME_UPPER",
+        count_include_pad=1),
+    "averagepool_pads_stride2_exclude_pad": lambda: mb.onnx_single(
+        "AveragePool", [(1, 3, 8, 8)], (1, 3, 4, 4), kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+    "averagepool_pads_stride2_include_pad": lambda: mb.onnx_single(
+        "AveragePool", [(1, 3, 8, 8)], (1, 3, 4, 4), kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1],
+        count_include_pad=1),
+    "averagepool_asymmetric_pads_include_pad": lambda: mb.onnx_single(
+        "AveragePool", [(1, 2, 6, 5)], (1, 2, 7, 3), kernel_shape=[3, 2], strides=[1, 2], pads=[2, 0, 1, 1],
+        count_include_pad=1),
+    "averagepool_asymmetric_pads_exclude_pad": lambda: mb.onnx_single(
+        "AveragePool", [(1, 2, 6, 5)], (1, 2, 7, 3), kernel_shape=[3, 2], strides=[1, 2], pads=[2, 0, 1, 1]),
+    "averagepool_same_lower": lambda: mb.onnx_single(
+        "AveragePool", [(1, 2, 6, 6)], (1, 2, 3, 3), kernel_shape=[2, 2], strides=[2, 2],
+        auto_pad="SAME_LOWER"),
     "global_average_pool": lambda: mb.onnx_single("GlobalAveragePool", [(1, 5, 4, 3)], (1, 5, 1, 1)),
     # shapes
     "reshape_nhwc_to_2d_then_gemm": lambda: _chain(
@@ -208,6 +239,38 @@ def test_flatten_before_dense_permutes_weights_instead_of_data(tmp_path):
 def test_constant_transpose_is_folded(tmp_path):
     g = _passes(CASES["transpose_constant_folded"](), tmp_path)
     assert [n.kind for n in g.nodes] == ["FULLY_CONNECTED"]
+
+
+@pytest.mark.parametrize("case", ["conv_pads_stride2_pytorch_even", "conv_asymmetric_pads",
+                                  "conv_depthwise_pads_stride2_pytorch", "conv_pads_larger_than_kernel"])
+def test_explicit_conv_pads_need_no_pad_operator(case, tmp_path):
+    """Pads TFLite's SAME / VALID cannot express go to the convolution itself: no PAD node
+    and no padded copy of the input in the arena."""
+    g = _passes(CASES[case](), tmp_path)
+    kinds = [n.kind for n in g.nodes]
+    assert "PAD" not in kinds
+    conv = next(n for n in g.nodes if n.kind.endswith("CONV_2D"))
+    assert conv.attrs["padding"] == "EXPLICIT" and len(conv.attrs["pads"]) == 4
+    # the arena holds at most the NHWC input and output (TRANSPOSEs at the boundary)
+    from microtvm_tasks.compiler.memory import plan_memory
+
+    x, y = g.t(conv.inputs[0]), g.t(conv.outputs[0])
+    assert plan_memory(g).arena_size <= -(-x.nbytes // 16) * 16 + -(-y.nbytes // 16) * 16
+
+
+def test_averagepool_count_include_pad_reaches_the_kernel(tmp_path):
+    g = _passes(CASES["averagepool_pads_stride2_include_pad"](), tmp_path)
+    pool = next(n for n in g.nodes if n.kind == "AVERAGE_POOL_2D")
+    assert pool.attrs["count_include_pad"] is True and pool.attrs["pads"] == (1, 1, 1, 1)
+    g = _passes(CASES["averagepool_pads_stride2_exclude_pad"](), tmp_path)
+    assert not next(n for n in g.nodes if n.kind == "AVERAGE_POOL_2D").attrs.get("count_include_pad")
+
+
+def test_pooling_pads_as_large_as_the_kernel_are_rejected(tmp_path):
+    for op in ("AveragePool", "MaxPool"):
+        model = mb.onnx_single(op, [(1, 2, 4, 4)], (1, 2, 7, 4), kernel_shape=[2, 2], pads=[2, 0, 1, 0])
+        msg = _error(model, tmp_path)
+        assert op in msg and "as large as the kernel" in msg
 
 
 @pytest.fixture(scope="module")

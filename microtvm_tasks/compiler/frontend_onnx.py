@@ -205,13 +205,15 @@ class Converter:
             raise self.error("the Indices output of MaxPool is not supported")
         pads, (oh, ow) = self.spatial_pads(shape[2:], k, strides, [1, 1])
         padding = tflite_padding_name(shape[2:], k, strides, [1, 1], pads)
-        if padding is None and kind != "MAX_POOL_2D":
-            raise self.error(
-                f"pads {list(pads)} are neither TFLite SAME nor VALID padding; not supported for this pooling"
-            )
+        if max(pads[0], pads[2]) >= k[0] or max(pads[1], pads[3]) >= k[1]:
+            raise self.error(f"pads {list(pads)} as large as the kernel {k} are not supported")
+        attrs = pool_attrs(k, strides, pads, padding)
+        if kind == "AVERAGE_POOL_2D" and int(self.attr("count_include_pad", 0)) and any(pads):
+            # padded positions count as zeros in the divisor (TFLite never does this)
+            attrs["count_include_pad"] = True
         out_shape = (shape[0], shape[1], oh, ow)
         y = self.output(self.outputs_[0], out_shape, NHWC)
-        self.add_node(kind, [self.value(x, NHWC)], [y], pool_attrs(k, strides, pads, padding))
+        self.add_node(kind, [self.value(x, NHWC)], [y], attrs)
 
     def global_pool(self, kind: str) -> None:
         """GlobalAveragePool -> MEAN over H, W (keep dims)."""
@@ -284,8 +286,7 @@ def tflite_padding_name(
 def pool_attrs(
     k: list[int], strides: list[int], pads: tuple[int, int, int, int], padding: str | None
 ) -> dict[str, Any]:
-    """Attributes of MAX_POOL_2D / AVERAGE_POOL_2D nodes; padding None = explicit pads
-    (only MAX_POOL_2D takes those)."""
+    """Attributes of MAX_POOL_2D / AVERAGE_POOL_2D nodes; padding None = explicit pads."""
     a: dict[str, Any] = {
         "filter": (k[0], k[1]),
         "stride": (strides[0], strides[1]),
@@ -298,15 +299,24 @@ def pool_attrs(
 
 
 def conv_attrs(
-    strides: list[int], dilations: list[int], padding: str, depth_multiplier: int | None = None
+    strides: list[int],
+    dilations: list[int],
+    padding: str | None,
+    depth_multiplier: int | None = None,
+    *,
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0),
 ) -> dict[str, Any]:
-    """Attributes of CONV_2D / DEPTHWISE_CONV_2D nodes (TFLite's SAME / VALID)."""
+    """Attributes of CONV_2D / DEPTHWISE_CONV_2D nodes: TFLite's SAME / VALID where the
+    pads are one of those, else "EXPLICIT" with pads (top, left, bottom, right), which the
+    kernels take directly (no PAD operator, no padded copy of the input in the arena)."""
     a: dict[str, Any] = {
         "stride": (strides[0], strides[1]),
         "dilation": (dilations[0], dilations[1]),
-        "padding": padding,
+        "padding": padding or "EXPLICIT",
         "activation": None,
     }
+    if padding is None:
+        a["pads"] = tuple(pads)
     if depth_multiplier is not None:
         a["depth_multiplier"] = depth_multiplier
     return a
@@ -344,14 +354,6 @@ def _conv(c: Converter) -> None:
     y = c.output(c.outputs_[0], (shape[0], m, oh, ow), NHWC)
     xin = c.value(x, NHWC)
     padding = tflite_padding_name(shape[2:], [kh, kw], strides, dilations, pads)
-    if padding is None:
-        # padding TFLite cannot express: an explicit zero PAD, then a VALID convolution
-        xs = c.graph.t(xin).shape
-        padded = c._add_tensor(
-            f"{y}_padded", (xs[0], xs[1] + pads[0] + pads[2], xs[2] + pads[1] + pads[3], xs[3])
-        )
-        c.add_node("PAD", [xin], [padded], {"pads": [(0, 0), (pads[0], pads[2]), (pads[1], pads[3]), (0, 0)]})
-        xin, padding = padded, "VALID"
     if group == 1:
         if cin_g != cin:
             raise c.error(f"weights expect {cin_g} input channels, the input has {cin}")
@@ -360,7 +362,7 @@ def _conv(c: Converter) -> None:
             "CONV_2D",
             [xin, c.ir_const(wt, c.inputs[1]), c.ir_const(bias, f"{y}_bias")],
             [y],
-            conv_attrs(strides, dilations, padding),
+            conv_attrs(strides, dilations, padding, pads=pads),
         )
     elif group == cin and cin_g == 1 and m % cin == 0:
         wt = np.ascontiguousarray(np.transpose(w.reshape(m, kh, kw), (1, 2, 0))[None])  # [1,KH,KW,M]
@@ -368,7 +370,7 @@ def _conv(c: Converter) -> None:
             "DEPTHWISE_CONV_2D",
             [xin, c.ir_const(wt, c.inputs[1]), c.ir_const(bias, f"{y}_bias")],
             [y],
-            conv_attrs(strides, dilations, padding, m // cin),
+            conv_attrs(strides, dilations, padding, m // cin, pads=pads),
         )
     else:
         raise c.error(f"grouped convolution with group={group} (neither 1 nor depthwise) is not supported")

@@ -2,13 +2,15 @@
  * average_pool_2d.h: AVERAGE_POOL_2D, NHWC, int8 (TFLite reference: sum of the in-bounds
  * window, divided by its element count rounding half away from zero, clamped; input and
  * output share quantisation) and float32. Channels are the inner, vectorised loop.
+ * `divisor` 0 divides by the window's in-bounds count (TFLite); non-zero is a fixed
+ * divisor (ONNX count_include_pad=1: padded positions count as zeros).
  */
 #define MT_POOL_BLOCK 64
 
 MT_KERNEL void mt_avgpool_s8(const int8_t* restrict in, int8_t* restrict out, int batches,
                              int in_h, int in_w, int ch, int out_h, int out_w, int k_h,
                              int k_w, int stride_h, int stride_w, int pad_h, int pad_w,
-                             int32_t act_min, int32_t act_max) {
+                             int divisor, int32_t act_min, int32_t act_max) {
   int32_t acc[MT_POOL_BLOCK];
   int b, oy, ox, c0, c, y, x;
   for (b = 0; b < batches; ++b) {
@@ -20,7 +22,7 @@ MT_KERNEL void mt_avgpool_s8(const int8_t* restrict in, int8_t* restrict out, in
         const int ix0 = ox * stride_w - pad_w;
         const int x0 = ix0 < 0 ? 0 : ix0;
         const int x1 = ix0 + k_w > in_w ? in_w : ix0 + k_w;
-        const int32_t count = (int32_t)((y1 - y0) * (x1 - x0));
+        const int32_t count = divisor ? (int32_t)divisor : (int32_t)((y1 - y0) * (x1 - x0));
         for (c0 = 0; c0 < ch; c0 += MT_POOL_BLOCK) {
           const int n = ch - c0 < MT_POOL_BLOCK ? ch - c0 : MT_POOL_BLOCK;
           for (c = 0; c < n; ++c) {
@@ -51,7 +53,7 @@ MT_KERNEL void mt_avgpool_s8(const int8_t* restrict in, int8_t* restrict out, in
 MT_KERNEL void mt_avgpool_f32(const float* restrict in, float* restrict out, int batches,
                               int in_h, int in_w, int ch, int out_h, int out_w, int k_h,
                               int k_w, int stride_h, int stride_w, int pad_h, int pad_w,
-                              float act_min, float act_max) {
+                              int divisor, float act_min, float act_max) {
   float acc[MT_POOL_BLOCK];
   int b, oy, ox, c0, c, y, x;
   for (b = 0; b < batches; ++b) {
@@ -63,7 +65,7 @@ MT_KERNEL void mt_avgpool_f32(const float* restrict in, float* restrict out, int
         const int ix0 = ox * stride_w - pad_w;
         const int x0 = ix0 < 0 ? 0 : ix0;
         const int x1 = ix0 + k_w > in_w ? in_w : ix0 + k_w;
-        const int count = (y1 - y0) * (x1 - x0);
+        const int count = divisor ? divisor : (y1 - y0) * (x1 - x0);
         for (c0 = 0; c0 < ch; c0 += MT_POOL_BLOCK) {
           const int n = ch - c0 < MT_POOL_BLOCK ? ch - c0 : MT_POOL_BLOCK;
           for (c = 0; c < n; ++c) {

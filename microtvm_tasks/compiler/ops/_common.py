@@ -56,6 +56,46 @@ def pad_before(in_size: int, k: int, stride: int, dilation: int, out: int) -> in
     return total // 2
 
 
+def window_padding(
+    attrs: dict, in_hw: tuple[int, int], k: tuple[int, int], stride: tuple[int, int],
+    dilation: tuple[int, int], err: Callable[[str], Exception],
+) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """((out_h, out_w), (top, left, bottom, right)) of a windowed operator.
+
+    attrs["padding"] is TFLite's "SAME" / "VALID" (the odd extra pixel after), or
+    "EXPLICIT" with attrs["pads"] = (top, left, bottom, right), which the ONNX frontend
+    gives for pads TFLite cannot express (e.g. PyTorch's stride-2, pad-1 convolutions), so
+    no separate PAD operator and padded copy of the input are needed. Kernels only take
+    the pads before: taps past the bottom / right edge fail their bounds check anyway."""
+    padding = attrs.get("padding", "VALID")
+    out: list[int] = []
+    pads: list[int] = []
+    if padding == "EXPLICIT":
+        p = attrs.get("pads")
+        if p is None or len(p) != 4 or any(int(v) < 0 for v in p):
+            raise err(f"explicit pads {p!r} must be four non-negative numbers (top, left, bottom, right)")
+        top, left, bottom, right = (int(v) for v in p)
+        for i, (before, after) in enumerate(((top, bottom), (left, right))):
+            eff = (k[i] - 1) * dilation[i] + 1
+            out.append((in_hw[i] + before + after - eff) // stride[i] + 1)
+        pads = [top, left, bottom, right]
+    elif padding in ("SAME", "VALID"):
+        after = []
+        for i in range(2):
+            o = out_size(padding, in_hw[i], k[i], stride[i], dilation[i])
+            eff = (k[i] - 1) * dilation[i] + 1
+            total = max((o - 1) * stride[i] + eff - in_hw[i], 0) if padding == "SAME" else 0
+            out.append(o)
+            pads.append(pad_before(in_hw[i], k[i], stride[i], dilation[i], o) if padding == "SAME" else 0)
+            after.append(total - pads[-1])
+        pads += after
+    else:
+        raise err(f"padding {padding} is not supported")
+    if min(out) < 1:
+        raise err(f"the output would be empty (input {list(in_hw)}, window {list(k)}, padding {pads})")
+    return (out[0], out[1]), (pads[0], pads[1], pads[2], pads[3])
+
+
 def nhwc(shape: Sequence[int], err: Callable[[str], Exception], what: str) -> tuple[int, int, int, int]:
     if len(shape) != 4:
         raise err(f"{what} must be 4-D NHWC, got shape {list(shape)}")

@@ -1,5 +1,9 @@
 """AVERAGE_POOL_2D: NHWC; int8 (input and output share quantisation, TFLite reference
-rounding) and float32; SAME/VALID padding, stride, fused activation."""
+rounding) and float32; SAME/VALID or explicit (top, left, bottom, right) padding, stride,
+fused activation.
+
+attrs["count_include_pad"] (from ONNX AveragePool) makes padded positions count in the
+divisor as zeros; TFLite (and ONNX's default) divide by the in-bounds count only."""
 
 from __future__ import annotations
 
@@ -7,36 +11,28 @@ from typing import Any
 
 from ..quant import activation_range, c_float
 from . import OpSpec, register
-from ._common import nhwc, out_size, pad_before, require_dtypes, require_quant
+from ._common import nhwc, require_dtypes, require_quant, window_padding
 
 
 def pool_geometry(node, graph, err) -> list[int]:
+    """[n, ih, iw, c, oh, ow, kh, kw, sh, sw, pad_top, pad_left, divisor] (the kernel's
+    arguments); divisor 0 = count the window's in-bounds elements (TFLite, ONNX
+    count_include_pad=0), else every window divides by kh * kw (ONNX count_include_pad=1:
+    the output size keeps every window inside the padded input)."""
     n, ih, iw, c = nhwc(graph.t(node.inputs[0]).shape, err, "input")
     on, oh, ow, oc = nhwc(graph.t(node.outputs[0]).shape, err, "output")
     kh, kw = node.attrs["filter"]
     sh, sw = node.attrs.get("stride", (1, 1))
-    padding = node.attrs.get("padding", "VALID")
-    if padding not in ("SAME", "VALID"):
-        raise err(f"padding {padding} is not supported")
     if min(kh, kw, sh, sw) < 1:
         raise err("filter size and stride must be >= 1")
-    eh, ew = out_size(padding, ih, kh, sh, 1), out_size(padding, iw, kw, sw, 1)
+    (eh, ew), pads = window_padding(node.attrs, (ih, iw), (kh, kw), (sh, sw), (1, 1), err)
+    top, left, bottom, right = pads
     if (on, oh, ow, oc) != (n, eh, ew, c):
         raise err(f"output shape {[on, oh, ow, oc]} does not match the computed {[n, eh, ew, c]}")
-    return [
-        n,
-        ih,
-        iw,
-        c,
-        oh,
-        ow,
-        kh,
-        kw,
-        sh,
-        sw,
-        pad_before(ih, kh, sh, 1, oh),
-        pad_before(iw, kw, sw, 1, ow),
-    ]
+    if max(top, bottom) >= kh or max(left, right) >= kw:
+        raise err(f"padding {[top, left, bottom, right]} as large as the filter {[kh, kw]} is not supported")
+    include = bool(node.attrs.get("count_include_pad")) and any((top, left, bottom, right))
+    return [n, ih, iw, c, oh, ow, kh, kw, sh, sw, top, left, kh * kw if include else 0]
 
 
 def pool_attrs(ctx: Any) -> dict[str, Any]:
@@ -66,6 +62,8 @@ class AveragePool2D(OpSpec):
             require_quant(y, err)
             if (x.scale, x.zero_point) != (y.scale, y.zero_point):
                 raise err("input and output quantisation differ (TFLite requires them equal)")
+            if node.attrs.get("count_include_pad"):
+                raise err("count_include_pad is only supported for float32")
         pool_geometry(node, graph, err)
 
     def lower(self, node, ctx):

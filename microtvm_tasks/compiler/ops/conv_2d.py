@@ -1,5 +1,6 @@
 """CONV_2D: NHWC input, OHWI filter; int8 (per-channel weights, TFLite reference integer
-semantics) and float32; stride, dilation, SAME/VALID padding, fused activation."""
+semantics) and float32; stride, dilation, SAME/VALID or explicit (top, left, bottom, right)
+padding (`_common.window_padding`), fused activation."""
 
 from __future__ import annotations
 
@@ -9,13 +10,12 @@ from ..quant import activation_range, c_float, conv_multipliers, sse2_rmul
 from . import OpSpec, register
 from ._common import (
     nhwc,
-    out_size,
-    pad_before,
     require_const,
     require_dtypes,
     require_quant,
     require_symmetric,
     window_attrs,
+    window_padding,
 )
 
 
@@ -38,12 +38,9 @@ def conv_geometry(node, graph, err, depthwise: bool) -> dict[str, int]:
             raise err(f"grouped convolution (filter in-channels {wic}, input channels {ic}) is not supported")
     sh, sw = node.attrs.get("stride", (1, 1))
     dh, dw = node.attrs.get("dilation", (1, 1))
-    padding = node.attrs.get("padding", "VALID")
-    if padding not in ("SAME", "VALID"):
-        raise err(f"padding {padding} is not supported")
     if min(sh, sw, dh, dw) < 1:
         raise err("stride and dilation must be >= 1")
-    eh, ew = out_size(padding, ih, kh, sh, dh), out_size(padding, iw, kw, sw, dw)
+    (eh, ew), pads = window_padding(node.attrs, (ih, iw), (kh, kw), (sh, sw), (dh, dw), err)
     if (on, oh, ow) != (n, eh, ew):
         raise err(f"output shape {[on, oh, ow, oc]} does not match the computed {[n, eh, ew, oc]}")
     return {
@@ -60,8 +57,10 @@ def conv_geometry(node, graph, err, depthwise: bool) -> dict[str, int]:
         "sw": sw,
         "dh": dh,
         "dw": dw,
-        "ph": pad_before(ih, kh, sh, dh, oh),
-        "pw": pad_before(iw, kw, sw, dw, ow),
+        "ph": pads[0],
+        "pw": pads[1],
+        "pb": pads[2],
+        "pr": pads[3],
     }
 
 
