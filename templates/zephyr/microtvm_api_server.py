@@ -12,81 +12,85 @@ pseudo-terminal; for hardware it opens the board's serial port, found by serial_
 by the USB VID:PID in boards.json. Without west or a Zephyr tree, build says what to install
 or set. Option names follow TVM v0.18's Zephyr template.
 
-Standard library only at import (pyserial when a transport opens): every stage starts this
-server as a fresh process.
+A server is started for every stage and every query, and most are `server_info_query`. So
+this script holds only what that answer needs (the options, with the board names read from
+`boards.json`) and imports nothing beyond the Project API helper. Everything else is in
+`zephyr_impl.py` (copied into every project with this script), which `_load_impl` runs in
+this module's namespace on the first other call: a script is compiled at every start, a
+file loaded that way has its byte code cached, and the module looks exactly as if it were
+one file (tests and tools reach the implementation's names through this module). pyserial
+is imported only when a transport opens.
 """
 
 from __future__ import annotations
 
-import atexit
-import collections
-import importlib.util
 import json
-import logging
 import os
-import pathlib
-import re
-import shlex
-import shutil
-import signal
-import subprocess
 import sys
-import tarfile
-import tempfile
-import threading
 from typing import Any
 
-from microtvm_tasks.errors import MicrotvmError, OptionError, TemplateError, ToolNotFoundError
 from microtvm_tasks.project_api import server
 
-_LOG = logging.getLogger(__name__)
+IMPL_FILE = "zephyr_impl.py"
+_SERVER_DIR = os.path.dirname(os.path.realpath(__file__))
+# A project (as opposed to the template) has its MLF beside the server.
+IS_TEMPLATE = not os.path.exists(os.path.join(_SERVER_DIR, "model.tar"))
 
-API_SERVER_DIR = pathlib.Path(__file__).resolve().parent
-BOARDS_PATH = API_SERVER_DIR / "boards.json"
-MODEL_LIBRARY_FORMAT_RELPATH = pathlib.Path("model.tar")
-PROJECT_CONFIG = "microtvm_project.json"
-IS_TEMPLATE = not (API_SERVER_DIR / MODEL_LIBRARY_FORMAT_RELPATH).exists()
-BUILD_DIR = API_SERVER_DIR / "build"
-
-BUILD_TIMEOUT_SEC = 1800
-FLASH_TIMEOUT_SEC = 300
-QEMU_START_TIMEOUT_SEC = 300  # `west build -t run` may relink first
-DEFAULT_MAIN_STACK_SIZE = 4096
-HARDWARE_MODEL_V2_VERSION = (3, 7)  # Zephyr 3.7 renamed boards (e.g. nrf5340dk/nrf5340/cpuapp)
-
-with open(BOARDS_PATH, encoding="utf-8") as _f:
+with open(os.path.join(_SERVER_DIR, "boards.json"), encoding="utf-8") as _f:
     BOARD_PROPERTIES: dict[str, dict[str, Any]] = json.load(_f)
 
 PROJECT_TYPES = ["host_driven", "aot_standalone_demo"]
 ALL_STAGES = ["generate_project", "build", "flash", "open_transport"]
 
-SETUP_HINT = (
-    "set up Zephyr as in https://docs.zephyrproject.org/latest/develop/getting_started/ "
-    "(pip install west; west init ~/zephyrproject; cd ~/zephyrproject && west update; "
-    "install the Zephyr SDK), then export ZEPHYR_BASE=~/zephyrproject/zephyr or pass "
-    "zephyr_base=..., and west_cmd=... if west is not on PATH"
-)
+
+def _which(name: str) -> str | None:
+    """`shutil.which(name)` for a bare command name, without importing shutil (and the
+    compression modules it loads)."""
+    path = os.environ.get("PATH")
+    if path is None:
+        try:
+            path = os.confstr("CS_PATH")
+        except (AttributeError, ValueError):
+            path = os.defpath
+    seen = set()
+    for directory in (path or "").split(os.pathsep):
+        if directory in seen:
+            continue
+        seen.add(directory)
+        candidate = os.path.join(directory, name)
+        mode = os.F_OK | os.X_OK
+        if os.path.exists(candidate) and os.access(candidate, mode) and not os.path.isdir(candidate):
+            return candidate
+    return None
+
+
+DEFAULT_MAIN_STACK_SIZE = 4096
 
 
 def _default_west_cmd() -> str | None:
     """`west` on PATH, else `python -m west` when this interpreter has it, else None."""
-    if shutil.which("west"):
+    if _which("west"):
         return "west"
-    if importlib.util.find_spec("west") is not None:
+    if _find_spec("west") is not None:
         return f"{sys.executable} -m west"
+    return None
+
+
+def _find_spec(name: str) -> Any:
+    """`importlib.util.find_spec` for a top-level name, without importing importlib.util."""
+    module = sys.modules.get(name)
+    if module is not None:
+        return getattr(module, "__spec__", None)
+    for finder in sys.meta_path:
+        find_spec = getattr(finder, "find_spec", None)
+        spec = find_spec(name, None) if find_spec is not None else None
+        if spec is not None:
+            return spec
     return None
 
 
 WEST_CMD = _default_west_cmd()
 ZEPHYR_BASE = os.environ.get("ZEPHYR_BASE")
-
-
-class BuildFailedError(MicrotvmError):
-    """west build or west flash failed; the message carries the tail of the log."""
-
-
-class BoardNotFoundError(MicrotvmError):
-    """No (or more than one) serial port matches the board; say how to pick one."""
 
 
 PROJECT_OPTIONS = server.default_project_options(
@@ -133,720 +137,85 @@ PROJECT_OPTIONS = server.default_project_options(
 ]
 
 
-# --------------------------------------------------------------------------- helpers
+_impl_loaded = False
 
 
-def _board(name: str | None) -> dict[str, Any]:
-    if name not in BOARD_PROPERTIES:
-        raise OptionError(
-            f"zephyr: unknown board {name!r}; choose one of {', '.join(sorted(BOARD_PROPERTIES))}"
-        )
-    return BOARD_PROPERTIES[name]
+def _load_impl() -> dict[str, Any]:
+    """Run `IMPL_FILE` in this module's namespace (once) and return the namespace.
 
-
-def _definitions(value: Any) -> list[str]:
-    """compile_definitions as NAME[=VALUE] items: TVM passed a list of -D flags; a command
-    line gives one string."""
-    if not value:
-        return []
-    items = [str(v) for v in value] if isinstance(value, (list, tuple)) else shlex.split(str(value))
-    out = []
-    for item in items:
-        out.append(item[2:] if item.startswith("-D") else item)
-    return [i for i in out if i]
-
-
-def zephyr_version(zephyr_base: str | os.PathLike[str] | None) -> tuple[int, int] | None:
-    """(major, minor) from <zephyr_base>/VERSION, or None when unknown."""
-    if not zephyr_base:
-        return None
-    try:
-        text = (pathlib.Path(zephyr_base) / "VERSION").read_text()
-    except OSError:
-        return None
-    major = re.search(r"VERSION_MAJOR\s*=\s*(\d+)", text)
-    minor = re.search(r"VERSION_MINOR\s*=\s*(\d+)", text)
-    if not (major and minor):
-        return None
-    return int(major.group(1)), int(minor.group(1))
-
-
-def board_target(board: str, version: tuple[int, int] | None) -> str:
-    """The name `west build -b` wants: Zephyr >= 3.7 uses hardware model v2 names."""
-    props = _board(board)
-    if version is not None and version >= HARDWARE_MODEL_V2_VERSION:
-        return props.get("board_v2", props["board"])
-    return props["board"]
-
-
-def _safe_extract(tar_path: pathlib.Path, dest: pathlib.Path) -> None:
-    """Extract a tar refusing absolute paths, '..' and links: archives are user input."""
-    with tarfile.open(tar_path, "r:*") as tf:
-        members = tf.getmembers()
-        for member in members:
-            parts = pathlib.PurePosixPath(member.name).parts
-            if member.name.startswith("/") or ".." in parts:
-                raise TemplateError(f"{tar_path}: unsafe member path {member.name!r}")
-            if not (member.isfile() or member.isdir()):
-                raise TemplateError(f"{tar_path}: member {member.name!r} is a link or device, not a file")
-        for member in members:
-            target = dest / member.name
-            if member.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            src = tf.extractfile(member)
-            assert src is not None
-            with src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out)
-
-
-def _read_project_config() -> dict[str, Any]:
-    path = API_SERVER_DIR / PROJECT_CONFIG
-    if not path.exists():
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def _option(options: dict[str, Any], name: str, default: Any = None) -> Any:
-    """An option from this call, else the one recorded at generate time, else `default`."""
-    value = options.get(name) if options else None
-    if value is None:
-        value = _read_project_config().get(name)
-    return default if value is None else value
-
-
-def _tail(path: pathlib.Path, lines: int = 30) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _kill_group(proc: subprocess.Popen, grace: float = 3.0) -> None:
-    """Terminate a process started with start_new_session=True, and everything it started."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=grace)
-
-
-def _set_parent_death_signal() -> None:
-    """In the child before exec: die with the server (Linux prctl PR_SET_PDEATHSIG)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
-    except Exception:  # noqa: BLE001 - not Linux: close_transport / atexit still reap it
-        pass
-
-
-def _run_logged(
-    argv: list[str],
-    *,
-    cwd: pathlib.Path,
-    log: pathlib.Path,
-    timeout: float,
-    what: str,
-    env: dict[str, str] | None = None,
-) -> int:
-    """Run a tool with its output in `log`, bounded by `timeout` (process group killed)."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    _LOG.info("run (in %s): %s", cwd, " ".join(shlex.quote(a) for a in argv))
-    with open(log, "wb") as out:
-        out.write(("$ " + " ".join(shlex.quote(a) for a in argv) + "\n").encode())
-        out.flush()
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
-        try:
-            return proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            raise BuildFailedError(
-                f"zephyr: {what} did not finish within {timeout:.0f} s and was stopped; "
-                f"log: {log}\n{_tail(log)}"
-            ) from None
-
-
-def resolve_tools(options: dict[str, Any]) -> tuple[list[str], pathlib.Path]:
-    """(west argv prefix, ZEPHYR_BASE) or one ToolNotFoundError naming everything missing."""
-    problems = []
-    west_cmd = _option(options, "west_cmd") or WEST_CMD
-    west_argv: list[str] = []
-    if not west_cmd:
-        problems.append("west is not installed (pip install west) and west_cmd is not set")
-    else:
-        west_argv = shlex.split(west_cmd)
-        exe = west_argv[0]
-        if shutil.which(exe) is None:
-            problems.append(f"west_cmd={west_cmd!r}: {exe!r} is not an executable")
-        elif len(west_argv) >= 3 and west_argv[1:3] == ["-m", "west"]:
-            probe = subprocess.run([exe, "-c", "import west"], capture_output=True, timeout=60)
-            if probe.returncode != 0:
-                problems.append(f"west_cmd={west_cmd!r}: that Python has no west module (pip install west)")
-    base = _option(options, "zephyr_base") or ZEPHYR_BASE
-    zephyr_base = pathlib.Path(base) if base else None
-    if zephyr_base is None:
-        problems.append("no Zephyr tree: ZEPHYR_BASE is not set and zephyr_base is not given")
-    elif not (zephyr_base / "cmake").is_dir() or not (zephyr_base / "VERSION").is_file():
-        problems.append(f"zephyr_base={zephyr_base} is not a zephyr repository (no VERSION and cmake/)")
-    if problems:
-        raise ToolNotFoundError("zephyr: cannot build: " + "; ".join(problems) + ". To fix: " + SETUP_HINT)
-    assert zephyr_base is not None
-    return west_argv, zephyr_base
-
-
-def _env_with_base(zephyr_base: pathlib.Path, extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env["ZEPHYR_BASE"] = str(zephyr_base)
-    env.update(extra or {})
-    return env
-
-
-# --------------------------------------------------------------------------- serial ports
-
-
-def _usb_ids(props: dict[str, Any]) -> list[tuple[int, int]]:
-    ids = list(props.get("usb_ids") or [])
-    if not ids and props.get("vid_hex") and props.get("pid_hex"):
-        ids = [f"{props['vid_hex']}:{props['pid_hex']}"]
-    return [(int(i.split(":")[0], 16), int(i.split(":")[1], 16)) for i in ids]
-
-
-def find_serial_port(board: str, serial_number: str | None) -> str:
-    """The board's serial device: the one whose USB serial number is `serial_number`, else the
-    single port with one of the board's USB VID:PIDs (boards.json). A probe with several
-    virtual COM ports (J-Link OB) is one board: boards.json names which port is the UART."""
-    from serial.tools import list_ports  # lazy
-
-    props = _board(board)
-    ports = list(list_ports.comports())
-    if serial_number:
-        hits = [p for p in ports if (p.serial_number or "").lstrip("0") == serial_number.lstrip("0")]
-        what = f"serial number {serial_number}"
-    else:
-        ids = _usb_ids(props)
-        if not ids:
-            raise BoardNotFoundError(
-                f"zephyr: the {board} has no USB VID:PID in boards.json; pass serial_number=..."
-            )
-        hits = [p for p in ports if (p.vid, p.pid) in ids]
-        what = "USB id " + " or ".join(f"{v:04x}:{p:04x}" for v, p in ids)
-    if not hits:
-        seen = ", ".join(f"{p.device} (sn={p.serial_number})" for p in ports) or "none"
-        raise BoardNotFoundError(
-            f"zephyr: no serial port with {what} for board {board}; is it plugged in? Ports seen: {seen}"
-        )
-    probes = {p.serial_number for p in hits}
-    if len(hits) > 1 and (len(probes) > 1 or probes == {None}):
-        devices = ", ".join(sorted(p.device for p in hits))
-        raise BoardNotFoundError(
-            f"zephyr: {len(hits)} ports match {what}: {devices}; pick one board with serial_number=..."
-        )
-    hits.sort(key=lambda p: (p.location or "", p.device))
-    index = int((props.get("uart_vcom_by_pid") or {}).get(f"{hits[0].pid or 0:04x}", 0))
-    if index >= len(hits):
-        index = len(hits) - 1
-    return hits[index].device
-
-
-def flash_serial_args(runner: str | None, serial_number: str | None) -> list[str]:
-    """The `west flash` arguments that select the probe with `serial_number` for `runner`."""
-    if not serial_number:
-        return []
-    if runner == "openocd":
-        return ["--cmd-pre-init", f"adapter serial {serial_number}"]
-    if runner == "stm32cubeprogrammer":
-        return [f"--conn-modifiers=sn={serial_number}"]
-    if runner in ("jlink", "nrfjprog", "nrfutil", "pyocd", "linkserver"):
-        return ["--dev-id", serial_number]
-    raise OptionError(
-        f"zephyr: serial_number is not supported with flash runner {runner!r}; unplug the other boards"
-    )
-
-
-# --------------------------------------------------------------------------- transports
-
-
-class SerialTransport:
-    """The run protocol's byte pipe on a serial device (a board's port or QEMU's pty).
-
-    read(n) returns as soon as one byte is there; IoTimeoutError when nothing came in time;
-    TransportClosedError when the port vanished or the emulator exited. `escape_ctrl_a`
-    doubles 0x01 bytes on writes: QEMU's mux chardev (console + monitor) treats 0x01 as
-    its escape character.
+    `SourceFileLoader.get_code` reads ``__pycache__`` and writes it when Python may; running
+    the code here rather than importing it as a module keeps one namespace, so a name
+    replaced on this module (a test's monkeypatch) is the one the implementation sees.
     """
+    global _impl_loaded
+    namespace = globals()
+    if not _impl_loaded:
+        import importlib.machinery
 
-    def __init__(
-        self, device: str, baud: int, *, proc: subprocess.Popen | None = None, escape_ctrl_a: bool = False
-    ) -> None:
-        import serial  # lazy
-
-        self._serial_mod = serial
-        self._proc = proc
-        self._escape = escape_ctrl_a
-        self.device = device
-        self._ser = serial.Serial(device, baudrate=baud, timeout=1.0, write_timeout=10.0)
-
-    def _gone(self, why: str) -> server.TransportClosedError:
-        detail = f"{self.device}: {why}"
-        if self._proc is not None and self._proc.poll() is not None:
-            detail += f" (emulator exited with status {self._proc.returncode})"
-        _LOG.warning("transport closed: %s", detail)
-        return server.TransportClosedError(data={"detail": detail})
-
-    def read(self, n: int, timeout_sec: float | None) -> bytes:
-        if self._ser is None:
-            raise server.TransportClosedError()
-        if self._proc is not None and self._proc.poll() is not None:
-            raise self._gone("emulator is not running")
-        try:
-            self._ser.timeout = timeout_sec
-            data = self._ser.read(1)
-            if data and n > 1:
-                self._ser.timeout = 0
-                data += self._ser.read(n - 1)
-        except (self._serial_mod.SerialException, OSError) as err:
-            raise self._gone(str(err)) from err
-        if not data:
-            if self._proc is not None and self._proc.poll() is not None:
-                raise self._gone("emulator exited")
-            raise server.IoTimeoutError()
-        return data
-
-    def write(self, data: bytes, timeout_sec: float | None) -> None:
-        if self._ser is None:
-            raise server.TransportClosedError()
-        if self._proc is not None and self._proc.poll() is not None:
-            raise self._gone("emulator is not running")
-        if self._escape:
-            data = data.replace(b"\x01", b"\x01\x01")
-        try:
-            self._ser.write_timeout = timeout_sec
-            self._ser.write(data)
-            self._ser.flush()
-        except self._serial_mod.SerialTimeoutException as err:
-            raise server.IoTimeoutError() from err
-        except (self._serial_mod.SerialException, OSError) as err:
-            raise self._gone(str(err)) from err
-
-    def close(self) -> None:
-        ser, self._ser = self._ser, None
-        if ser is not None:
-            try:
-                ser.close()
-            except Exception:  # noqa: BLE001 - closing a dead port must not mask the real error
-                pass
-        if self._proc is not None:
-            _kill_group(self._proc)
-            self._proc = None
+        path = os.path.join(_SERVER_DIR, IMPL_FILE)
+        code = importlib.machinery.SourceFileLoader("zephyr_impl", path).get_code("zephyr_impl")
+        exec(code, namespace)
+        _impl_loaded = True
+    return namespace
 
 
-PTY_RE = re.compile(r"char device redirected to (/dev/pts/\d+) \(label (\w+)\)")
-
-
-class OutputWatcher:
-    """Drains a process's output into a log file (so it never blocks on a full pipe) and
-    reports the pseudo-terminal QEMU announces for its UART."""
-
-    def __init__(self, proc: subprocess.Popen, log_path: pathlib.Path) -> None:
-        self.proc = proc
-        self.log_path = log_path
-        self.lines: collections.deque[str] = collections.deque(maxlen=200)
-        self.pty: tuple[str, str] | None = None
-        self._found = threading.Event()
-        self._thread = threading.Thread(target=self._drain, daemon=True)
-        self._thread.start()
-
-    def _drain(self) -> None:
-        assert self.proc.stdout is not None
-        with open(self.log_path, "ab") as log:
-            for raw in iter(self.proc.stdout.readline, b""):
-                log.write(raw)
-                log.flush()
-                line = raw.decode("utf-8", "replace").rstrip("\n")
-                self.lines.append(line)
-                m = PTY_RE.search(line)
-                if m and self.pty is None:
-                    self.pty = (m.group(1), m.group(2))
-                    self._found.set()
-        self._found.set()
-
-    def wait_for_pty(self, timeout: float) -> tuple[str, str] | None:
-        self._found.wait(timeout)
-        return self.pty
-
-
-def start_qemu(
-    west_argv: list[str],
-    zephyr_base: pathlib.Path,
-    baud: int,
-    gdbserver_port: int | None,
-    log_path: pathlib.Path,
-) -> SerialTransport:
-    """`west build -t run` with the UART on a pty (QEMU_PTY, set in CMakeLists.txt), then
-    open the pty. The run target's process group is killed on close; west dies with us."""
-    extra_env = {}
-    argv = [*west_argv, "build", "-d", str(BUILD_DIR), "-t", "run"]
-    if gdbserver_port:
-        # Zephyr's qemu.cmake reads QEMU_EXTRA_FLAGS when CMake runs: force a re-run.
-        extra_env["QEMU_EXTRA_FLAGS"] = f"-gdb tcp::{int(gdbserver_port)}"
-        argv.append("--cmake")
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.write_bytes(b"")
-    proc = subprocess.Popen(
-        argv,
-        cwd=API_SERVER_DIR,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=_env_with_base(zephyr_base, extra_env),
-        start_new_session=True,
-        preexec_fn=_set_parent_death_signal,
-    )
-    watcher = OutputWatcher(proc, log_path)
-    found = watcher.wait_for_pty(QEMU_START_TIMEOUT_SEC)
-    if found is None:
-        _kill_group(proc)
-        tail = "\n".join(watcher.lines)
-        detail = f"west build -t run did not start QEMU with a pty within {QEMU_START_TIMEOUT_SEC} s: {tail}"
-        _LOG.warning("%s", detail)
-        raise server.TransportClosedError(data={"detail": detail})
-    device, label = found
-    # Zephyr's qemu.cmake multiplexes the console chardev (label "con") with the monitor.
-    try:
-        return SerialTransport(device, baud, proc=proc, escape_ctrl_a=(label == "con"))
-    except Exception:
-        _kill_group(proc)
-        raise
-
-
-# --------------------------------------------------------------------------- handler
+def __getattr__(name: str) -> Any:
+    """A name of the implementation, asked for on this module before any stage ran."""
+    if not name.startswith("__") and not _impl_loaded:
+        namespace = _load_impl()
+        if name in namespace:
+            return namespace[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Handler(server.ProjectAPIHandler):
-    """The Project API for Zephyr applications (see the module docstring)."""
+    """The Project API for Zephyr (see the module docstring).
+
+    Answers server_info_query itself; every other method goes to `ZephyrHandler` (in
+    `IMPL_FILE`), created on first use.
+    """
 
     def __init__(self) -> None:
         super().__init__()
-        self._transport: SerialTransport | None = None
-        atexit.register(self.close_transport)
+        self._impl: Handler | None = None
+
+    def _full(self) -> Handler:
+        if self._impl is None:
+            self._impl = _load_impl()["ZephyrHandler"]()
+        return self._impl
 
     def server_info_query(self, tvm_version: str) -> server.ServerInfo:
         return server.ServerInfo(
             platform_name="zephyr",
             is_template=IS_TEMPLATE,
-            model_library_format_path=""
-            if IS_TEMPLATE
-            else str(API_SERVER_DIR / MODEL_LIBRARY_FORMAT_RELPATH),
+            model_library_format_path="" if IS_TEMPLATE else os.path.join(_SERVER_DIR, "model.tar"),
             project_options=PROJECT_OPTIONS,
         )
 
-    # ---- generate_project
     def generate_project(self, model_library_format_path, standalone_crt_dir, project_dir, options):
-        options = dict(options or {})
-        _board(options.get("board"))
-        if options.get("project_type") not in PROJECT_TYPES:
-            raise OptionError(
-                f"zephyr: project_type must be one of {', '.join(PROJECT_TYPES)}, "
-                f"got {options.get('project_type')!r}"
-            )
-        stack = options.get("config_main_stack_size")
-        if stack is not None and int(stack) < 512:
-            raise OptionError(f"zephyr: config_main_stack_size={stack} is too small (at least 512 bytes)")
-        mlf = pathlib.Path(model_library_format_path)
-        if not mlf.is_file():
-            raise TemplateError(f"zephyr: model library format archive {mlf} not found")
-        project_dir = pathlib.Path(project_dir).resolve()
-        if project_dir.exists() and any(project_dir.iterdir()):
-            raise TemplateError(f"zephyr: project directory {project_dir} exists and is not empty")
-        project_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{project_dir.name}.", dir=project_dir.parent))
-        try:
-            self._generate_into(tmp, project_dir.name, mlf, options)
-            if project_dir.exists():
-                project_dir.rmdir()
-            os.replace(tmp, project_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-
-    def _generate_into(
-        self, out: pathlib.Path, name: str, mlf: pathlib.Path, options: dict[str, Any]
-    ) -> None:
-        from microtvm_tasks.runtime import glue
-
-        board = options["board"]
-        props = _board(board)
-        project_type = options["project_type"]
-        src = out / "src"
-        src.mkdir(parents=True)
-        os.chmod(out, 0o755)
-        version = zephyr_version(options.get("zephyr_base") or ZEPHYR_BASE)
-
-        shutil.copy2(API_SERVER_DIR / "microtvm_api_server.py", out / "microtvm_api_server.py")
-        shutil.copy2(BOARDS_PATH, out / "boards.json")
-        shutil.copy2(mlf, out / MODEL_LIBRARY_FORMAT_RELPATH)
-        recorded = {
-            k: options.get(k)
-            for k in (
-                "board",
-                "project_type",
-                "verbose",
-                "warning_as_error",
-                "compile_definitions",
-                "config_main_stack_size",
-                "west_cmd",
-                "zephyr_base",
-            )
-        }
-        (out / PROJECT_CONFIG).write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
-
-        for fname in ("main.c", "platform_zephyr.c"):
-            shutil.copy2(API_SERVER_DIR / "firmware" / fname, src / fname)
-        for path in glue.runtime_sources():
-            shutil.copy2(path, src / pathlib.Path(path).name)
-        with tempfile.TemporaryDirectory() as mlf_tmp:
-            mlf_dir = pathlib.Path(mlf_tmp)
-            _safe_extract(mlf, mlf_dir)
-            codegen = mlf_dir / "codegen" / "host"
-            if not codegen.is_dir():
-                raise TemplateError(f"zephyr: {mlf} has no codegen/host directory; is it an MLF archive?")
-            model_dir = src / "model"
-            model_dir.mkdir()
-            for path in sorted(codegen.rglob("*")):
-                if path.is_file() and path.suffix in (".c", ".h", ".cc", ".cpp"):
-                    shutil.copy2(path, model_dir / path.name)
-            glue.write_model_glue(mlf_dir, src)
-
-        if options.get("extra_files_tar"):
-            _safe_extract(pathlib.Path(options["extra_files_tar"]), out)
-
-        (out / "CMakeLists.txt").write_text(
-            self._cmakelists(name, board, props, project_type, options, version)
+        return self._full().generate_project(
+            model_library_format_path, standalone_crt_dir, project_dir, options
         )
-        (out / "prj.conf").write_text(self._prj_conf(board, props, project_type, options, version))
 
-    @staticmethod
-    def _cmakelists(
-        name: str,
-        board: str,
-        props: dict[str, Any],
-        project_type: str,
-        options: dict[str, Any],
-        version: tuple[int, int] | None,
-    ) -> str:
-        defs = [f"MT_MAX_PAYLOAD={int(props.get('max_payload', 1024))}", f"MT_PROJECT_{project_type.upper()}"]
-        defs += _definitions(options.get("compile_definitions"))
-        project = re.sub(r"[^A-Za-z0-9_]", "_", name) or "microtvm_app"
-        lines = [
-            f"# Generated by microtvm-tasks for the Zephyr board {board} (project_type {project_type}).",
-            f"# Build: west build -b {board_target(board, version)} -d build .",
-            "cmake_minimum_required(VERSION 3.20.0)",
-            "",
-        ]
-        if props.get("is_qemu"):
-            lines += [
-                "# `west build -t run` puts the emulated UART on a pseudo-terminal, which the",
-                "# Project API transport opens (delete these lines to use the QEMU console instead).",
-                "if(NOT DEFINED QEMU_PTY)",
-                "  set(QEMU_PTY 1)",
-                "endif()",
-                "",
-            ]
-        hint = options.get("zephyr_base")
-        hints = f"{hint} $ENV{{ZEPHYR_BASE}}" if hint else "$ENV{ZEPHYR_BASE}"
-        lines += [
-            f"find_package(Zephyr REQUIRED HINTS {hints})",
-            f"project({project})",
-            "",
-            "file(GLOB MT_APP_SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/src/*.c "
-            "${CMAKE_CURRENT_SOURCE_DIR}/src/model/*.c)",
-            "target_sources(app PRIVATE ${MT_APP_SOURCES})",
-            "target_include_directories(app PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src "
-            "${CMAKE_CURRENT_SOURCE_DIR}/src/model ${CMAKE_CURRENT_SOURCE_DIR}/include)",
-            "target_compile_definitions(app PRIVATE " + " ".join(_cmake_quote(d) for d in defs) + ")",
-        ]
-        if options.get("warning_as_error"):
-            lines.append("target_compile_options(app PRIVATE -Werror)")
-        if options.get("verbose"):
-            lines.append("set(CMAKE_VERBOSE_MAKEFILE ON)")
-        return "\n".join(lines) + "\n"
-
-    @staticmethod
-    def _prj_conf(
-        board: str,
-        props: dict[str, Any],
-        project_type: str,
-        options: dict[str, Any],
-        version: tuple[int, int] | None,
-    ) -> str:
-        stack = int(options.get("config_main_stack_size") or DEFAULT_MAIN_STACK_SIZE)
-        lines = [
-            f"# Generated by microtvm-tasks for the Zephyr board {board}.",
-            "",
-            "# The run protocol owns the console UART: nothing else may write to it.",
-            "CONFIG_CONSOLE=n",
-            "CONFIG_UART_CONSOLE=n",
-            "CONFIG_PRINTK=n",
-            "CONFIG_LOG=n",
-            "CONFIG_BOOT_BANNER=n",
-            "",
-            "# The UART, received by interrupt into a ring buffer (platform_zephyr.c).",
-            "CONFIG_SERIAL=y",
-            "CONFIG_UART_INTERRUPT_DRIVEN=y",
-            "CONFIG_RING_BUFFER=y",
-            "",
-            "# mt_platform_abort() reboots the board.",
-            "CONFIG_REBOOT=y",
-            "",
-            "# Stack for main(), which runs the model (the arena itself is static).",
-            f"CONFIG_MAIN_STACK_SIZE={stack}",
-            "",
-            "# The generated kernels are integer or float C with <math.h>: a full C library, -O2.",
-        ]
-        if version is not None and version < (3, 4):
-            lines.append("CONFIG_NEWLIB_LIBC=y")
-        else:
-            lines.append("CONFIG_REQUIRES_FULL_LIBC=y")
-        lines.append("CONFIG_SPEED_OPTIMIZATIONS=y")
-        if props.get("fpu"):
-            lines += ["", "# The board has an FPU: float32 models use it.", "CONFIG_FPU=y"]
-        if project_type == "aot_standalone_demo":
-            lines += ["", "# The demo prints its result as text on the same UART (mt_platform_write)."]
-        return "\n".join(lines) + "\n"
-
-    # ---- build
     def build(self, options):
-        options = dict(options or {})
-        board = _option(options, "board")
-        _board(board)
-        west_argv, zephyr_base = resolve_tools(options)
-        target = board_target(board, zephyr_version(zephyr_base))
-        argv = [*west_argv]
-        if _option(options, "verbose"):
-            argv.append("-v")
-        argv += ["build", "-b", target, "-d", str(BUILD_DIR), "-p", "auto", str(API_SERVER_DIR)]
-        log = API_SERVER_DIR / "build.log"
-        rc = _run_logged(
-            argv,
-            cwd=API_SERVER_DIR,
-            log=log,
-            timeout=BUILD_TIMEOUT_SEC,
-            what="west build",
-            env=_env_with_base(zephyr_base),
-        )
-        elf = BUILD_DIR / "zephyr" / "zephyr.elf"
-        if rc != 0 or not elf.is_file():
-            raise BuildFailedError(
-                f"zephyr: west build failed (exit {rc}) for {target}; log: {log}\n{_tail(log)}"
-            )
-        (BUILD_DIR / "image.json").write_text(
-            json.dumps(
-                {"board": board, "target": target, "elf": str(elf.relative_to(API_SERVER_DIR))},
-                indent=2,
-                sort_keys=True,
-            )
-            + "\n"
-        )
+        return self._full().build(options)
 
-    def _built_board(self) -> str:
-        path = BUILD_DIR / "image.json"
-        if not path.is_file():
-            raise TemplateError(f"zephyr: {API_SERVER_DIR} is not built yet; run build first")
-        return json.loads(path.read_text())["board"]
-
-    # ---- flash
     def flash(self, options):
-        options = dict(options or {})
-        board = self._built_board()
-        props = _board(board)
-        if props.get("is_qemu"):
-            return  # QEMU boots the image in open_transport
-        west_argv, zephyr_base = resolve_tools(options)
-        runner = props.get("flash_runner")
-        argv = [*west_argv, "flash", "-d", str(BUILD_DIR)]
-        if runner:
-            argv += ["-r", runner]
-        argv += flash_serial_args(runner, _option(options, "serial_number"))
-        log = API_SERVER_DIR / "flash.log"
-        rc = _run_logged(
-            argv,
-            cwd=API_SERVER_DIR,
-            log=log,
-            timeout=FLASH_TIMEOUT_SEC,
-            what="west flash",
-            env=_env_with_base(zephyr_base),
-        )
-        if rc != 0:
-            raise BuildFailedError(f"zephyr: west flash failed (exit {rc}); log: {log}\n{_tail(log)}")
+        return self._full().flash(options)
 
-    # ---- transport
     def open_transport(self, options):
-        options = dict(options or {})
-        if self._transport is not None:
-            self.close_transport()
-        board = self._built_board()
-        props = _board(board)
-        baud = int(props.get("baud", 115200))
-        if props.get("is_qemu"):
-            west_argv, zephyr_base = resolve_tools(options)
-            self._transport = start_qemu(
-                west_argv, zephyr_base, baud, options.get("gdbserver_port"), BUILD_DIR / "qemu.log"
-            )
-            return server.TransportTimeouts(
-                session_start_retry_timeout_sec=2.0,
-                session_start_timeout_sec=30.0,
-                session_established_timeout_sec=30.0,
-            )
-        port = find_serial_port(board, _option(options, "serial_number"))
-        self._transport = SerialTransport(port, baud)
-        return server.TransportTimeouts(
-            session_start_retry_timeout_sec=2.0,
-            session_start_timeout_sec=10.0,
-            session_established_timeout_sec=30.0,
-        )
+        return self._full().open_transport(options)
 
     def close_transport(self):
-        transport, self._transport = self._transport, None
-        if transport is not None:
-            transport.close()
+        if self._impl is not None:  # nothing can be open before a stage ran
+            self._impl.close_transport()
 
     def read_transport(self, n, timeout_sec):
-        if self._transport is None:
-            raise server.TransportClosedError()
-        return self._transport.read(n, timeout_sec)
+        return self._full().read_transport(n, timeout_sec)
 
     def write_transport(self, data, timeout_sec):
-        if self._transport is None:
-            raise server.TransportClosedError()
-        self._transport.write(data, timeout_sec)
-
-
-def _cmake_quote(item: str) -> str:
-    return f'"{item}"' if re.search(r'[\s;"()]', item) else item
+        return self._full().write_transport(data, timeout_sec)
 
 
 if __name__ == "__main__":
     server.main(Handler())
-    sys.exit(0)

@@ -1,0 +1,936 @@
+"""The bulk of the `arduino` template's Project API server: generate, build, flash, transport.
+
+This file is the second half of `microtvm_api_server.py` (whose docstring describes the
+template). The script answers `server_info_query` by itself and runs this file in its own
+namespace only when another method is called (see `_load_impl` there), so a server asked
+only for its options never compiles or imports any of this. Being an ordinary `.py` file,
+unlike the script, its byte code is cached in `__pycache__`. Names the script defines
+(`Handler`, `BOARD_PROPERTIES`, ...) are used here as they are; tests and tools keep using
+the script's module, which gains everything below on first use.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import pathlib
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import tarfile
+import tempfile
+import time
+from typing import TYPE_CHECKING, Any
+
+from microtvm_tasks.errors import MicrotvmError, OptionError, TemplateError, ToolNotFoundError
+from microtvm_tasks.project_api import server
+
+if TYPE_CHECKING:  # defined by microtvm_api_server.py, in whose namespace this file runs
+    from microtvm_api_server import (
+        ARDUINO_CLI_CMD,
+        BOARD_PROPERTIES,
+        IMPL_FILE,
+        PROJECT_TYPES,
+        Handler,
+    )
+
+_LOG = logging.getLogger(__name__)
+
+API_SERVER_DIR = pathlib.Path(__file__).resolve().parent
+BOARDS_PATH = API_SERVER_DIR / "boards.json"
+MODEL_LIBRARY_FORMAT_RELPATH = pathlib.Path("model.tar")
+PROJECT_CONFIG = "microtvm_project.json"
+BUILD_DIR = API_SERVER_DIR / "build"
+
+# Debian's arduino-mk layout (overridable with the usual ARDUINO_DIR / ARDMK_DIR variables).
+DEFAULT_ARDUINO_DIR = "/usr/share/arduino"
+AVR_TOOLS_HINT = (
+    "install arduino-cli (https://arduino.github.io/arduino-cli/) and the board's core, or, for "
+    "the AVR boards (uno, nano, mega2560, leonardo) on Debian/Ubuntu: "
+    "apt-get install gcc-avr avr-libc arduino-core-avr arduino-mk"
+)
+QEMU_HINT = "apt-get install qemu-system-misc (it provides qemu-system-avr)"
+
+BUILD_TIMEOUT_SEC = 900
+FLASH_TIMEOUT_SEC = 120
+SERIAL_BAUD = 115200
+
+
+class FirmwareTooBigError(MicrotvmError):
+    """The firmware does not fit the board's flash or RAM; the message carries both numbers."""
+
+
+class BuildFailedError(MicrotvmError):
+    """The compiler or make failed; the message carries the tail of the build log."""
+
+
+class BoardNotFoundError(MicrotvmError):
+    """No (or more than one) serial port matches the board; say how to pick one."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _board(name: str | None) -> dict[str, Any]:
+    if name not in BOARD_PROPERTIES:
+        raise OptionError(
+            f"arduino: unknown board {name!r}; choose one of {', '.join(sorted(BOARD_PROPERTIES))}"
+        )
+    return BOARD_PROPERTIES[name]
+
+
+def fqbn(board: str) -> str:
+    """The board's fully qualified board name for arduino-cli (package:architecture:board[:opts])."""
+    props = _board(board)
+    base = f"{props['package']}:{props['architecture']}:{props['board']}"
+    if props.get("board_options"):
+        base += ":" + props["board_options"]
+    return base
+
+
+def is_avr(board: str) -> bool:
+    """True for boards Debian's arduino-core-avr can build (those with an arduino_mk entry)."""
+    return "arduino_mk" in _board(board)
+
+
+def _definitions(value: Any) -> list[str]:
+    """compile_definitions as a list: TVM passed a list; on a command line it is one string."""
+    if not value:
+        return []
+    if isinstance(value, (list, tuple)):
+        items = [str(v) for v in value]
+    else:
+        items = shlex.split(str(value))
+    out = []
+    for item in items:
+        if not item.startswith("-"):
+            item = "-D" + item
+        out.append(item)
+    return out
+
+
+def _safe_extract(tar_path: pathlib.Path, dest: pathlib.Path) -> None:
+    """Extract a tar refusing absolute paths, '..' and links: archives are user input."""
+    with tarfile.open(tar_path, "r:*") as tf:
+        for member in tf.getmembers():
+            name = member.name
+            parts = pathlib.PurePosixPath(name).parts
+            if name.startswith("/") or ".." in parts:
+                raise TemplateError(f"{tar_path}: unsafe member path {name!r}")
+            if not (member.isfile() or member.isdir()):
+                raise TemplateError(f"{tar_path}: member {name!r} is a link or device, not a file")
+        for member in tf.getmembers():
+            target = dest / member.name
+            if member.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            src = tf.extractfile(member)
+            assert src is not None
+            with src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out)
+
+
+def _read_project_config() -> dict[str, Any]:
+    path = API_SERVER_DIR / PROJECT_CONFIG
+    if not path.exists():
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _option(options: dict[str, Any], name: str, default: Any = None) -> Any:
+    """An option from this call, else the one recorded at generate time, else `default`."""
+    value = options.get(name) if options else None
+    if value is None:
+        value = _read_project_config().get(name)
+    return default if value is None else value
+
+
+def _tail(path: pathlib.Path, lines: int = 30) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _run_logged(
+    argv: list[str],
+    *,
+    cwd: pathlib.Path,
+    log: pathlib.Path,
+    timeout: float,
+    what: str,
+    env: dict[str, str] | None = None,
+) -> int:
+    """Run a build tool with its output in `log` (and on stderr when verbose), bounded by
+    `timeout`; the whole process group is killed on timeout so no compiler is left behind."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    _LOG.info("run (in %s): %s", cwd, " ".join(shlex.quote(a) for a in argv))
+    with open(log, "wb") as out:
+        out.write(("$ " + " ".join(shlex.quote(a) for a in argv) + "\n").encode())
+        out.flush()
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            raise BuildFailedError(
+                f"arduino: {what} did not finish within {timeout:.0f} s and was stopped; "
+                f"log: {log}\n{_tail(log)}"
+            ) from None
+
+
+def _kill_group(proc: subprocess.Popen, grace: float = 3.0) -> None:
+    """Terminate a process started with start_new_session=True, and everything it started."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=grace)
+
+
+def _set_parent_death_signal() -> None:
+    """In the child before exec: die with the server (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except Exception:  # noqa: BLE001 - not Linux: the atexit/close path still reaps it
+        pass
+
+
+# --------------------------------------------------------------------------- sizes
+
+
+def avr_sizes(elf: pathlib.Path, size_cmd: str = "avr-size") -> dict[str, int]:
+    """Section sizes of an AVR ELF (`avr-size -A`): flash = .text + .data, ram = .data + .bss
+    + .noinit (the static RAM; the stack lives in what is left)."""
+    out = subprocess.run(
+        [size_cmd, "-A", str(elf)], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    sections: dict[str, int] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].startswith(".") and parts[1].isdigit():
+            sections[parts[0]] = int(parts[1])
+    flash = sections.get(".text", 0) + sections.get(".data", 0)
+    ram = sections.get(".data", 0) + sections.get(".bss", 0) + sections.get(".noinit", 0)
+    return {"flash": flash, "ram": ram, **{k.lstrip("."): v for k, v in sections.items()}}
+
+
+def check_fits(board: str, sizes: dict[str, int], elf: pathlib.Path) -> None:
+    """Refuse an image that cannot work on `board`, naming both numbers (needed, available)."""
+    props = _board(board)
+    flash_avail = int(props["flash_bytes"])
+    ram_avail = int(props["ram_bytes"])
+    reserve = int(props.get("stack_reserve_bytes", 0))
+    problems = []
+    if sizes["flash"] > flash_avail:
+        problems.append(
+            f"flash: needs {sizes['flash']} bytes (.text {sizes.get('text', 0)} + .data "
+            f"{sizes.get('data', 0)}), the {board} has {flash_avail} bytes"
+        )
+    if sizes["ram"] + reserve > ram_avail:
+        problems.append(
+            f"RAM: needs {sizes['ram']} bytes of static data (.data {sizes.get('data', 0)} + .bss "
+            f"{sizes.get('bss', 0)} + .noinit {sizes.get('noinit', 0)}) plus {reserve} bytes kept "
+            f"for the stack = {sizes['ram'] + reserve} bytes, the {board} has {ram_avail} bytes"
+        )
+    if problems:
+        # One line: callers (the CLI, doit) may show only a message's first line.
+        bigger = "a 32-bit board (due, nano33ble, rpipico, ...)" if board == "mega2560" else "board=mega2560"
+        raise FirmwareTooBigError(
+            f"arduino: the firmware {elf} does not fit the {board} ({props.get('mcu', '')}): "
+            + "; ".join(problems)
+            + f". Use a smaller model or a board with more memory ({bigger})."
+        )
+
+
+_OVERFLOW_RE = re.compile(r"region [`'\"]?(\w+)[`'\"]? overflowed by (\d+) bytes")
+
+
+def overflow_from_log(log_text: str, board: str) -> str | None:
+    """A linker's "region `data' overflowed by N bytes" as a message with both numbers (for
+    toolchains whose ELF is not left behind to measure)."""
+    props = _board(board)
+    lines = []
+    for region, over in _OVERFLOW_RE.findall(log_text):
+        avail = int(props["ram_bytes"] if region in ("data", "ram", "RAM") else props["flash_bytes"])
+        what = "RAM" if region in ("data", "ram", "RAM") else "flash"
+        lines.append(f"{what}: needs {avail + int(over)} bytes, the {board} has {avail} bytes")
+    if not lines:
+        return None
+    return f"arduino: the firmware does not fit the {board}: " + "; ".join(dict.fromkeys(lines))
+
+
+# --------------------------------------------------------------------------- flash placement
+
+# On AVR (a Harvard machine) a plain `const` array is copied into the 2-8 KiB of RAM at start-up.
+# The generated constants are moved to flash by qualifying them `__memx` (avr-gcc's 24-bit
+# address space that spans flash and RAM) and every const pointer the model's C code reads
+# through becomes `const __memx` too, so the same kernels read weights from flash and
+# activations from RAM. Other targets never see the macro's non-empty definition.
+MT_FLASH_MACRO = "MT_FLASH_CONST"
+_FLASH_PRELUDE = f"""/* Added by the microtvm-tasks arduino template: on AVR, {MT_FLASH_MACRO} puts
+ * constants in flash (__memx), elsewhere it is empty. */
+#ifndef {MT_FLASH_MACRO}
+#if defined(__AVR__) && !defined(__cplusplus)
+#define {MT_FLASH_MACRO} __memx
+#else
+#define {MT_FLASH_MACRO}
+#endif
+#endif
+"""
+_CONST_SCALAR = r"(?:u?int(?:8|16|32|64)_t|float|double|char|signed char|unsigned char|short|int|long|void)"
+# `const T *` / `const T*` (a pointer to const data, what kernels read weights through) ...
+_CONST_PTR_RE = re.compile(r"\bconst\s+(" + _CONST_SCALAR + r")(\s*\*)")
+# ... and file-scope constant arrays: `const T name[...] ... = {`, `extern const T name[...];`,
+# `static const T name[...]` (at column 0: a local array in an address space is an error).
+_CONST_ARRAY_RE = re.compile(
+    r"^((?:static\s+|extern\s+)*)const\s+(" + _CONST_SCALAR + r")(\s+\w+\s*\[)", re.M
+)
+
+
+def place_constants_in_flash(c_text: str) -> str:
+    """Qualify the model's constant arrays and the const pointers reading them with
+    MT_FLASH_CONST (see above). Idempotent; leaves non-const data alone."""
+    if MT_FLASH_MACRO in c_text:
+        return c_text
+    text = _CONST_ARRAY_RE.sub(
+        lambda m: f"{m.group(1)}const {MT_FLASH_MACRO} {m.group(2)}{m.group(3)}", c_text
+    )
+    text = _CONST_PTR_RE.sub(lambda m: f"const {MT_FLASH_MACRO} {m.group(1)}{m.group(2)}", text)
+    if text == c_text:
+        return c_text
+    # First, before any (possibly conditional) #include: it needs only predefined macros.
+    return _FLASH_PRELUDE + text
+
+
+# --------------------------------------------------------------------------- transports
+
+
+class SerialTransport:
+    """The run protocol's byte pipe over pyserial (a device path or a `socket://` URL).
+
+    read(n) returns what is there as soon as one byte arrives (never waits for all n), times
+    out with IoTimeoutError, and turns a vanished port or a closed socket into
+    TransportClosedError, so the host session can tell "slow" from "gone".
+    """
+
+    def __init__(
+        self, url: str, *, proc: subprocess.Popen | None = None, log_path: pathlib.Path | None = None
+    ) -> None:
+        import serial  # lazy: pyserial only when a transport opens
+
+        self._serial_mod = serial
+        self._proc = proc
+        self._log_path = log_path
+        self.url = url
+        if url.startswith("socket://"):
+            self._ser = serial.serial_for_url(url, timeout=1.0, write_timeout=10.0)
+            sock = getattr(self._ser, "_socket", None)
+            if sock is not None:  # small request frames must not wait for Nagle's algorithm
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        else:
+            self._ser = serial.Serial(url, baudrate=SERIAL_BAUD, timeout=1.0, write_timeout=10.0)
+
+    def _gone(self, why: str) -> server.TransportClosedError:
+        """TransportClosedError travels by class name; the reason goes in its data and the log."""
+        extra = ""
+        if self._proc is not None and self._proc.poll() is not None:
+            extra = f" (emulator exited with status {self._proc.returncode})"
+        detail = f"{self.url}: {why}{extra}"
+        _LOG.warning("transport closed: %s", detail)
+        return server.TransportClosedError(data={"detail": detail})
+
+    def read(self, n: int, timeout_sec: float | None) -> bytes:
+        if self._ser is None:
+            raise server.TransportClosedError()
+        if self._proc is not None and self._proc.poll() is not None:
+            raise self._gone("emulator is not running")
+        try:
+            self._ser.timeout = timeout_sec
+            data = self._ser.read(1)
+            if data and n > 1:
+                self._ser.timeout = 0
+                data += self._ser.read(n - 1)
+        except self._serial_mod.SerialException as err:
+            raise self._gone(str(err)) from err
+        except OSError as err:
+            raise self._gone(str(err)) from err
+        if not data:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise self._gone("emulator exited")
+            raise server.IoTimeoutError()
+        return data
+
+    def write(self, data: bytes, timeout_sec: float | None) -> None:
+        if self._ser is None:
+            raise server.TransportClosedError()
+        if self._proc is not None and self._proc.poll() is not None:
+            raise self._gone("emulator is not running")
+        try:
+            self._ser.write_timeout = timeout_sec
+            self._ser.write(data)
+            self._ser.flush()
+        except self._serial_mod.SerialTimeoutException as err:
+            raise server.IoTimeoutError() from err
+        except (self._serial_mod.SerialException, OSError) as err:
+            raise self._gone(str(err)) from err
+
+    def close(self) -> None:
+        ser, self._ser = self._ser, None
+        if ser is not None:
+            try:
+                ser.close()
+            except Exception:  # noqa: BLE001 - closing a dead port must not mask the real error
+                pass
+        if self._proc is not None:
+            _kill_group(self._proc)
+            self._proc = None
+
+
+_SKIP_RE = re.compile(r"\t(sbrs|sbrc|sbis|sbic|cpse)\t")
+_RETURN_RE = re.compile(r"\t(ret|reti|ijmp|icall|eijmp|eicall)\b")
+
+
+def qemu_skip_hazards(elf: pathlib.Path) -> list[str]:
+    """Functions of `elf` with a skip instruction whose skipped instruction is a return or an
+    indirect jump: qemu-system-avr mistranslates that pair (it loops, or goes on with a wrong
+    value), so code reaching one behaves differently in emulation than on a chip. The template
+    ships fixed versions of the libgcc multiplies the kernels use (mt_avr_mulhisi3.S); this
+    finds any other, so the emulator's user is warned instead of misled."""
+    objdump = shutil.which("avr-objdump")
+    if objdump is None:
+        return []
+    try:
+        text = subprocess.run([objdump, "-d", str(elf)], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    found: list[str] = []
+    func = "?"
+    after_skip = False
+    for line in text.splitlines():
+        m = re.match(r"^[0-9a-f]+ <(.+)>:$", line)
+        if m:
+            func, after_skip = m.group(1), False
+            continue
+        if after_skip and _RETURN_RE.search(line) and func not in found:
+            found.append(func)
+        after_skip = bool(_SKIP_RE.search(line))
+    return found
+
+
+def start_qemu_avr(elf: pathlib.Path, machine: str, log_path: pathlib.Path) -> SerialTransport:
+    """Boot `elf` in qemu-system-avr with UART0 on a loopback TCP socket and connect to it.
+
+    The listening socket is created here and handed to QEMU (chardev fd=), so there is no
+    port race; QEMU waits for our connection before starting the CPU (wait=on), so not even
+    the boot banner is lost. QEMU runs in its own process group and dies with this server.
+    """
+    qemu = shutil.which("qemu-system-avr")
+    if qemu is None:
+        raise ToolNotFoundError(f"arduino: emulate=true needs qemu-system-avr; {QEMU_HINT}")
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        fd = listener.fileno()
+        argv = [
+            qemu,
+            "-M",
+            machine,
+            "-bios",
+            str(elf),
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-chardev",
+            f"socket,id=mtuart,fd={fd},server=on,wait=on,nodelay=on",
+            "-serial",
+            "chardev:mtuart",
+        ]
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "wb")  # noqa: SIM115 - the child owns it after fork
+        try:
+            proc = subprocess.Popen(
+                argv,
+                pass_fds=[fd],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_set_parent_death_signal,
+            )
+        finally:
+            log.close()
+    finally:
+        listener.close()  # QEMU holds its own copy of the descriptor
+    deadline = time.monotonic() + 10.0
+    last_err: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            detail = f"qemu-system-avr exited with status {proc.returncode}: {_tail(log_path, 10)}"
+            _LOG.warning("%s", detail)
+            raise server.TransportClosedError(data={"detail": detail})
+        try:
+            return SerialTransport(f"socket://127.0.0.1:{port}", proc=proc, log_path=log_path)
+        except Exception as err:  # noqa: BLE001 - retried until the deadline
+            last_err = err
+            time.sleep(0.05)
+    _kill_group(proc)
+    detail = f"could not connect to qemu-system-avr's UART: {last_err}"
+    _LOG.warning("%s", detail)
+    raise server.TransportClosedError(data={"detail": detail})
+
+
+def find_serial_port(board: str, port: str | None, serial_number: str | None) -> str:
+    """The board's serial device: `port` as given, else the one with `serial_number`, else the
+    single port whose USB VID:PID is the board's (from boards.json)."""
+    if port and serial_number:
+        raise OptionError("arduino: give either port or serial_number, not both")
+    if port:
+        return str(port)
+    from serial.tools import list_ports  # lazy
+
+    ports = list(list_ports.comports())
+    if serial_number:
+        hits = [p for p in ports if (p.serial_number or "") == serial_number]
+        what = f"serial number {serial_number}"
+    else:
+        props = _board(board)
+        vid, pid = props.get("vid_hex", ""), props.get("pid_hex", "")
+        if not vid or not pid:
+            raise BoardNotFoundError(
+                f"arduino: the {board} has no USB VID:PID in boards.json; pass port=/dev/tty... "
+                "or serial_number=..."
+            )
+        hits = [p for p in ports if p.vid == int(vid, 16) and p.pid == int(pid, 16)]
+        what = f"USB id {vid}:{pid}"
+    seen = (
+        ", ".join(f"{p.device} ({p.vid and f'{p.vid:04x}:{p.pid:04x}'} sn={p.serial_number})" for p in ports)
+        or "none"
+    )
+    if not hits:
+        raise BoardNotFoundError(
+            f"arduino: no serial port with {what} for board {board}; is it plugged in? Ports "
+            f"seen: {seen}. Pass port=... or serial_number=..., or emulate=true for uno/mega2560."
+        )
+    if len(hits) > 1:
+        raise BoardNotFoundError(
+            f"arduino: {len(hits)} ports match {what}: {', '.join(p.device for p in hits)}; "
+            "pick one with serial_number=... or port=..."
+        )
+    return hits[0].device
+
+
+# --------------------------------------------------------------------------- handler
+
+
+class ArduinoHandler(Handler):
+    """The Project API for Arduino (see the script's docstring); the script's `Handler`
+    answers server_info_query and hands every other call to this."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._transport: SerialTransport | None = None
+        atexit.register(self.close_transport)  # never leave an emulator behind
+
+    # ---- generate_project
+    def generate_project(self, model_library_format_path, standalone_crt_dir, project_dir, options):
+        options = dict(options or {})
+        board = options.get("board")
+        _board(board)
+        project_type = options.get("project_type")
+        if project_type not in PROJECT_TYPES:
+            raise OptionError(
+                f"arduino: project_type must be one of {', '.join(PROJECT_TYPES)}, got {project_type!r}"
+            )
+        emulate = bool(options.get("emulate"))
+        if emulate and "qemu_machine" not in _board(board):
+            emulatable = sorted(b for b, p in BOARD_PROPERTIES.items() if "qemu_machine" in p)
+            raise OptionError(
+                f"arduino: emulate=true is only available for {', '.join(emulatable)}, not {board}"
+            )
+        mlf = pathlib.Path(model_library_format_path)
+        if not mlf.is_file():
+            raise TemplateError(f"arduino: model library format archive {mlf} not found")
+        project_dir = pathlib.Path(project_dir).resolve()
+        if project_dir.exists() and any(project_dir.iterdir()):
+            raise TemplateError(f"arduino: project directory {project_dir} exists and is not empty")
+        sketch = project_dir.name
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}", sketch):
+            raise OptionError(
+                f"arduino: {sketch!r} is not a valid Arduino sketch name (letters, digits, _ . -, "
+                "at most 63 characters, not starting with . or -); rename the project directory"
+            )
+        project_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{sketch}.", dir=project_dir.parent))
+        try:
+            self._generate_into(tmp, sketch, mlf, options)
+            if project_dir.exists():
+                project_dir.rmdir()
+            os.replace(tmp, project_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _generate_into(
+        self, out: pathlib.Path, sketch: str, mlf: pathlib.Path, options: dict[str, Any]
+    ) -> None:
+        from microtvm_tasks.runtime import glue  # the shared runtime glue
+
+        board = options["board"]
+        props = _board(board)
+        project_type = options["project_type"]
+        src = out / "src"
+        src.mkdir(parents=True)
+        os.chmod(out, 0o755)
+
+        # The server itself, its board data and what it was generated with.
+        for name in ("microtvm_api_server.py", IMPL_FILE):
+            shutil.copy2(API_SERVER_DIR / name, out / name)
+        shutil.copy2(BOARDS_PATH, out / "boards.json")
+        shutil.copy2(mlf, out / MODEL_LIBRARY_FORMAT_RELPATH)
+        recorded = {
+            k: options.get(k)
+            for k in (
+                "board",
+                "project_type",
+                "emulate",
+                "verbose",
+                "warning_as_error",
+                "compile_definitions",
+                "arduino_cli_cmd",
+            )
+        }
+        recorded["sketch"] = sketch
+        (out / PROJECT_CONFIG).write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
+
+        # The sketch and the platform hooks.
+        shutil.copy2(API_SERVER_DIR / "firmware" / f"{project_type}.ino", out / f"{sketch}.ino")
+        shutil.copy2(API_SERVER_DIR / "firmware" / "platform_arduino.cpp", src / "platform_arduino.cpp")
+        shutil.copy2(API_SERVER_DIR / "firmware" / "mt_avr_mulhisi3.S", src / "mt_avr_mulhisi3.S")
+
+        # The runtime (flat in src/: Arduino only resolves includes relative to the file).
+        for path in glue.runtime_sources():
+            path = pathlib.Path(path)
+            if path.suffix in (".c", ".h"):
+                shutil.copy2(path, src / path.name)
+
+        # The model: every C source and header of the MLF, flat in src/.
+        with tempfile.TemporaryDirectory() as mlf_tmp:
+            mlf_dir = pathlib.Path(mlf_tmp)
+            _safe_extract(mlf, mlf_dir)
+            codegen = mlf_dir / "codegen" / "host"
+            if not codegen.is_dir():
+                raise TemplateError(f"arduino: {mlf} has no codegen/host directory; is it an MLF archive?")
+            for path in sorted(codegen.rglob("*")):
+                if path.suffix in (".c", ".h", ".cc", ".cpp") and path.is_file():
+                    dest = src / (path.stem + ".cpp" if path.suffix == ".cc" else path.name)
+                    text = path.read_text(encoding="utf-8", errors="surrogateescape")
+                    if path.suffix == ".c":
+                        text = place_constants_in_flash(text)
+                    dest.write_text(text, encoding="utf-8", errors="surrogateescape")
+            glue.write_model_glue(mlf_dir, src)
+
+        # Extra files (TVM's option): unpacked into the project root.
+        if options.get("extra_files_tar"):
+            _safe_extract(pathlib.Path(options["extra_files_tar"]), out)
+
+        self._write_makefile(out, sketch, board, props, options)
+
+    @staticmethod
+    def _cflags(props: dict[str, Any], options: dict[str, Any]) -> list[str]:
+        flags = [f"-DMT_MAX_PAYLOAD={int(props.get('max_payload', 256))}"]
+        if props.get("serial_rx_buffer"):
+            flags.append(f"-DSERIAL_RX_BUFFER_SIZE={int(props['serial_rx_buffer'])}")
+        return flags + _definitions(options.get("compile_definitions"))
+
+    def _write_makefile(
+        self, out: pathlib.Path, sketch: str, board: str, props: dict[str, Any], options: dict[str, Any]
+    ) -> None:
+        """The arduino-mk Makefile (AVR boards) and the arduino-cli build properties (all)."""
+        cflags = self._cflags(props, options)
+        (out / "build_flags.txt").write_text(" ".join(cflags) + "\n")
+        if not is_avr(board):
+            return
+        mk = props["arduino_mk"]
+        werror = " -Werror" if options.get("warning_as_error") else ""
+        lines = [
+            f"# Generated by microtvm-tasks for board {board} ({props.get('mcu', '')}).",
+            "# Builds this sketch with Debian's arduino-mk when arduino-cli is not installed:",
+            "#   apt-get install gcc-avr avr-libc arduino-core-avr arduino-mk && make",
+            f"ARDUINO_DIR ?= {DEFAULT_ARDUINO_DIR}",
+            "ARDMK_DIR ?= $(ARDUINO_DIR)",
+            "AVR_TOOLS_DIR ?= /usr",
+            "# Debian's avrdude (apt-get install avrdude) keeps its configuration in /etc.",
+            "AVRDUDE_CONF ?= /etc/avrdude.conf",
+            f"BOARD_TAG = {mk['BOARD_TAG']}",
+        ]
+        if mk.get("BOARD_SUB"):
+            lines.append(f"BOARD_SUB = {mk['BOARD_SUB']}")
+        lines += [
+            "TARGET = firmware",
+            "OBJDIR = build/avr",
+            "ARDUINO_LIBS =",
+            f"LOCAL_INO_SRCS = {sketch}.ino",
+            "LOCAL_C_SRCS = $(wildcard src/*.c)",
+            "LOCAL_CPP_SRCS = $(wildcard src/*.cpp)",
+            "LOCAL_CC_SRCS =",
+            "LOCAL_PDE_SRCS =",
+            "LOCAL_AS_SRCS = $(wildcard src/*.S)",
+            "CFLAGS_STD = -std=gnu11",
+            "CXXFLAGS_STD = -std=gnu++11",
+            "# Debian's avr-libc lacks DECIMAL_DIG, which the Arduino core's WString.cpp uses.",
+            "CPPFLAGS += -Isrc -DDECIMAL_DIG=9 " + " ".join(shlex.quote(f) for f in cflags),
+            "# Link even when RAM or flash overflows, so the build can report both numbers.",
+            "LDFLAGS += -Wl,--noinhibit-exec",
+            f"CFLAGS += -Wextra{werror}",
+            "include $(ARDMK_DIR)/Arduino.mk",
+            "",
+        ]
+        (out / "Makefile").write_text("\n".join(lines))
+
+    # ---- build
+    def build(self, options):
+        options = dict(options or {})
+        board = _option(options, "board")
+        _board(board)
+        cli = _option(options, "arduino_cli_cmd") or ARDUINO_CLI_CMD
+        if cli and shutil.which(cli):
+            return self._build_arduino_cli(cli, board, options)
+        if cli:
+            raise ToolNotFoundError(
+                f"arduino: arduino_cli_cmd={cli!r} is not an executable; {AVR_TOOLS_HINT}"
+            )
+        if not is_avr(board):
+            raise ToolNotFoundError(
+                f"arduino: building for the {board} needs arduino-cli with the "
+                f"{fqbn(board).rsplit(':', 1)[0]} "
+                "core (arduino-cli core install ...); install it from https://arduino.github.io/arduino-cli/ "
+                "and pass arduino_cli_cmd=... if it is not on PATH. Only AVR boards "
+                "(uno, nano, mega2560, leonardo) build without it, with Debian's arduino-mk."
+            )
+        return self._build_arduino_mk(board, options)
+
+    def _build_arduino_mk(self, board: str, options: dict[str, Any]) -> None:
+        arduino_dir = pathlib.Path(os.environ.get("ARDUINO_DIR", DEFAULT_ARDUINO_DIR))
+        ardmk_dir = pathlib.Path(os.environ.get("ARDMK_DIR", str(arduino_dir)))
+        missing = []
+        for tool in ("make", "avr-gcc", "avr-g++", "avr-size", "avr-objcopy"):
+            if shutil.which(tool) is None:
+                missing.append(tool)
+        if not (ardmk_dir / "Arduino.mk").is_file():
+            missing.append(f"{ardmk_dir}/Arduino.mk (arduino-mk)")
+        if not (arduino_dir / "hardware" / "arduino" / "avr" / "cores" / "arduino").is_dir():
+            missing.append(f"{arduino_dir}/hardware/arduino/avr (arduino-core-avr)")
+        if missing:
+            raise ToolNotFoundError(
+                f"arduino: cannot build for the {board}: arduino-cli is not installed and the AVR "
+                f"fallback is missing {', '.join(missing)}; {AVR_TOOLS_HINT}"
+            )
+        if not (API_SERVER_DIR / "Makefile").is_file():
+            raise TemplateError(f"arduino: {API_SERVER_DIR}/Makefile is missing; regenerate the project")
+        log = BUILD_DIR / "build.log"
+        argv = [
+            "make",
+            "-f",
+            "Makefile",
+            f"ARDUINO_DIR={arduino_dir}",
+            f"ARDMK_DIR={ardmk_dir}",
+            f"-j{min(2, os.cpu_count() or 1)}",
+        ]
+        if _option(options, "verbose"):
+            argv.append("V=1")
+        rc = _run_logged(argv, cwd=API_SERVER_DIR, log=log, timeout=BUILD_TIMEOUT_SEC, what="make")
+        elf = BUILD_DIR / "avr" / "firmware.elf"
+        if elf.is_file():
+            check_fits(board, avr_sizes(elf), elf)
+        if rc != 0:
+            too_large = sorted(set(re.findall(r"size of array .(\w+). is too large", _tail(log, 400))))
+            if too_large:
+                raise FirmwareTooBigError(
+                    f"arduino: {', '.join(too_large)} exceed(s) 32767 bytes, the largest single object "
+                    f"avr-gcc can place (AVR's int and size_t are 16 bits): the model is too big for the "
+                    f"{board}; use a smaller model or a 32-bit board (due, nano33ble, rpipico, ...)"
+                )
+        if rc != 0 or not elf.is_file():
+            raise BuildFailedError(
+                f"arduino: make failed (exit {rc}) for the {board}; log: {log}\n{_tail(log)}"
+            )
+        self._record_image(elf, board)
+
+    def _build_arduino_cli(self, cli: str, board: str, options: dict[str, Any]) -> None:
+        props = _board(board)
+        log = BUILD_DIR / "build.log"
+        # compile_definitions is a generate-time option: take the recorded one.
+        cflags = self._cflags(props, {"compile_definitions": _option(options, "compile_definitions")})
+        # compiler.{c,cpp}.extra_flags are the cores' hooks for user flags; build.extra_flags
+        # would replace flags some cores need (e.g. the SAM and SAMD USB definitions).
+        extra = " ".join(cflags)
+        argv = [
+            cli,
+            "compile",
+            "--fqbn",
+            fqbn(board),
+            "--build-path",
+            str(BUILD_DIR / "cli"),
+            "--build-property",
+            f"compiler.c.extra_flags={extra}",
+            "--build-property",
+            f"compiler.cpp.extra_flags={extra}",
+            "--warnings",
+            "all" if _option(options, "warning_as_error") else "default",
+        ]
+        if _option(options, "verbose"):
+            argv.append("--verbose")
+        argv.append(str(API_SERVER_DIR))
+        rc = _run_logged(
+            argv, cwd=API_SERVER_DIR, log=log, timeout=BUILD_TIMEOUT_SEC, what="arduino-cli compile"
+        )
+        sketch = _read_project_config().get("sketch", API_SERVER_DIR.name)
+        elf = BUILD_DIR / "cli" / f"{sketch}.ino.elf"
+        if elf.is_file() and is_avr(board) and shutil.which("avr-size"):
+            check_fits(board, avr_sizes(elf), elf)
+        if rc != 0:
+            overflow = overflow_from_log(_tail(log, 200), board)
+            if overflow:
+                raise FirmwareTooBigError(overflow)
+            text = _tail(log)
+            if "sketch" in text.lower() and "name" in text.lower():
+                text += f"\n(arduino-cli needs the .ino named after its folder: {API_SERVER_DIR.name}.ino)"
+            raise BuildFailedError(f"arduino: arduino-cli compile failed (exit {rc}); log: {log}\n{text}")
+        if not elf.is_file():
+            raise BuildFailedError(f"arduino: arduino-cli compile succeeded but wrote no {elf}; log: {log}")
+        self._record_image(elf, board)
+
+    @staticmethod
+    def _record_image(elf: pathlib.Path, board: str) -> None:
+        info = {"board": board, "elf": str(elf.relative_to(API_SERVER_DIR)) if elf.exists() else None}
+        if elf.exists() and is_avr(board) and shutil.which("avr-size"):
+            info["sizes"] = avr_sizes(elf)
+        (BUILD_DIR / "image.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+
+    def _image(self) -> tuple[pathlib.Path, str]:
+        path = BUILD_DIR / "image.json"
+        if not path.is_file():
+            raise TemplateError(f"arduino: {API_SERVER_DIR} is not built yet; run build first")
+        info = json.loads(path.read_text())
+        return API_SERVER_DIR / info["elf"], info["board"]
+
+    # ---- flash
+    def flash(self, options):
+        options = dict(options or {})
+        elf, board = self._image()
+        if _option(options, "emulate"):
+            return  # nothing to write: open_transport boots the image in QEMU
+        cli = _option(options, "arduino_cli_cmd") or ARDUINO_CLI_CMD
+        port = find_serial_port(board, _option(options, "port"), _option(options, "serial_number"))
+        if cli and shutil.which(cli):
+            argv = [
+                cli,
+                "upload",
+                "--fqbn",
+                fqbn(board),
+                "--port",
+                port,
+                "--input-dir",
+                str(elf.parent),
+            ]
+            if _option(options, "verbose"):
+                argv.append("--verbose")
+            argv.append(str(API_SERVER_DIR))
+        elif is_avr(board) and shutil.which("make"):
+            if shutil.which("avrdude") is None:
+                raise ToolNotFoundError(
+                    f"arduino: flashing the {board} without arduino-cli needs avrdude; "
+                    "apt-get install avrdude"
+                )
+            argv = ["make", "-f", "Makefile", "upload", f"MONITOR_PORT={port}"]
+        else:
+            raise ToolNotFoundError(f"arduino: flashing the {board} needs arduino-cli; {AVR_TOOLS_HINT}")
+        log = BUILD_DIR / "flash.log"
+        rc = _run_logged(argv, cwd=API_SERVER_DIR, log=log, timeout=FLASH_TIMEOUT_SEC, what="upload")
+        if rc != 0:
+            raise BuildFailedError(f"arduino: upload to {port} failed (exit {rc}); log: {log}\n{_tail(log)}")
+
+    # ---- transport
+    def open_transport(self, options):
+        options = dict(options or {})
+        if self._transport is not None:
+            self.close_transport()
+        elf, board = self._image()
+        props = _board(board)
+        if _option(options, "emulate"):
+            machine = props.get("qemu_machine")
+            if not machine:
+                raise OptionError(f"arduino: the {board} cannot be emulated; use uno or mega2560")
+            hazards = qemu_skip_hazards(elf)
+            if hazards:
+                _LOG.warning(
+                    "arduino: %s contains skip-over-return sequences in %s; qemu-system-avr "
+                    "mis-executes them, so results in emulation may differ from a real %s",
+                    elf,
+                    ", ".join(hazards),
+                    board,
+                )
+            self._transport = start_qemu_avr(elf, machine, BUILD_DIR / "qemu.log")
+            timeouts = server.TransportTimeouts(
+                session_start_retry_timeout_sec=2.0,
+                session_start_timeout_sec=20.0,
+                session_established_timeout_sec=30.0,
+            )
+        else:
+            port = find_serial_port(board, _option(options, "port"), _option(options, "serial_number"))
+            self._transport = SerialTransport(port)
+            # Opening the port resets most boards; the bootloader takes ~1-2 s before the sketch
+            # listens. The session's handshake retries cover it.
+            timeouts = server.TransportTimeouts(
+                session_start_retry_timeout_sec=2.0,
+                session_start_timeout_sec=10.0,
+                session_established_timeout_sec=30.0,
+            )
+        return timeouts
+
+    def close_transport(self):
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
+
+    def read_transport(self, n, timeout_sec):
+        if self._transport is None:
+            raise server.TransportClosedError()
+        return self._transport.read(n, timeout_sec)
+
+    def write_transport(self, data, timeout_sec):
+        if self._transport is None:
+            raise server.TransportClosedError()
+        self._transport.write(data, timeout_sec)
