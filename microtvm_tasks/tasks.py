@@ -841,7 +841,7 @@ class WorkspaceTasks:
 
     # ------------------------------------------------------------ build
     def task_build(self) -> Iterator[dict[str, Any]]:
-        yield {"basename": "build", "name": None, "doc": "build every project (the default task)"}
+        yield {"basename": "build", "name": None, "doc": "build every project"}
         for name in self.ws.projects:
             yield self._build(name)
 
@@ -917,6 +917,7 @@ class WorkspaceTasks:
             "default_tasks": list(self.ws.default_tasks),
             "reporter": ProgressReporter,
             "verbosity": 2,
+            "subtasks": True,  # `doit list` shows every compile:/generate:/... task with its doc
         }
 
     def namespace(self) -> dict[str, Any]:
