@@ -331,7 +331,7 @@ def _run_stage(
     save_state(project_dir, state)  # withdraw the previous record first: interrupted = not done
     outputs: list[str] = []
     try:
-        with instantiate_from_dir(str(project_dir)) as client:
+        with instantiate_from_dir(str(project_dir), echo_stderr=True) as client:
             po = _project_options(client)
             where = f"options of {project_dir}"
             given = opts.coerce_options(dict(overrides or {}), po, where=where) if overrides else {}
@@ -375,8 +375,28 @@ def build_project(project_dir: str | os.PathLike[str], options: Mapping[str, Any
             "inputs": inputs,
             "outputs": outputs,
         }
+        sizes = _read_size_report(project_dir)
+        if sizes is not None:
+            state.artefacts["build"]["sizes"] = sizes
 
     return _run_stage(project_dir, "build", "build", options, record)
+
+
+#: Where a template's build may leave its image's section sizes (flash/RAM bytes, the
+#: board's limits) as a JSON object; build_project copies it into `.tvmc.json`.
+SIZE_REPORT = "build/sizes.json"
+
+
+def _read_size_report(project_dir: Path) -> dict[str, Any] | None:
+    """The template's size report, or None when it wrote none (or an unreadable one)."""
+    import json
+
+    path = project_dir / SIZE_REPORT
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None
 
 
 def flash_project(project_dir: str | os.PathLike[str], options: Mapping[str, Any] | None = None

@@ -68,6 +68,21 @@ def test_build_and_flash_record_artefacts(setup: tuple[Path, Path, Path]) -> Non
     assert find_hand_edits(proj, state) == []
 
 
+def test_build_streams_stderr_and_records_the_size_report(
+        setup: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    tpl, mlf, proj = setup
+    create_project(proj, mlf, tpl, {}, cache_dir=proj.parent / "c")
+    state = build_project(proj)
+    assert "sizes" not in state.artefacts["build"]  # no report, no entry
+    monkeypatch.setenv("FAKE_BUILD_SIZES", "1")
+    state = build_project(proj)
+    assert state.artefacts["build"]["sizes"] == {"text": 123, "bss": 45}
+    assert load_state(proj).artefacts["build"]["sizes"] == {"text": 123, "bss": 45}
+    # the build tools' stderr reaches the user (and a doit task's log)
+    assert "fake compiler: warning: sizes reported" in capfd.readouterr().err
+
+
 def test_failed_build_is_not_recorded_as_done(setup: tuple[Path, Path, Path],
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     tpl, mlf, proj = setup

@@ -98,6 +98,9 @@ FAKE_SERVER = textwrap.dedent('''\
             if os.environ.get("FAKE_BUILD_FAIL"):
                 print("fake compiler: error: undefined reference to `oops'", flush=True)
                 raise RuntimeError("build failed")
+            if os.environ.get("FAKE_BUILD_SIZES"):
+                print("fake compiler: warning: sizes reported", file=sys.stderr, flush=True)
+                (out / "sizes.json").write_text('{"text": 123, "bss": 45}')
             srcs = sorted(p for p in (HERE / "src").rglob("*.c"))
             blob = "".join(p.read_text() for p in srcs) + f"build_flag={options.get('build_flag')}"
             (out / "firmware.bin").write_text(blob)

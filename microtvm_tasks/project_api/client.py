@@ -188,13 +188,14 @@ class ServerProcess:
     """A running server: its process and the tail of its stderr.
 
     A thread drains stderr into a bounded deque (so a chatty server never blocks on a
-    full pipe) and echoes it to our stderr when ``debug`` is set.
+    full pipe) and echoes it to our stderr when ``echo`` is set (build tools write their
+    diagnostics there; a doit task's stderr is its log file).
     """
 
-    def __init__(self, proc: subprocess.Popen[bytes], argv: list[str], debug: bool = False):
+    def __init__(self, proc: subprocess.Popen[bytes], argv: list[str], echo: bool = False):
         self.proc = proc
         self.argv = argv
-        self.debug = debug
+        self.echo = echo
         self._lines: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self._partial = b""  # an unterminated last line, shown in tails too
         self._count = 0
@@ -220,7 +221,7 @@ class ServerProcess:
                     for raw in complete:
                         self._lines.append(raw.decode("utf-8", "replace").rstrip("\r"))
                         self._count += 1
-                if self.debug:
+                if self.echo:
                     sys.stderr.write(chunk.decode("utf-8", "replace"))
                     sys.stderr.flush()
         except (OSError, ValueError):
@@ -733,13 +734,15 @@ def instantiate_from_dir(
     debug: bool = False,
     timeout: float | None = DEFAULT_TIMEOUT_SEC,
     stage_timeout: float | None = STAGE_TIMEOUT_SEC,
+    echo_stderr: bool = False,
 ) -> ProjectAPIClient:
     """Launch the server of a template or generated project and connect to it.
 
     The server runs with ``project_dir`` as its working directory, reading requests on
     one inherited pipe and answering on another (``--read-fd/--write-fd``). Its stdout is
-    ours (build output shows); its stderr is captured for error messages and echoed only
-    when ``debug`` is set (which also passes ``--debug`` to the server). ``timeout`` is
+    ours (build output shows); its stderr is captured for error messages and echoed to
+    ours when ``echo_stderr`` or ``debug`` is set (``debug`` also passes ``--debug`` to the
+    server). ``timeout`` is
     the default limit for each call, in seconds (None: wait forever), except for the
     long stages generate_project, build and flash, which get ``stage_timeout``; a
     method's own ``timeout=`` overrides both. Use the returned client in a ``with``
@@ -774,6 +777,6 @@ def instantiate_from_dir(
         os.fdopen(client_write, "wb", buffering=0),
         timeout=timeout,
         stage_timeout=stage_timeout,
-        server_process=ServerProcess(proc, full_argv, debug=debug),
+        server_process=ServerProcess(proc, full_argv, echo=debug or echo_stderr),
         description=description,
     )
