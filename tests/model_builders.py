@@ -350,6 +350,7 @@ def conv2d(
     dilation: tuple[int, int] = (1, 1),
     padding: str = "SAME",
     activation: str = "NONE",
+    pre_pad: Sequence[Sequence[int]] | None = None,
     per_channel: bool = True,
     bias: bool = True,
     seed: int = 0,
@@ -359,7 +360,7 @@ def conv2d(
     cin = input_shape[3]
     w = rng.uniform(-1, 1, (out_channels, kernel[0], kernel[1], cin)).astype(np.float32)
     bvals = rng.uniform(-1, 1, out_channels).astype(np.float32)
-    out_hw = _out_hw(input_shape[1:3], kernel, stride, dilation, padding)
+    out_hw = _out_hw(_padded_shape(input_shape, pre_pad)[1:3], kernel, stride, dilation, padding)
     out_shape = [input_shape[0], out_hw[0], out_hw[1], out_channels]
     mb = TFLiteBuilder()
     if dtype == "float32":
@@ -379,7 +380,8 @@ def conv2d(
         fan_in = kernel[0] * kernel[1] * cin
         oq = qparams_for_range(-0.4 * fan_in ** 0.5 * 6, 0.4 * fan_in ** 0.5 * 6)
         y = mb.tensor("output", out_shape, "int8", scale=oq.scale, zero_point=oq.zero_point)
-    mb.op("CONV_2D", [x, wt, bt], [y], padding=padding, stride_w=stride[1], stride_h=stride[0],
+    xp = _pre_pad(mb, x, pre_pad)
+    mb.op("CONV_2D", [xp, wt, bt], [y], padding=padding, stride_w=stride[1], stride_h=stride[0],
           dilation_w_factor=dilation[1], dilation_h_factor=dilation[0],
           fused_activation_function=activation)
     return mb.build([x], [y])
@@ -395,6 +397,7 @@ def depthwise_conv2d(
     dilation: tuple[int, int] = (1, 1),
     padding: str = "SAME",
     activation: str = "NONE",
+    pre_pad: Sequence[Sequence[int]] | None = None,
     per_channel: bool = True,
     seed: int = 0,
 ) -> bytes:
@@ -404,7 +407,7 @@ def depthwise_conv2d(
     cout = cin * depth_multiplier
     w = rng.uniform(-1, 1, (1, kernel[0], kernel[1], cout)).astype(np.float32)
     bvals = rng.uniform(-1, 1, cout).astype(np.float32)
-    out_hw = _out_hw(input_shape[1:3], kernel, stride, dilation, padding)
+    out_hw = _out_hw(_padded_shape(input_shape, pre_pad)[1:3], kernel, stride, dilation, padding)
     out_shape = [input_shape[0], out_hw[0], out_hw[1], cout]
     mb = TFLiteBuilder()
     if dtype == "float32":
@@ -422,7 +425,8 @@ def depthwise_conv2d(
                        scale=bs, zero_point=0, quantized_dimension=0)
         oq = qparams_for_range(-8.0, 7.0)
         y = mb.tensor("output", out_shape, "int8", scale=oq.scale, zero_point=oq.zero_point)
-    mb.op("DEPTHWISE_CONV_2D", [x, wt, bt], [y], padding=padding, stride_w=stride[1],
+    xp = _pre_pad(mb, x, pre_pad)
+    mb.op("DEPTHWISE_CONV_2D", [xp, wt, bt], [y], padding=padding, stride_w=stride[1],
           stride_h=stride[0], depth_multiplier=depth_multiplier, dilation_w_factor=dilation[1],
           dilation_h_factor=dilation[0], fused_activation_function=activation)
     return mb.build([x], [y])
@@ -476,14 +480,16 @@ def pool2d(
     stride: tuple[int, int] = (2, 2),
     padding: str = "VALID",
     activation: str = "NONE",
+    pre_pad: Sequence[Sequence[int]] | None = None,
 ) -> bytes:
     """One AVERAGE_POOL_2D or MAX_POOL_2D (same quantisation in and out, as TFLite requires)."""
-    out_hw = _out_hw(input_shape[1:3], filter_size, stride, (1, 1), padding)
+    out_hw = _out_hw(_padded_shape(input_shape, pre_pad)[1:3], filter_size, stride, (1, 1), padding)
     out_shape = [input_shape[0], out_hw[0], out_hw[1], input_shape[3]]
     mb = TFLiteBuilder()
     x = _act(mb, "input", input_shape, dtype, _IN_Q)
     y = _act(mb, "output", out_shape, dtype, _IN_Q)
-    mb.op(op, [x], [y], padding=padding, stride_w=stride[1], stride_h=stride[0],
+    xp = _pre_pad(mb, x, pre_pad)
+    mb.op(op, [xp], [y], padding=padding, stride_w=stride[1], stride_h=stride[0],
           filter_width=filter_size[1], filter_height=filter_size[0],
           fused_activation_function=activation)
     return mb.build([x], [y])
@@ -719,6 +725,27 @@ def small_cnn(dtype: str = "int8", seed: int = 0) -> bytes:
     y = _act(mb, "probs", [1, 5], dtype, QParams(1.0 / 256, -128))
     mb.op("SOFTMAX", [t5], [y], beta=1.0)
     return mb.build([x], [y])
+
+
+def _pre_pad(mb: TFLiteBuilder, x: int, pre_pad: Sequence[Sequence[int]] | None) -> int:
+    """A spatial PAD ((top, bottom), (left, right)) in front of tensor ``x`` (same dtype and
+    quantisation, so int8 pads with the zero point); returns the padded tensor, or ``x``."""
+    if pre_pad is None:
+        return x
+    t = mb.tensors[x]
+    (top, bottom), (left, right) = pre_pad
+    shape = [t.shape[0], t.shape[1] + top + bottom, t.shape[2] + left + right, t.shape[3]]
+    pt = mb.tensor("paddings", [4, 2], "int32", np.array([[0, 0], [top, bottom], [left, right], [0, 0]]))
+    y = mb.tensor("padded", shape, t.dtype, scale=t.scale, zero_point=t.zero_point)
+    mb.op("PAD", [x, pt], [y])
+    return y
+
+
+def _padded_shape(shape: Sequence[int], pre_pad: Sequence[Sequence[int]] | None) -> list[int]:
+    if pre_pad is None:
+        return list(shape)
+    (top, bottom), (left, right) = pre_pad
+    return [shape[0], shape[1] + top + bottom, shape[2] + left + right, *shape[3:]]
 
 
 def _act(mb: TFLiteBuilder, name: str, shape: Sequence[int], dtype: str, q: QParams,

@@ -147,6 +147,25 @@ CASES = {
     "mean_hw_requantise": lambda: mb.mean(keep_dims=False, output_q=Q(0.02, 5)),
     "mean_hw_large_count": lambda: mb.mean(input_shape=(1, 13, 11, 4), output_q=Q(0.01, -1)),
     "mean_f32": lambda: mb.mean("float32"),
+    # PAD in front of a window operator: fused into explicit padding where exact
+    "pad_conv_valid_s2": lambda: mb.conv2d(padding="VALID", stride=(2, 2), input_shape=(1, 8, 8, 3),
+                                           pre_pad=((1, 1), (1, 1))),
+    "pad_conv_same_asymmetric": lambda: mb.conv2d(pre_pad=((2, 0), (0, 1)), input_shape=(1, 6, 7, 3)),
+    "pad_conv_1x1_wider_than_kernel": lambda: mb.conv2d(padding="VALID", kernel=(1, 1), stride=(2, 2),
+                                                        pre_pad=((1, 2), (2, 0)), input_shape=(1, 5, 5, 4)),
+    "pad_conv_f32_valid_s2_dil": lambda: mb.conv2d("float32", padding="VALID", stride=(2, 2), dilation=(2, 2),
+                                                   pre_pad=((2, 1), (1, 2)), input_shape=(1, 9, 8, 3)),
+    "pad_dw_valid_s2": lambda: mb.depthwise_conv2d(padding="VALID", stride=(2, 2), input_shape=(1, 8, 8, 4),
+                                                   pre_pad=((1, 1), (1, 1))),
+    "pad_dw_valid_s1_top_only": lambda: mb.depthwise_conv2d(padding="VALID", pre_pad=((2, 0), (1, 1)),
+                                                            input_shape=(1, 6, 6, 5)),
+    "pad_dw_f32_multiplier2": lambda: mb.depthwise_conv2d("float32", padding="VALID", depth_multiplier=2,
+                                                          pre_pad=((0, 2), (1, 0))),
+    "pad_avgpool_f32": lambda: mb.pool2d("AVERAGE_POOL_2D", "float32", filter_size=(3, 3),
+                                         pre_pad=((1, 1), (1, 1)), input_shape=(1, 7, 7, 3)),
+    "pad_avgpool_int8_kept": lambda: mb.pool2d("AVERAGE_POOL_2D", filter_size=(3, 3),
+                                               pre_pad=((1, 1), (1, 1)), input_shape=(1, 7, 7, 3)),
+    "pad_maxpool_f32_kept": lambda: mb.pool2d("MAX_POOL_2D", "float32", pre_pad=((1, 0), (0, 1))),
     # few-operator models (arena reuse between operators)
     "small_cnn": lambda: mb.small_cnn(),
     "small_cnn_f32": lambda: mb.small_cnn("float32"),
@@ -320,6 +339,30 @@ def test_kernels_build_for_cortex_m4(tmp_path):
     path.write_bytes(model)
     objs = arm_compile(compile_to_members(path, module_name="all_ops"), tmp_path / "arm")
     assert len(objs) == 2 and all(o.stat().st_size > 0 for o in objs)
+
+
+@pytest.mark.parametrize(("case", "fused"), [
+    ("pad_conv_valid_s2", True), ("pad_conv_same_asymmetric", True), ("pad_dw_valid_s2", True),
+    ("pad_conv_f32_valid_s2_dil", True), ("pad_avgpool_f32", True),
+    # int8 average pools would need the zero point in the padded sum; max pools ignore padding
+    ("pad_avgpool_int8_kept", False), ("pad_maxpool_f32_kept", False),
+])
+def test_pad_fuses_into_the_next_window_operator(case, fused, tmp_path):
+    """A PAD feeding a convolution becomes its explicit padding: no padded copy in the
+    arena (here the arena is empty: caller buffers in, caller buffers out)."""
+    from microtvm_tasks.compiler.memory import plan_memory
+
+    path = tmp_path / "m.tflite"
+    path.write_bytes(CASES[case]())
+    g = run_passes(load_model(path))
+    kinds = [n.kind for n in g.nodes]
+    assert ("PAD" not in kinds) == fused, kinds
+    if fused:
+        assert len(kinds) == 1 and g.nodes[0].attrs["padding"] == "EXPLICIT"
+        op = g.nodes[0]
+        if op.kind == "CONV_2D" and g.t(op.inputs[0]).dtype == "int8":
+            return  # the int8 convolution's patch buffer is its only arena use
+        assert plan_memory(g).arena_size == 0
 
 
 def test_element_wise_ops_and_max_pool_run_in_place(tmp_path):

@@ -3,8 +3,9 @@
 Order matters: operators are checked first (so an unsupported operator, attribute or
 dtype is a CompileError naming the operator, node and model, never wrong code), then
 constants are folded (work done once at compile time instead of on every inference),
-then standalone activations are fused into the producing operator's clamp, and finally
-everything no output depends on is dropped.
+then standalone activations are fused into the producing operator's clamp, zero PADs
+into the convolution or pool reading them (explicit padding), and finally everything no
+output depends on is dropped.
 """
 
 from __future__ import annotations
@@ -93,10 +94,72 @@ def fuse_activations(graph: Graph) -> int:
     return fused
 
 
+def fuse_pads(graph: Graph) -> int:
+    """Merge a spatial zero PAD into the one convolution (or float VALID average pool) that
+    reads it, as explicit padding of that operator.
+
+    Why: a PAD before a VALID convolution (how converters express PyTorch-style padding)
+    costs a padded copy of the activation in the arena and a pass over it; the kernels
+    treat out-of-bounds taps exactly as the padded values (the zero point for int8, 0.0 for
+    float), so the result is identical. A float average pool over zero padding divides by
+    the whole window: count_include_pad."""
+    from .ops._common import window_padding
+
+    fused = 0
+    for pad in list(graph.nodes):
+        if pad.kind != "PAD" or pad.inputs[0] is None:
+            continue
+        x, p = pad.inputs[0], pad.outputs[0]
+        pads = [tuple(int(v) for v in ab) for ab in pad.attrs["pads"]]
+        xt = graph.t(x)
+        if len(pads) != 4 or pads[0] != (0, 0) or pads[3] != (0, 0):
+            continue
+        if xt.dtype == "float32" and float(pad.attrs.get("value", 0.0)) != 0.0:
+            continue
+        if p in graph.outputs or len(graph.consumers(p)) != 1:
+            continue
+        (c,) = graph.consumers(p)
+        if c.inputs[0] != p or list(c.inputs).count(p) != 1:
+            continue
+        pt = graph.t(p)
+        if xt.dtype == "int8" and (
+            xt.quant is None or pt.quant is None or (xt.scale, xt.zero_point) != (pt.scale, pt.zero_point)
+        ):
+            continue  # the convolution's multipliers must not change by a hair
+        attrs = dict(c.attrs)
+        err = node_error(graph, c)
+        if c.kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            k = tuple(int(v) for v in graph.t(c.inputs[1]).shape[1:3])
+            stride, dilation = attrs.get("stride", (1, 1)), attrs.get("dilation", (1, 1))
+            _, cur = window_padding(attrs, (pt.shape[1], pt.shape[2]), k, stride, dilation, err)
+        elif c.kind == "AVERAGE_POOL_2D" and xt.dtype == "float32" and attrs.get("padding") == "VALID":
+            kh, kw = attrs["filter"]
+            if max(pads[1]) >= kh or max(pads[2]) >= kw:
+                continue
+            cur = (0, 0, 0, 0)
+            attrs["count_include_pad"] = True
+        else:
+            continue
+        attrs["padding"] = "EXPLICIT"
+        attrs["pads"] = (cur[0] + pads[1][0], cur[1] + pads[2][0], cur[2] + pads[1][1], cur[3] + pads[2][1])
+        old_inputs, old_attrs = list(c.inputs), c.attrs
+        c.inputs = [x, *c.inputs[1:]]
+        c.attrs = attrs
+        try:
+            spec(c.kind).check(c, graph, err)
+        except CompileError:
+            c.inputs, c.attrs = old_inputs, old_attrs
+            continue
+        graph.nodes.remove(pad)
+        fused += 1
+    return fused
+
+
 def run_passes(graph: Graph) -> Graph:
     check_ops(graph)
     fold_constants(graph)
     fuse_activations(graph)
+    fuse_pads(graph)
     graph.prune()
     if not graph.nodes and graph.outputs:
         raise CompileError(f"{graph.name}: the model computes nothing (no operator reaches an output)")
