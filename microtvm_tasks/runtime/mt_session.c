@@ -16,31 +16,31 @@
 #include "mt_text.h"
 #include "platform.h"
 
-/* On AVR string literals live in RAM (2 KiB on an Uno): send error codes without their
- * messages there unless -DMT_TERSE_ERRORS=0. The host names every code anyway. */
+/* Error messages are MT_PSTR literals: in flash on AVR, where literals would otherwise be
+ * copied into the Uno's 2 KiB of RAM. -DMT_TERSE_ERRORS=1 drops them (codes only, which
+ * PROTOCOL.md allows: the host names every code) to save that flash too. */
 #if !defined(MT_TERSE_ERRORS)
-#if defined(__AVR__)
-#define MT_TERSE_ERRORS 1
-#else
 #define MT_TERSE_ERRORS 0
 #endif
-#endif
 #if MT_TERSE_ERRORS
-#define MT_MSG(s) ""
+#define MT_MSG(s) MT_PSTR("")
 #else
-#define MT_MSG(s) s
+#define MT_MSG(s) MT_PSTR(s)
 #endif
 
 static mt_frame_rx_t g_rx;
 static uint8_t g_hello_ok;
 
+/* msg is an MT_MSG literal (program memory on AVR); detail, if any, is in RAM. */
 static int32_t send_error(uint8_t seq, uint16_t code, const char *msg, const char *detail) {
   /* Built on the stack: the message is short and g_rx.body may still hold the request. */
   uint8_t buf[2 + 48 + 12];
   uint16_t n = 2;
+  char c;
   mt_put_u16(buf, code);
-  while (*msg != '\0' && n < 2u + 48u) {
-    buf[n++] = (uint8_t)*msg++;
+  while ((c = MT_PSTR_BYTE(msg)) != '\0' && n < 2u + 48u) {
+    buf[n++] = (uint8_t)c;
+    ++msg;
   }
   if (detail != NULL) {
     while (*detail != '\0' && n < (uint16_t)sizeof(buf)) {

@@ -21,6 +21,24 @@ extern const uint32_t mt_standalone_input_nbytes[];
 
 static void put_str(const char *s) { mt_platform_write((const uint8_t *)s, strlen(s)); }
 
+/* A fixed label: an MT_PSTR literal (program memory on AVR), copied out in small chunks. */
+static void put_pstr(const char *s) {
+  uint8_t buf[16];
+  uint8_t n = 0;
+  char c;
+  while ((c = MT_PSTR_BYTE(s)) != '\0') {
+    buf[n++] = (uint8_t)c;
+    ++s;
+    if (n == sizeof(buf)) {
+      mt_platform_write(buf, n);
+      n = 0;
+    }
+  }
+  if (n != 0u) {
+    mt_platform_write(buf, n);
+  }
+}
+
 static void put_u32(uint32_t v) {
   char buf[12];
   mt_platform_write((const uint8_t *)buf, mt_fmt_u32(buf, v));
@@ -36,15 +54,16 @@ static void put_f32(float v) {
   mt_platform_write((const uint8_t *)buf, mt_fmt_f32(buf, v));
 }
 
+/* An MT_PSTR literal: print it with put_pstr. */
 static const char *dtype_name(uint8_t dtype) {
   switch (dtype) {
-    case MT_DTYPE_INT8: return "int8";
-    case MT_DTYPE_UINT8: return "uint8";
-    case MT_DTYPE_INT16: return "int16";
-    case MT_DTYPE_INT32: return "int32";
-    case MT_DTYPE_FLOAT32: return "float32";
-    case MT_DTYPE_INT64: return "int64";
-    default: return "unknown";
+    case MT_DTYPE_INT8: return MT_PSTR("int8");
+    case MT_DTYPE_UINT8: return MT_PSTR("uint8");
+    case MT_DTYPE_INT16: return MT_PSTR("int16");
+    case MT_DTYPE_INT32: return MT_PSTR("int32");
+    case MT_DTYPE_FLOAT32: return MT_PSTR("float32");
+    case MT_DTYPE_INT64: return MT_PSTR("int64");
+    default: return MT_PSTR("unknown");
   }
 }
 
@@ -89,20 +108,20 @@ static void print_output(uint32_t k, const mt_tensor_t *t) {
   uint8_t d;
   uint32_t i;
   uint32_t count = t->nbytes / dtype_size(t->dtype);
-  put_str("mt: output ");
+  put_pstr(MT_PSTR("mt: output "));
   put_u32(k);
-  put_str(" ");
+  put_pstr(MT_PSTR(" "));
   put_str(t->name);
-  put_str(" ");
-  put_str(dtype_name(t->dtype));
-  put_str(" [");
+  put_pstr(MT_PSTR(" "));
+  put_pstr(dtype_name(t->dtype));
+  put_pstr(MT_PSTR(" ["));
   for (d = 0; d < t->ndim && d < MT_MAX_DIMS; ++d) {
-    if (d) put_str(",");
+    if (d) put_pstr(MT_PSTR(","));
     put_i32(t->shape[d]);
   }
-  put_str("] =");
+  put_pstr(MT_PSTR("] ="));
   for (i = 0; i < count; ++i) {
-    put_str(" ");
+    put_pstr(MT_PSTR(" "));
     if (t->dtype == MT_DTYPE_FLOAT32) {
       put_f32(elem_float(t, i));
     } else if (t->dtype == MT_DTYPE_INT64) {
@@ -111,20 +130,20 @@ static void print_output(uint32_t k, const mt_tensor_t *t) {
       put_i32(elem_int(t, i));
     }
   }
-  put_str("\n");
+  put_pstr(MT_PSTR("\n"));
   if (t->scale_bits != 0u && t->dtype != MT_DTYPE_FLOAT32) {
     float scale;
     memcpy(&scale, &t->scale_bits, 4);
-    put_str("mt: output ");
+    put_pstr(MT_PSTR("mt: output "));
     put_u32(k);
-    put_str(" ");
+    put_pstr(MT_PSTR(" "));
     put_str(t->name);
-    put_str(" real =");
+    put_pstr(MT_PSTR(" real ="));
     for (i = 0; i < count; ++i) {
-      put_str(" ");
+      put_pstr(MT_PSTR(" "));
       put_f32(scale * (float)(elem_int(t, i) - t->zero_point));
     }
-    put_str("\n");
+    put_pstr(MT_PSTR("\n"));
   }
 }
 
@@ -149,12 +168,12 @@ int32_t mt_standalone_main(void) {
       print_output(i, &mt_model.outputs[i]);
     }
   }
-  put_str("mt: ticks ");
+  put_pstr(MT_PSTR("mt: ticks "));
   put_u32(dt);
-  put_str(" hz ");
+  put_pstr(MT_PSTR(" hz "));
   put_u32(mt_platform_tick_hz());
-  put_str("\nmt: status ");
+  put_pstr(MT_PSTR("\nmt: status "));
   put_i32(status);
-  put_str("\n");
+  put_pstr(MT_PSTR("\n"));
   return status;
 }

@@ -7,6 +7,22 @@
 
 #include <stdint.h>
 
+/* String literals that stay in program memory where that is not ordinary memory.
+ *
+ * On AVR, .rodata is copied into RAM at start-up (the Uno has 2 KiB of it), so the
+ * runtime's fixed texts (error messages, the standalone demo's labels) are written
+ * MT_PSTR("...") and read one byte at a time with MT_PSTR_BYTE(p): PROGMEM and
+ * pgm_read_byte there, a plain literal and a plain read everywhere else. A pointer from
+ * MT_PSTR must only be read with MT_PSTR_BYTE (on AVR it is a flash address). */
+#if defined(__AVR__)
+#include <avr/pgmspace.h>
+#define MT_PSTR(s) PSTR(s)
+#define MT_PSTR_BYTE(p) ((char)pgm_read_byte(p))
+#else
+#define MT_PSTR(s) (s)
+#define MT_PSTR_BYTE(p) (*(p))
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
