@@ -86,54 +86,203 @@ MT_KERNEL void mt_conv_s8(const int8_t* in, const int8_t* restrict w,
 }
 
 #define MT_CONV_F32_BLOCK 64
+#define MT_CONV_F32_OC 8 /* output channels per register block */
+#define MT_CONV_F32_PX 4 /* output pixels (along a row) per register block */
 
-/* float32: filter stored [kh][kw][in_c][out_c] (transposed at compile time) so the inner
- * loop runs across output channels and vectorises; each output still sums its taps in
- * (ky, kx, ic) order, then adds the bias, as the reference kernel does. */
+/* float32, one output pixel, every output channel (borders, and channels past the last
+ * whole register block from c_first on): the filter is stored [kh][kw][in_c][out_c]
+ * (transposed at compile time) so the inner loop runs across output channels. */
+MT_KERNEL void mt_conv_f32_pixel(const float* restrict img, const float* restrict w,
+                                 const float* restrict bias, float* restrict o, int in_h,
+                                 int in_w, int in_c, int out_c, int c_first, int k_h, int k_w,
+                                 int dil_h, int dil_w, int iy0, int ix0, float act_min,
+                                 float act_max) {
+  float acc[MT_CONV_F32_BLOCK];
+  int c0, c, ky, kx, ic;
+  for (c0 = c_first; c0 < out_c; c0 += MT_CONV_F32_BLOCK) {
+    const int n = out_c - c0 < MT_CONV_F32_BLOCK ? out_c - c0 : MT_CONV_F32_BLOCK;
+    for (c = 0; c < n; ++c) {
+      acc[c] = 0.0f;
+    }
+    for (ky = 0; ky < k_h; ++ky) {
+      const int iy = iy0 + ky * dil_h;
+      if (iy < 0 || iy >= in_h) {
+        continue;
+      }
+      for (kx = 0; kx < k_w; ++kx) {
+        const int ix = ix0 + kx * dil_w;
+        const float* restrict px;
+        const float* restrict wt;
+        if (ix < 0 || ix >= in_w) {
+          continue;
+        }
+        px = img + (iy * in_w + ix) * in_c;
+        wt = w + (ky * k_w + kx) * in_c * out_c + c0;
+        for (ic = 0; ic < in_c; ++ic) {
+          const float xv = px[ic];
+          const float* restrict wr = wt + ic * out_c;
+          for (c = 0; c < n; ++c) {
+            acc[c] += xv * wr[c];
+          }
+        }
+      }
+    }
+    for (c = 0; c < n; ++c) {
+      o[c0 + c] = mt_clamp_f32(acc[c] + (bias ? bias[c0 + c] : 0.0f), act_min, act_max);
+    }
+  }
+}
+
+/* MT_CONV_F32_PX neighbouring output pixels x MT_CONV_F32_OC output channels; `w`, `bias`
+ * and `o` already point at the first channel of the block, ix0 is the first pixel's
+ * leftmost tap column. A tap column outside the input contributes a 0.0f input (adding
+ * +0.0f * w leaves a sum unchanged), so borders need no separate path. SSE2: the 4 x 8
+ * accumulators are eight registers; elsewhere plain C with the same order of operations per
+ * output (so both give the same floats). */
+MT_KERNEL void mt_conv_f32_block(const float* restrict img, const float* restrict w,
+                                 const float* restrict bias, float* restrict o, int in_h,
+                                 int in_w, int in_c, int out_c, int k_h, int k_w, int dil_h,
+                                 int dil_w, int stride_w, int iy0, int ix0, float act_min,
+                                 float act_max) {
+  int ky, kx, ic, p;
+#if defined(__SSE2__) && MT_CONV_F32_PX == 4 && MT_CONV_F32_OC == 8
+  __m128 a0l = _mm_setzero_ps(), a0h = a0l, a1l = a0l, a1h = a0l;
+  __m128 a2l = a0l, a2h = a0l, a3l = a0l, a3h = a0l;
+  __m128 acc[8];
+#define MT_CF32_STEP(x0, x1, x2, x3)                                                         \
+  do {                                                                                       \
+    const __m128 wl = _mm_loadu_ps(wt + ic * out_c);                                         \
+    const __m128 wh = _mm_loadu_ps(wt + ic * out_c + 4);                                     \
+    __m128 x = _mm_set1_ps(x0);                                                              \
+    a0l = _mm_add_ps(a0l, _mm_mul_ps(x, wl));                                                \
+    a0h = _mm_add_ps(a0h, _mm_mul_ps(x, wh));                                                \
+    x = _mm_set1_ps(x1);                                                                     \
+    a1l = _mm_add_ps(a1l, _mm_mul_ps(x, wl));                                                \
+    a1h = _mm_add_ps(a1h, _mm_mul_ps(x, wh));                                                \
+    x = _mm_set1_ps(x2);                                                                     \
+    a2l = _mm_add_ps(a2l, _mm_mul_ps(x, wl));                                                \
+    a2h = _mm_add_ps(a2h, _mm_mul_ps(x, wh));                                                \
+    x = _mm_set1_ps(x3);                                                                     \
+    a3l = _mm_add_ps(a3l, _mm_mul_ps(x, wl));                                                \
+    a3h = _mm_add_ps(a3h, _mm_mul_ps(x, wh));                                                \
+  } while (0)
+#else
+  float acc[MT_CONV_F32_PX][MT_CONV_F32_OC];
+  int c;
+#define MT_CF32_STEP(x0, x1, x2, x3)                                                         \
+  do {                                                                                       \
+    const float* restrict wr = wt + ic * out_c;                                              \
+    const float xv[MT_CONV_F32_PX] = {x0, x1, x2, x3};                                       \
+    for (p = 0; p < MT_CONV_F32_PX; ++p) {                                                   \
+      for (c = 0; c < MT_CONV_F32_OC; ++c) {                                                 \
+        acc[p][c] += xv[p] * wr[c];                                                          \
+      }                                                                                      \
+    }                                                                                        \
+  } while (0)
+  for (p = 0; p < MT_CONV_F32_PX; ++p) {
+    for (c = 0; c < MT_CONV_F32_OC; ++c) {
+      acc[p][c] = 0.0f;
+    }
+  }
+#endif
+  for (ky = 0; ky < k_h; ++ky) {
+    const int iy = iy0 + ky * dil_h;
+    const float* restrict row;
+    if (iy < 0 || iy >= in_h) {
+      continue;
+    }
+    row = img + iy * in_w * in_c;
+    for (kx = 0; kx < k_w; ++kx) {
+      const int ix = ix0 + kx * dil_w;
+      const float* restrict wt = w + (ky * k_w + kx) * in_c * out_c;
+      if (ix >= 0 && ix + 3 * stride_w < in_w) {
+        const float* restrict p0 = row + ix * in_c;
+        const float* restrict p1 = p0 + stride_w * in_c;
+        const float* restrict p2 = p1 + stride_w * in_c;
+        const float* restrict p3 = p2 + stride_w * in_c;
+        for (ic = 0; ic < in_c; ++ic) {
+          MT_CF32_STEP(p0[ic], p1[ic], p2[ic], p3[ic]);
+        }
+      } else {
+        /* some of the four taps fall into the padding: they read 0.0f */
+        const float* q[MT_CONV_F32_PX];
+        for (p = 0; p < MT_CONV_F32_PX; ++p) {
+          const int x = ix + p * stride_w;
+          q[p] = x >= 0 && x < in_w ? row + x * in_c : (const float*)0;
+        }
+        for (ic = 0; ic < in_c; ++ic) {
+          MT_CF32_STEP(q[0] ? q[0][ic] : 0.0f, q[1] ? q[1][ic] : 0.0f, q[2] ? q[2][ic] : 0.0f,
+                       q[3] ? q[3][ic] : 0.0f);
+        }
+      }
+    }
+  }
+#undef MT_CF32_STEP
+#if defined(__SSE2__) && MT_CONV_F32_PX == 4 && MT_CONV_F32_OC == 8
+  acc[0] = a0l, acc[1] = a0h, acc[2] = a1l, acc[3] = a1h;
+  acc[4] = a2l, acc[5] = a2h, acc[6] = a3l, acc[7] = a3h;
+  {
+    const __m128 lo = _mm_set1_ps(act_min), hi = _mm_set1_ps(act_max);
+    const __m128 bl = bias ? _mm_loadu_ps(bias) : _mm_setzero_ps();
+    const __m128 bh = bias ? _mm_loadu_ps(bias + 4) : _mm_setzero_ps();
+    for (p = 0; p < MT_CONV_F32_PX; ++p) {
+      float* restrict op = o + p * out_c;
+      _mm_storeu_ps(op, _mm_min_ps(hi, _mm_max_ps(lo, _mm_add_ps(acc[2 * p], bl))));
+      _mm_storeu_ps(op + 4, _mm_min_ps(hi, _mm_max_ps(lo, _mm_add_ps(acc[2 * p + 1], bh))));
+    }
+  }
+#else
+  for (p = 0; p < MT_CONV_F32_PX; ++p) {
+    for (c = 0; c < MT_CONV_F32_OC; ++c) {
+      o[p * out_c + c] = mt_clamp_f32(acc[p][c] + (bias ? bias[c] : 0.0f), act_min, act_max);
+    }
+  }
+#endif
+}
+
+/* float32 convolution: output rows in blocks of MT_CONV_F32_PX pixels (the last block of a
+ * row overlaps the one before rather than falling back to single pixels: it writes the
+ * same values again), each in blocks of MT_CONV_F32_OC channels whose accumulators stay in
+ * registers while the taps stream by (each filter row loaded once for four pixels); the
+ * fixed-size inner loops are what the compiler keeps in (SIMD) registers. Each output sums
+ * its taps in (ky, kx, ic) order and then adds the bias, as the reference kernel does.
+ * Rows narrower than a block and channels past the last whole block take
+ * mt_conv_f32_pixel. */
 MT_KERNEL void mt_conv_f32(const float* restrict in, const float* restrict w,
                            const float* restrict bias, float* restrict out, int batches,
                            int in_h, int in_w, int in_c, int out_h, int out_w, int out_c,
                            int k_h, int k_w, int stride_h, int stride_w, int dil_h, int dil_w,
                            int pad_h, int pad_w, float act_min, float act_max) {
-  float acc[MT_CONV_F32_BLOCK];
-  int b, oy, ox, c0, c, ky, kx, ic;
+  const int oc_blocked = out_c - out_c % MT_CONV_F32_OC;
+  int b, oy, ox, c0, p;
   for (b = 0; b < batches; ++b) {
     const float* restrict img = in + b * in_h * in_w * in_c;
     for (oy = 0; oy < out_h; ++oy) {
       const int iy0 = oy * stride_h - pad_h;
-      for (ox = 0; ox < out_w; ++ox) {
-        const int ix0 = ox * stride_w - pad_w;
-        float* restrict o = out + ((b * out_h + oy) * out_w + ox) * out_c;
-        for (c0 = 0; c0 < out_c; c0 += MT_CONV_F32_BLOCK) {
-          const int n = out_c - c0 < MT_CONV_F32_BLOCK ? out_c - c0 : MT_CONV_F32_BLOCK;
-          for (c = 0; c < n; ++c) {
-            acc[c] = 0.0f;
-          }
-          for (ky = 0; ky < k_h; ++ky) {
-            const int iy = iy0 + ky * dil_h;
-            if (iy < 0 || iy >= in_h) {
-              continue;
-            }
-            for (kx = 0; kx < k_w; ++kx) {
-              const int ix = ix0 + kx * dil_w;
-              const float* restrict px;
-              const float* restrict wt;
-              if (ix < 0 || ix >= in_w) {
-                continue;
-              }
-              px = img + (iy * in_w + ix) * in_c;
-              wt = w + (ky * k_w + kx) * in_c * out_c + c0;
-              for (ic = 0; ic < in_c; ++ic) {
-                const float xv = px[ic];
-                const float* restrict wr = wt + ic * out_c;
-                for (c = 0; c < n; ++c) {
-                  acc[c] += xv * wr[c];
-                }
-              }
-            }
-          }
-          for (c = 0; c < n; ++c) {
-            o[c0 + c] = mt_clamp_f32(acc[c] + (bias ? bias[c0 + c] : 0.0f), act_min, act_max);
+      float* restrict orow = out + (b * out_h + oy) * out_w * out_c;
+      if (out_w < MT_CONV_F32_PX) {
+        for (ox = 0; ox < out_w; ++ox) {
+          mt_conv_f32_pixel(img, w, bias, orow + ox * out_c, in_h, in_w, in_c, out_c, 0, k_h,
+                            k_w, dil_h, dil_w, iy0, ox * stride_w - pad_w, act_min, act_max);
+        }
+        continue;
+      }
+      for (ox = 0; ox < out_w; ox += MT_CONV_F32_PX) {
+        int ix0;
+        if (ox + MT_CONV_F32_PX > out_w) {
+          ox = out_w - MT_CONV_F32_PX; /* overlap the previous block */
+        }
+        ix0 = ox * stride_w - pad_w;
+        for (c0 = 0; c0 < oc_blocked; c0 += MT_CONV_F32_OC) {
+          mt_conv_f32_block(img, w + c0, bias ? bias + c0 : bias, orow + ox * out_c + c0, in_h,
+                            in_w, in_c, out_c, k_h, k_w, dil_h, dil_w, stride_w, iy0, ix0,
+                            act_min, act_max);
+        }
+        if (oc_blocked < out_c) {
+          for (p = 0; p < MT_CONV_F32_PX; ++p) {
+            mt_conv_f32_pixel(img, w, bias, orow + (ox + p) * out_c, in_h, in_w, in_c, out_c,
+                              oc_blocked, k_h, k_w, dil_h, dil_w, iy0, ix0 + p * stride_w, act_min,
+                              act_max);
           }
         }
       }
