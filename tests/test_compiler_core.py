@@ -19,6 +19,8 @@ from microtvm_tasks.compiler import compile_to_members, load_model  # noqa: E402
 from microtvm_tasks.compiler.emit_c import kernel_source  # noqa: E402
 from microtvm_tasks.compiler.ir import Graph, Node, Quant, Tensor  # noqa: E402
 from microtvm_tasks.compiler.memory import ALIGN, plan_memory  # noqa: E402
+from microtvm_tasks.compiler.ops import spec  # noqa: E402
+from microtvm_tasks.compiler.ops.conv_2d import conv_geometry  # noqa: E402
 from microtvm_tasks.compiler.passes import run_passes  # noqa: E402
 from microtvm_tasks.compiler.quant import quantize_multiplier, sse2_rmul  # noqa: E402
 
@@ -329,15 +331,25 @@ def _chain_model(path: Path, variant: str = "mixed") -> None:
     depthwise 2x2 (padding only after) -> depthwise 3x3 VALID, batch 2: the in-place
     candidates of every kind, next to ones that must not run in place.
     thin: a 2-row input through conv 3x3 -> depthwise 1x3 -> depthwise 3x1 -> depthwise 3x3
-    (kernels taller than the image, one-row filters)."""
+    (kernels taller than the image, one-row filters).
+    padded: PAD + VALID depthwise (fused into explicit padding) with 2, 1 and 0 rows of
+    padding on top: in-place ring buffers of 3, 2 and 1 rows."""
     rng = np.random.default_rng(11)
     b = TFLiteBuilder()
-    shape = [2, 7, 6, 8] if variant == "mixed" else [2, 2, 9, 8]
+    shape = {"mixed": [2, 7, 6, 8], "thin": [2, 2, 9, 8], "padded": [2, 6, 7, 8]}[variant]
     x = b.tensor(shape, "int8", scale=0.05, zero_point=-3, name="x")
     cur, cur_c = x, 8
 
-    def conv(out_c: int, k, dw: bool, padding: int = 0, out_hw: tuple[int, int] | None = None):
+    def conv(out_c: int, k, dw: bool, padding: int = 0, out_hw: tuple[int, int] | None = None,
+             pre_pad: tuple[tuple[int, int], tuple[int, int]] | None = None):
         nonlocal cur, cur_c
+        if pre_pad is not None:
+            (t, bt), (le, ri) = pre_pad
+            pads = b.tensor([4, 2], "int32", data=[[0, 0], [t, bt], [le, ri], [0, 0]])
+            padded = b.tensor([2, shape[1] + t + bt, shape[2] + le + ri, cur_c], "int8", scale=0.05,
+                              zero_point=-3)
+            b.op("PAD", [cur, pads], [padded])
+            cur = padded
         kh, kw = (k, k) if isinstance(k, int) else k
         wscale = rng.uniform(0.002, 0.01, out_c).astype(np.float32)
         wshape = [1, kh, kw, out_c] if dw else [out_c, kh, kw, cur_c]
@@ -393,15 +405,21 @@ def _chain_model(path: Path, variant: str = "mixed") -> None:
         conv(12, 5, dw=True)
         conv(12, 2, dw=True)
         conv(12, 3, dw=True, padding=1, out_hw=(5, 4))
-    else:
+    elif variant == "thin":
         conv(16, 3, dw=False)
         conv(16, (1, 3), dw=True)
         conv(16, (3, 1), dw=True)
         conv(16, 3, dw=True)
+    else:
+        conv(16, 3, dw=False)
+        conv(16, 3, dw=True, padding=1, pre_pad=((2, 0), (1, 1)))
+        conv(16, 3, dw=True, padding=1, pre_pad=((1, 1), (0, 2)))
+        conv(16, (2, 3), dw=True, padding=1, pre_pad=((0, 1), (1, 1)))
+        conv(8, 1, dw=False)
     path.write_bytes(b.finish([x], [cur]))
 
 
-@pytest.mark.parametrize("variant", ["mixed", "thin"])
+@pytest.mark.parametrize("variant", ["mixed", "thin", "padded"])
 @pytest.mark.parametrize("portable", [False, True], ids=["host-simd", "portable"])
 def test_inplace_convolutions_bit_exact_and_smaller(tmp_path, portable, variant):
     path = tmp_path / "chain.tflite"
@@ -413,9 +431,23 @@ def test_inplace_convolutions_bit_exact_and_smaller(tmp_path, portable, variant)
     if variant == "mixed":
         assert inplace == ["DEPTHWISE_CONV_2D", "CONV_2D", "DEPTHWISE_CONV_2D", "DEPTHWISE_CONV_2D"]
         one_activation = 2 * 7 * 6 * 16
-    else:
+    elif variant == "thin":
         assert inplace == ["DEPTHWISE_CONV_2D"] * 2  # the last one writes the caller's output
         one_activation = 2 * 2 * 9 * 16
+    else:
+        assert "PAD" not in [n.kind for n in graph.nodes]
+        assert inplace == ["DEPTHWISE_CONV_2D"] * 3
+        one_activation = 2 * 6 * 7 * 16
+    # the in-place depthwise ring buffers hold pad_top + 1 input rows (not kh)
+    tops = []
+    for i, n in enumerate(graph.nodes):
+        if n.kind == "DEPTHWISE_CONV_2D" and n.attrs.get("_inplace"):
+            g = conv_geometry(n, graph, ValueError, depthwise=True)
+            assert spec(n.kind).scratch_bytes(n, graph) == (g["ph"] + 1) * g["iw"] * g["ic"]
+            assert i in plan.scratch
+            tops.append(g["ph"])
+    if variant == "padded":
+        assert tops == [2, 1, 0]
     assert plan.arena_size < 2 * one_activation  # out-of-place would need two live activations
     model = CompiledModel(
         compile_to_members(path), tmp_path / "c", extra_flags=["-U__SSE2__"] if portable else None

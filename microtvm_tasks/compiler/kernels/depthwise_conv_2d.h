@@ -7,8 +7,10 @@
  * output channels with one int32 (float) accumulator per channel, so the inner loop is
  * an elementwise multiply-add across channels that vectorises. int8: `bias` holds
  * bias - input_zp * sum over taps of the filter; a padded tap adds input_zp * filter.
- * In place (out == in; stride 1, dm 1, same shape): `ring` (k_h input rows) keeps the input
- * rows still needed, each copied before the output row that overwrites it.
+ * In place (out == in; stride 1, dm 1, same shape, pad_h <= k_h - 1): output row oy
+ * overwrites input row oy, so the rows above it (from oy - pad_h) and row oy itself (read
+ * while its pixels are being replaced) come from `ring`, pad_h + 1 input rows, each copied
+ * just before the output row that overwrites it; rows below oy are still intact in place.
  */
 #define MT_DW_BLOCK 64
 
@@ -22,29 +24,19 @@ MT_KERNEL void mt_dwconv_s8(const int8_t* in, const int8_t* restrict w,
                             int32_t in_zp, int32_t out_zp, int32_t act_min, int32_t act_max) {
   const int out_c = in_c * dm;
   const int row_bytes = in_w * in_c;
+  const int ring_rows = pad_h + 1;
   int32_t acc[MT_DW_BLOCK];
-  int b, oy, ox, c0, c, ky, kx, r;
+  int b, oy, ox, c0, c, ky, kx;
   (void)rmul;
   for (b = 0; b < batches; ++b) {
     const int8_t* img = in + b * in_h * in_w * in_c;
-    if (ring) {
-      /* in place: rows 0 .. k_h - 2 - pad_h are saved before any output row is written */
-      for (r = 0; r < k_h - 1 - pad_h && r < in_h; ++r) {
-        for (c = 0; c < row_bytes; ++c) {
-          ring[(r % k_h) * row_bytes + c] = img[r * row_bytes + c];
-        }
-      }
-    }
     for (oy = 0; oy < out_h; ++oy) {
       const int iy0 = oy * stride_h - pad_h;
-      if (ring) {
-        /* the last input row output row oy needs; output rows < oy have overwritten input
-           rows < oy only, and pad_h <= k_h - 1 makes this row >= oy: still intact */
-        r = oy - pad_h + k_h - 1;
-        if (r < in_h) {
-          for (c = 0; c < row_bytes; ++c) {
-            ring[(r % k_h) * row_bytes + c] = img[r * row_bytes + c];
-          }
+      if (ring && oy < in_h) {
+        /* input row oy, about to be overwritten; rows oy - pad_h .. oy - 1 are already in
+           the ring (saved at their own turn), rows > oy are still intact in place */
+        for (c = 0; c < row_bytes; ++c) {
+          ring[(oy % ring_rows) * row_bytes + c] = img[oy * row_bytes + c];
         }
       }
       for (ox = 0; ox < out_w; ++ox) {
@@ -65,8 +57,9 @@ MT_KERNEL void mt_dwconv_s8(const int8_t* in, const int8_t* restrict w,
                   acc[c] += in_zp * (int32_t)wt[c];
                 }
               } else {
-                const int8_t* restrict px =
-                    ring ? ring + (iy % k_h) * row_bytes + ix * in_c : img + (iy * in_w + ix) * in_c;
+                const int8_t* restrict px = ring && iy <= oy
+                                                ? ring + (iy % ring_rows) * row_bytes + ix * in_c
+                                                : img + (iy * in_w + ix) * in_c;
                 if (dm == 1) {
                   for (c = 0; c < n; ++c) {
                     acc[c] += (int32_t)px[c0 + c] * (int32_t)wt[c];

@@ -28,9 +28,10 @@ class DepthwiseConv2D(OpSpec):
             raise err(f"filter shape {list(graph.t(node.inputs[1]).shape)} must start with 1")
 
     def inplace(self, node, graph):
-        """int8, stride 1, no dilation, depth multiplier 1, output the input's shape: the
-        kernel keeps the kh input rows still needed in a ring buffer (scratch) and writes
-        each output row over the input row it replaces."""
+        """int8, stride 1, no dilation, depth multiplier 1, output the input's shape, at most
+        kh - 1 rows of padding on top: the kernel writes each output row over the input row
+        it replaces and keeps that row and the pad_top rows above it, which later outputs
+        still read, in a ring buffer (scratch)."""
         if graph.t(node.inputs[0]).dtype != "int8":
             return False
         g = conv_geometry(node, graph, lambda m: ValueError(m), depthwise=True)
@@ -45,7 +46,7 @@ class DepthwiseConv2D(OpSpec):
         if not node.attrs.get("_inplace"):
             return 0
         g = conv_geometry(node, graph, lambda m: ValueError(m), depthwise=True)
-        return g["kh"] * g["iw"] * g["ic"]
+        return (g["ph"] + 1) * g["iw"] * g["ic"]
 
     def lower(self, node, ctx):
         import numpy as np
