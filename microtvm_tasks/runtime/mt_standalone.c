@@ -54,29 +54,30 @@ static void put_f32(float v) {
   mt_platform_write((const uint8_t *)buf, mt_fmt_f32(buf, v));
 }
 
-/* An MT_PSTR literal: print it with put_pstr. */
+/* An MT_PSTR literal: print it with put_pstr. Comparisons, not a switch: gcc turns a
+ * switch of returns into a table of pointers in .rodata, which AVR copies into RAM. */
 static const char *dtype_name(uint8_t dtype) {
-  switch (dtype) {
-    case MT_DTYPE_INT8: return MT_PSTR("int8");
-    case MT_DTYPE_UINT8: return MT_PSTR("uint8");
-    case MT_DTYPE_INT16: return MT_PSTR("int16");
-    case MT_DTYPE_INT32: return MT_PSTR("int32");
-    case MT_DTYPE_FLOAT32: return MT_PSTR("float32");
-    case MT_DTYPE_INT64: return MT_PSTR("int64");
-    default: return MT_PSTR("unknown");
-  }
+  if (dtype == MT_DTYPE_INT8) return MT_PSTR("int8");
+  if (dtype == MT_DTYPE_UINT8) return MT_PSTR("uint8");
+  if (dtype == MT_DTYPE_INT16) return MT_PSTR("int16");
+  if (dtype == MT_DTYPE_INT32) return MT_PSTR("int32");
+  if (dtype == MT_DTYPE_FLOAT32) return MT_PSTR("float32");
+  if (dtype == MT_DTYPE_INT64) return MT_PSTR("int64");
+  return MT_PSTR("unknown");
 }
 
+/* Comparisons too (a switch here became a lookup table in .rodata). */
 static uint8_t dtype_size(uint8_t dtype) {
-  switch (dtype) {
-    case MT_DTYPE_INT8:
-    case MT_DTYPE_UINT8: return 1;
-    case MT_DTYPE_INT16: return 2;
-    case MT_DTYPE_INT32:
-    case MT_DTYPE_FLOAT32: return 4;
-    case MT_DTYPE_INT64: return 8;
-    default: return 1;
+  if (dtype == MT_DTYPE_INT16) {
+    return 2;
   }
+  if (dtype == MT_DTYPE_INT32 || dtype == MT_DTYPE_FLOAT32) {
+    return 4;
+  }
+  if (dtype == MT_DTYPE_INT64) {
+    return 8;
+  }
+  return 1; /* int8, uint8, unknown */
 }
 
 /* Element i of t as a raw integer (for integer dtypes) or float (float32). memcpy keeps
