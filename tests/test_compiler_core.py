@@ -232,6 +232,38 @@ def test_planner_beats_tflm_on_kws_and_tvm_on_mnist():
         _assert_no_live_overlap(g, plan)
 
 
+def _live_lower_bound(graph: Graph, plan) -> int:
+    """The most bytes alive at any one node for this plan's storage groups (an in-place
+    group counts its larger member once, a scratch buffer at its node): no placement of
+    these buffers can use a smaller arena."""
+    live = [0] * len(graph.nodes)
+    for segs in plan.segments.values():
+        for i in range(len(graph.nodes)):
+            sizes = [z for f, la, z in segs if f <= i <= la]
+            if sizes:
+                live[i] += max(sizes)
+    return max(live, default=0)
+
+
+def test_planner_reaches_the_live_bytes_bound_on_real_models():
+    """After in-place merging (the output over its input, the input's remainder freed after
+    the node) placement wastes nothing on the real models: the arena equals the live-bytes
+    bound at the busiest node. Pins kws at its figure (TFLite Micro's head: 16000)."""
+    repo = Path(__file__).resolve().parents[1] / "models"
+    shared = Path(__file__).resolve().parents[2] / "shared" / "models"
+    paths = [repo / "kws.tflite", repo / "sine.tflite", *sorted(shared.glob("*.tflite")),
+             *sorted(shared.glob("*.onnx"))]
+    for path in (p for p in paths if p.exists()):
+        g = run_passes(load_model(path))
+        plan = plan_memory(g)
+        _assert_no_live_overlap(g, plan)
+        assert plan.arena_size == _live_lower_bound(g, plan), path.name
+        if path.name == "kws.tflite":
+            assert plan.arena_size <= 8640
+        if path.name == "mnist-8.onnx":
+            assert plan.arena_size <= 25088
+
+
 # ------------------------------------------------------------------------------------------
 # the portable kernel paths (what a microcontroller runs), checked on the host
 # ------------------------------------------------------------------------------------------
