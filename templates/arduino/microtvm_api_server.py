@@ -27,9 +27,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 from microtvm_tasks.project_api import server
+
+TYPE_CHECKING = False  # typing costs a few ms per server start; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
 
 IMPL_FILE = "arduino_impl.py"
 _SERVER_DIR = os.path.dirname(os.path.realpath(__file__))

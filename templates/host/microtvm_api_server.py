@@ -25,9 +25,12 @@ file (tests and tools reach `host_impl`'s names through this module).
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from microtvm_tasks.project_api import server
+
+TYPE_CHECKING = False  # typing costs a few ms per server start; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
 
 IMPL_FILE = "host_impl.py"
 MODEL_TAR = "model.tar"

@@ -45,9 +45,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 from microtvm_tasks.project_api import server
+
+TYPE_CHECKING = False  # typing costs a few ms per server start; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
 
 IMPL_FILE = "qemu_arm_impl.py"
 BOARDS_FILE = "boards.json"
