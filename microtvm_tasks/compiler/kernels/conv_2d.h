@@ -87,7 +87,11 @@ MT_KERNEL void mt_conv_s8(const int8_t* in, const int8_t* restrict w,
 
 #define MT_CONV_F32_BLOCK 64
 #define MT_CONV_F32_OC 8 /* output channels per register block */
-#define MT_CONV_F32_PX 4 /* output pixels (along a row) per register block */
+#if defined(__SSE2__)
+#define MT_CONV_F32_PX 4 /* output pixels (along a row) per register block: 8 SSE registers */
+#else
+#define MT_CONV_F32_PX 2 /* 16 scalar accumulators: fit a Cortex-M4F's 32 FPU registers */
+#endif
 
 /* float32, one output pixel, every output channel (borders, and channels past the last
  * whole register block from c_first on): the filter is stored [kh][kw][in_c][out_c]
@@ -136,54 +140,64 @@ MT_KERNEL void mt_conv_f32_pixel(const float* restrict img, const float* restric
 /* MT_CONV_F32_PX neighbouring output pixels x MT_CONV_F32_OC output channels; `w`, `bias`
  * and `o` already point at the first channel of the block, ix0 is the first pixel's
  * leftmost tap column. A tap column outside the input contributes a 0.0f input (adding
- * +0.0f * w leaves a sum unchanged), so borders need no separate path. SSE2: the 4 x 8
- * accumulators are eight registers; elsewhere plain C with the same order of operations per
- * output (so both give the same floats). */
+ * +0.0f * w leaves a sum unchanged), so borders need no separate path. The accumulators
+ * are named variables, never an array, so they stay in registers at any optimisation
+ * level: eight SSE registers of 4 pixels x 8 channels on x86 hosts, sixteen scalars of
+ * 2 pixels x 8 channels elsewhere. Each output adds its taps in (ky, kx, ic) order and
+ * then the bias on every path (so all give the same floats as mt_conv_f32_pixel). */
 MT_KERNEL void mt_conv_f32_block(const float* restrict img, const float* restrict w,
                                  const float* restrict bias, float* restrict o, int in_h,
                                  int in_w, int in_c, int out_c, int k_h, int k_w, int dil_h,
                                  int dil_w, int stride_w, int iy0, int ix0, float act_min,
                                  float act_max) {
   int ky, kx, ic, p;
-#if defined(__SSE2__) && MT_CONV_F32_PX == 4 && MT_CONV_F32_OC == 8
+#if defined(__SSE2__)
   __m128 a0l = _mm_setzero_ps(), a0h = a0l, a1l = a0l, a1h = a0l;
   __m128 a2l = a0l, a2h = a0l, a3l = a0l, a3h = a0l;
   __m128 acc[8];
-#define MT_CF32_STEP(x0, x1, x2, x3)                                                         \
+#define MT_CF32_STEP()                                                                       \
   do {                                                                                       \
     const __m128 wl = _mm_loadu_ps(wt + ic * out_c);                                         \
     const __m128 wh = _mm_loadu_ps(wt + ic * out_c + 4);                                     \
-    __m128 x = _mm_set1_ps(x0);                                                              \
+    __m128 x = _mm_set1_ps(MT_CF32_X(0));                                                    \
     a0l = _mm_add_ps(a0l, _mm_mul_ps(x, wl));                                                \
     a0h = _mm_add_ps(a0h, _mm_mul_ps(x, wh));                                                \
-    x = _mm_set1_ps(x1);                                                                     \
+    x = _mm_set1_ps(MT_CF32_X(1));                                                           \
     a1l = _mm_add_ps(a1l, _mm_mul_ps(x, wl));                                                \
     a1h = _mm_add_ps(a1h, _mm_mul_ps(x, wh));                                                \
-    x = _mm_set1_ps(x2);                                                                     \
+    x = _mm_set1_ps(MT_CF32_X(2));                                                           \
     a2l = _mm_add_ps(a2l, _mm_mul_ps(x, wl));                                                \
     a2h = _mm_add_ps(a2h, _mm_mul_ps(x, wh));                                                \
-    x = _mm_set1_ps(x3);                                                                     \
+    x = _mm_set1_ps(MT_CF32_X(3));                                                           \
     a3l = _mm_add_ps(a3l, _mm_mul_ps(x, wl));                                                \
     a3h = _mm_add_ps(a3h, _mm_mul_ps(x, wh));                                                \
   } while (0)
 #else
-  float acc[MT_CONV_F32_PX][MT_CONV_F32_OC];
-  int c;
-#define MT_CF32_STEP(x0, x1, x2, x3)                                                         \
+  float a00 = 0.0f, a01 = 0.0f, a02 = 0.0f, a03 = 0.0f, a04 = 0.0f, a05 = 0.0f, a06 = 0.0f;
+  float a07 = 0.0f, a10 = 0.0f, a11 = 0.0f, a12 = 0.0f, a13 = 0.0f, a14 = 0.0f, a15 = 0.0f;
+  float a16 = 0.0f, a17 = 0.0f;
+  float acc[16];
+#define MT_CF32_STEP()                                                                       \
   do {                                                                                       \
     const float* restrict wr = wt + ic * out_c;                                              \
-    const float xv[MT_CONV_F32_PX] = {x0, x1, x2, x3};                                       \
-    for (p = 0; p < MT_CONV_F32_PX; ++p) {                                                   \
-      for (c = 0; c < MT_CONV_F32_OC; ++c) {                                                 \
-        acc[p][c] += xv[p] * wr[c];                                                          \
-      }                                                                                      \
-    }                                                                                        \
+    const float x0 = MT_CF32_X(0), x1 = MT_CF32_X(1);                                        \
+    a00 += x0 * wr[0];                                                                       \
+    a10 += x1 * wr[0];                                                                       \
+    a01 += x0 * wr[1];                                                                       \
+    a11 += x1 * wr[1];                                                                       \
+    a02 += x0 * wr[2];                                                                       \
+    a12 += x1 * wr[2];                                                                       \
+    a03 += x0 * wr[3];                                                                       \
+    a13 += x1 * wr[3];                                                                       \
+    a04 += x0 * wr[4];                                                                       \
+    a14 += x1 * wr[4];                                                                       \
+    a05 += x0 * wr[5];                                                                       \
+    a15 += x1 * wr[5];                                                                       \
+    a06 += x0 * wr[6];                                                                       \
+    a16 += x1 * wr[6];                                                                       \
+    a07 += x0 * wr[7];                                                                       \
+    a17 += x1 * wr[7];                                                                       \
   } while (0)
-  for (p = 0; p < MT_CONV_F32_PX; ++p) {
-    for (c = 0; c < MT_CONV_F32_OC; ++c) {
-      acc[p][c] = 0.0f;
-    }
-  }
 #endif
   for (ky = 0; ky < k_h; ++ky) {
     const int iy = iy0 + ky * dil_h;
@@ -195,30 +209,32 @@ MT_KERNEL void mt_conv_f32_block(const float* restrict img, const float* restric
     for (kx = 0; kx < k_w; ++kx) {
       const int ix = ix0 + kx * dil_w;
       const float* restrict wt = w + (ky * k_w + kx) * in_c * out_c;
-      if (ix >= 0 && ix + 3 * stride_w < in_w) {
-        const float* restrict p0 = row + ix * in_c;
-        const float* restrict p1 = p0 + stride_w * in_c;
-        const float* restrict p2 = p1 + stride_w * in_c;
-        const float* restrict p3 = p2 + stride_w * in_c;
-        for (ic = 0; ic < in_c; ++ic) {
-          MT_CF32_STEP(p0[ic], p1[ic], p2[ic], p3[ic]);
+      const float* q[MT_CONV_F32_PX];
+      if (ix >= 0 && ix + (MT_CONV_F32_PX - 1) * stride_w < in_w) {
+        for (p = 0; p < MT_CONV_F32_PX; ++p) {
+          q[p] = row + (ix + p * stride_w) * in_c;
         }
+#define MT_CF32_X(p) q[p][ic]
+        for (ic = 0; ic < in_c; ++ic) {
+          MT_CF32_STEP();
+        }
+#undef MT_CF32_X
       } else {
-        /* some of the four taps fall into the padding: they read 0.0f */
-        const float* q[MT_CONV_F32_PX];
+        /* some of the taps fall into the padding: they read 0.0f */
         for (p = 0; p < MT_CONV_F32_PX; ++p) {
           const int x = ix + p * stride_w;
           q[p] = x >= 0 && x < in_w ? row + x * in_c : (const float*)0;
         }
+#define MT_CF32_X(p) (q[p] ? q[p][ic] : 0.0f)
         for (ic = 0; ic < in_c; ++ic) {
-          MT_CF32_STEP(q[0] ? q[0][ic] : 0.0f, q[1] ? q[1][ic] : 0.0f, q[2] ? q[2][ic] : 0.0f,
-                       q[3] ? q[3][ic] : 0.0f);
+          MT_CF32_STEP();
         }
+#undef MT_CF32_X
       }
     }
   }
 #undef MT_CF32_STEP
-#if defined(__SSE2__) && MT_CONV_F32_PX == 4 && MT_CONV_F32_OC == 8
+#if defined(__SSE2__)
   acc[0] = a0l, acc[1] = a0h, acc[2] = a1l, acc[3] = a1h;
   acc[4] = a2l, acc[5] = a2h, acc[6] = a3l, acc[7] = a3h;
   {
@@ -232,9 +248,15 @@ MT_KERNEL void mt_conv_f32_block(const float* restrict img, const float* restric
     }
   }
 #else
+  acc[0] = a00, acc[1] = a01, acc[2] = a02, acc[3] = a03;
+  acc[4] = a04, acc[5] = a05, acc[6] = a06, acc[7] = a07;
+  acc[8] = a10, acc[9] = a11, acc[10] = a12, acc[11] = a13;
+  acc[12] = a14, acc[13] = a15, acc[14] = a16, acc[15] = a17;
   for (p = 0; p < MT_CONV_F32_PX; ++p) {
+    int c;
     for (c = 0; c < MT_CONV_F32_OC; ++c) {
-      o[p * out_c + c] = mt_clamp_f32(acc[p][c] + (bias ? bias[c] : 0.0f), act_min, act_max);
+      o[p * out_c + c] =
+          mt_clamp_f32(acc[p * MT_CONV_F32_OC + c] + (bias ? bias[c] : 0.0f), act_min, act_max);
     }
   }
 #endif
