@@ -14,6 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from compiler_harness import TFLM, CompiledModel, TFLiteBuilder, random_inputs  # noqa: E402
+from conftest import SHARED_MODELS  # noqa: E402
 
 from microtvm_tasks.compiler import compile_to_members, load_model  # noqa: E402
 from microtvm_tasks.compiler.emit_c import kernel_source  # noqa: E402
@@ -224,7 +225,7 @@ def test_planner_beats_tflm_on_kws_and_tvm_on_mnist():
     plan = plan_memory(g)
     assert plan.arena_size < 16000  # TFLite Micro's arena head for this model
     _assert_no_live_overlap(g, plan)
-    mnist = Path(__file__).resolve().parents[2] / "shared" / "models" / "mnist-8.onnx"
+    mnist = SHARED_MODELS / "mnist-8.onnx"
     if mnist.exists():
         g = run_passes(load_model(mnist))
         plan = plan_memory(g)
@@ -250,7 +251,7 @@ def test_planner_reaches_the_live_bytes_bound_on_real_models():
     the node) placement wastes nothing on the real models: the arena equals the live-bytes
     bound at the busiest node. Pins kws at its figure (TFLite Micro's head: 16000)."""
     repo = Path(__file__).resolve().parents[1] / "models"
-    shared = Path(__file__).resolve().parents[2] / "shared" / "models"
+    shared = SHARED_MODELS
     paths = [repo / "kws.tflite", repo / "sine.tflite", *sorted(shared.glob("*.tflite")),
              *sorted(shared.glob("*.onnx"))]
     for path in (p for p in paths if p.exists()):

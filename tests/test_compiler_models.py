@@ -11,7 +11,6 @@ The models directory is $MICROTVM_SHARED_MODELS or ../shared/models beside the r
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -32,12 +31,13 @@ from compiler_harness import (  # noqa: E402
     random_inputs,
     tflm_arena,
 )
+from conftest import SHARED_MODELS  # noqa: E402
 
 from microtvm_tasks.compiler import compile_model, compile_to_members  # noqa: E402
 from microtvm_tasks.errors import CompileError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS_DIR = Path(os.environ.get("MICROTVM_SHARED_MODELS", ROOT.parent / "shared" / "models"))
+MODELS_DIR = SHARED_MODELS
 TFLITE_MODELS = sorted(MODELS_DIR.glob("*.tflite")) if MODELS_DIR.is_dir() else []
 N_INPUTS = 50
 

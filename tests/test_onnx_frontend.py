@@ -14,6 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 import model_builders as mb  # noqa: E402
+from conftest import SHARED_MODELS  # noqa: E402
 
 from microtvm_tasks.compiler import compile_model, load_model  # noqa: E402
 from microtvm_tasks.compiler.passes import run_passes  # noqa: E402
@@ -25,7 +26,7 @@ if __import__("shutil").which("gcc") is None:
     pytest.skip("gcc is needed to build the generated C", allow_module_level=True)
 from onnx import helper  # noqa: E402
 
-MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "models" / "mnist-8.onnx"
+MNIST = SHARED_MODELS / "mnist-8.onnx"
 _RNG = np.random.default_rng(7)
 
 
