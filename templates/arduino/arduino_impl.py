@@ -12,6 +12,7 @@ the script's module, which gains everything below on first use.
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import logging
 import os
@@ -19,16 +20,26 @@ import pathlib
 import re
 import shlex
 import shutil
-import signal
-import socket
 import subprocess
-import tarfile
 import tempfile
 import time
 from typing import TYPE_CHECKING, Any
 
 from microtvm_tasks.errors import MicrotvmError, OptionError, TemplateError, ToolNotFoundError
+from microtvm_tasks.mlf import extract_mlf
 from microtvm_tasks.project_api import server
+from microtvm_tasks.template_support.emulator import launch_on_loopback
+from microtvm_tasks.template_support.generate import (
+    copy_server,
+    generate_atomically,
+    read_project_config,
+    recorded_option,
+    unpack_extra_files,
+    write_project_config,
+)
+from microtvm_tasks.template_support.processes import kill_group, run_logged
+from microtvm_tasks.template_support.processes import tail_lines as _tail
+from microtvm_tasks.template_support.serial_transport import SerialTransport, TransportHandlerMixin
 
 if TYPE_CHECKING:  # defined by microtvm_api_server.py, in whose namespace this file runs
     from microtvm_api_server import (
@@ -44,7 +55,6 @@ _LOG = logging.getLogger(__name__)
 API_SERVER_DIR = pathlib.Path(__file__).resolve().parent
 BOARDS_PATH = API_SERVER_DIR / "boards.json"
 MODEL_LIBRARY_FORMAT_RELPATH = pathlib.Path("model.tar")
-PROJECT_CONFIG = "microtvm_project.json"
 BUILD_DIR = API_SERVER_DIR / "build"
 
 # Debian's arduino-mk layout (overridable with the usual ARDUINO_DIR / ARDMK_DIR variables).
@@ -58,7 +68,6 @@ QEMU_HINT = "apt-get install qemu-system-misc (it provides qemu-system-avr)"
 
 BUILD_TIMEOUT_SEC = 900
 FLASH_TIMEOUT_SEC = 120
-SERIAL_BAUD = 115200
 
 
 class FirmwareTooBigError(MicrotvmError):
@@ -114,114 +123,11 @@ def _definitions(value: Any) -> list[str]:
     return out
 
 
-def _safe_extract(tar_path: pathlib.Path, dest: pathlib.Path) -> None:
-    """Extract a tar refusing absolute paths, '..' and links: archives are user input."""
-    with tarfile.open(tar_path, "r:*") as tf:
-        for member in tf.getmembers():
-            name = member.name
-            parts = pathlib.PurePosixPath(name).parts
-            if name.startswith("/") or ".." in parts:
-                raise TemplateError(f"{tar_path}: unsafe member path {name!r}")
-            if not (member.isfile() or member.isdir()):
-                raise TemplateError(f"{tar_path}: member {name!r} is a link or device, not a file")
-        for member in tf.getmembers():
-            target = dest / member.name
-            if member.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            src = tf.extractfile(member)
-            assert src is not None
-            with src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out)
-
-
-def _read_project_config() -> dict[str, Any]:
-    path = API_SERVER_DIR / PROJECT_CONFIG
-    if not path.exists():
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def _option(options: dict[str, Any], name: str, default: Any = None) -> Any:
-    """An option from this call, else the one recorded at generate time, else `default`."""
-    value = options.get(name) if options else None
-    if value is None:
-        value = _read_project_config().get(name)
-    return default if value is None else value
-
-
-def _tail(path: pathlib.Path, lines: int = 30) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _run_logged(
-    argv: list[str],
-    *,
-    cwd: pathlib.Path,
-    log: pathlib.Path,
-    timeout: float,
-    what: str,
-    env: dict[str, str] | None = None,
-) -> int:
-    """Run a build tool with its output in `log` (and on stderr when verbose), bounded by
-    `timeout`; the whole process group is killed on timeout so no compiler is left behind."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    _LOG.info("run (in %s): %s", cwd, " ".join(shlex.quote(a) for a in argv))
-    with open(log, "wb") as out:
-        out.write(("$ " + " ".join(shlex.quote(a) for a in argv) + "\n").encode())
-        out.flush()
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
-        try:
-            return proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            raise BuildFailedError(
-                f"arduino: {what} did not finish within {timeout:.0f} s and was stopped; "
-                f"log: {log}\n{_tail(log)}"
-            ) from None
-
-
-def _kill_group(proc: subprocess.Popen, grace: float = 3.0) -> None:
-    """Terminate a process started with start_new_session=True, and everything it started."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=grace)
-
-
-def _set_parent_death_signal() -> None:
-    """In the child before exec: die with the server (Linux prctl PR_SET_PDEATHSIG)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
-    except Exception:  # noqa: BLE001 - not Linux: the atexit/close path still reaps it
-        pass
+#: The options recorded at generate time, and an option from a call falling back on them.
+_read_project_config = functools.partial(read_project_config, API_SERVER_DIR)
+_option = functools.partial(recorded_option, API_SERVER_DIR)
+#: A build tool run with its output in a log, stopped (BuildFailedError) on timeout.
+_run_logged = functools.partial(run_logged, error=BuildFailedError, prefix="arduino: ")
 
 
 # --------------------------------------------------------------------------- sizes
@@ -334,87 +240,6 @@ def place_constants_in_flash(c_text: str) -> str:
 # --------------------------------------------------------------------------- transports
 
 
-class SerialTransport:
-    """The run protocol's byte pipe over pyserial (a device path or a `socket://` URL).
-
-    read(n) returns what is there as soon as one byte arrives (never waits for all n), times
-    out with IoTimeoutError, and turns a vanished port or a closed socket into
-    TransportClosedError, so the host session can tell "slow" from "gone".
-    """
-
-    def __init__(
-        self, url: str, *, proc: subprocess.Popen | None = None, log_path: pathlib.Path | None = None
-    ) -> None:
-        import serial  # lazy: pyserial only when a transport opens
-
-        self._serial_mod = serial
-        self._proc = proc
-        self._log_path = log_path
-        self.url = url
-        if url.startswith("socket://"):
-            self._ser = serial.serial_for_url(url, timeout=1.0, write_timeout=10.0)
-            sock = getattr(self._ser, "_socket", None)
-            if sock is not None:  # small request frames must not wait for Nagle's algorithm
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        else:
-            self._ser = serial.Serial(url, baudrate=SERIAL_BAUD, timeout=1.0, write_timeout=10.0)
-
-    def _gone(self, why: str) -> server.TransportClosedError:
-        """TransportClosedError travels by class name; the reason goes in its data and the log."""
-        extra = ""
-        if self._proc is not None and self._proc.poll() is not None:
-            extra = f" (emulator exited with status {self._proc.returncode})"
-        detail = f"{self.url}: {why}{extra}"
-        _LOG.warning("transport closed: %s", detail)
-        return server.TransportClosedError(data={"detail": detail})
-
-    def read(self, n: int, timeout_sec: float | None) -> bytes:
-        if self._ser is None:
-            raise server.TransportClosedError()
-        if self._proc is not None and self._proc.poll() is not None:
-            raise self._gone("emulator is not running")
-        try:
-            self._ser.timeout = timeout_sec
-            data = self._ser.read(1)
-            if data and n > 1:
-                self._ser.timeout = 0
-                data += self._ser.read(n - 1)
-        except self._serial_mod.SerialException as err:
-            raise self._gone(str(err)) from err
-        except OSError as err:
-            raise self._gone(str(err)) from err
-        if not data:
-            if self._proc is not None and self._proc.poll() is not None:
-                raise self._gone("emulator exited")
-            raise server.IoTimeoutError()
-        return data
-
-    def write(self, data: bytes, timeout_sec: float | None) -> None:
-        if self._ser is None:
-            raise server.TransportClosedError()
-        if self._proc is not None and self._proc.poll() is not None:
-            raise self._gone("emulator is not running")
-        try:
-            self._ser.write_timeout = timeout_sec
-            self._ser.write(data)
-            self._ser.flush()
-        except self._serial_mod.SerialTimeoutException as err:
-            raise server.IoTimeoutError() from err
-        except (self._serial_mod.SerialException, OSError) as err:
-            raise self._gone(str(err)) from err
-
-    def close(self) -> None:
-        ser, self._ser = self._ser, None
-        if ser is not None:
-            try:
-                ser.close()
-            except Exception:  # noqa: BLE001 - closing a dead port must not mask the real error
-                pass
-        if self._proc is not None:
-            _kill_group(self._proc)
-            self._proc = None
-
-
 _SKIP_RE = re.compile(r"\t(sbrs|sbrc|sbis|sbic|cpse)\t")
 _RETURN_RE = re.compile(r"\t(ret|reti|ijmp|icall|eijmp|eicall)\b")
 
@@ -456,13 +281,8 @@ def start_qemu_avr(elf: pathlib.Path, machine: str, log_path: pathlib.Path) -> S
     qemu = shutil.which("qemu-system-avr")
     if qemu is None:
         raise ToolNotFoundError(f"arduino: emulate=true needs qemu-system-avr; {QEMU_HINT}")
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        port = listener.getsockname()[1]
-        fd = listener.fileno()
-        argv = [
+    def argv(fd: int) -> list[str]:
+        return [
             qemu,
             "-M",
             machine,
@@ -477,22 +297,8 @@ def start_qemu_avr(elf: pathlib.Path, machine: str, log_path: pathlib.Path) -> S
             "-serial",
             "chardev:mtuart",
         ]
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(log_path, "wb")  # noqa: SIM115 - the child owns it after fork
-        try:
-            proc = subprocess.Popen(
-                argv,
-                pass_fds=[fd],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_set_parent_death_signal,
-            )
-        finally:
-            log.close()
-    finally:
-        listener.close()  # QEMU holds its own copy of the descriptor
+
+    proc, port = launch_on_loopback(argv, log_path)
     deadline = time.monotonic() + 10.0
     last_err: Exception | None = None
     while time.monotonic() < deadline:
@@ -501,11 +307,11 @@ def start_qemu_avr(elf: pathlib.Path, machine: str, log_path: pathlib.Path) -> S
             _LOG.warning("%s", detail)
             raise server.TransportClosedError(data={"detail": detail})
         try:
-            return SerialTransport(f"socket://127.0.0.1:{port}", proc=proc, log_path=log_path)
+            return SerialTransport(f"socket://127.0.0.1:{port}", proc=proc)
         except Exception as err:  # noqa: BLE001 - retried until the deadline
             last_err = err
             time.sleep(0.05)
-    _kill_group(proc)
+    kill_group(proc)
     detail = f"could not connect to qemu-system-avr's UART: {last_err}"
     _LOG.warning("%s", detail)
     raise server.TransportClosedError(data={"detail": detail})
@@ -554,7 +360,7 @@ def find_serial_port(board: str, port: str | None, serial_number: str | None) ->
 # --------------------------------------------------------------------------- handler
 
 
-class ArduinoHandler(Handler):
+class ArduinoHandler(TransportHandlerMixin, Handler):
     """The Project API for Arduino (see the script's docstring); the script's `Handler`
     answers server_info_query and hands every other call to this."""
 
@@ -583,24 +389,17 @@ class ArduinoHandler(Handler):
         if not mlf.is_file():
             raise TemplateError(f"arduino: model library format archive {mlf} not found")
         project_dir = pathlib.Path(project_dir).resolve()
-        if project_dir.exists() and any(project_dir.iterdir()):
-            raise TemplateError(f"arduino: project directory {project_dir} exists and is not empty")
         sketch = project_dir.name
-        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}", sketch):
-            raise OptionError(
-                f"arduino: {sketch!r} is not a valid Arduino sketch name (letters, digits, _ . -, "
-                "at most 63 characters, not starting with . or -); rename the project directory"
-            )
-        project_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{sketch}.", dir=project_dir.parent))
-        try:
-            self._generate_into(tmp, sketch, mlf, options)
-            if project_dir.exists():
-                project_dir.rmdir()
-            os.replace(tmp, project_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+
+        def fill(out: pathlib.Path) -> None:
+            if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}", sketch):
+                raise OptionError(
+                    f"arduino: {sketch!r} is not a valid Arduino sketch name (letters, digits, _ . -, "
+                    "at most 63 characters, not starting with . or -); rename the project directory"
+                )
+            self._generate_into(out, sketch, mlf, options)
+
+        generate_atomically(project_dir, "arduino", fill)
 
     def _generate_into(
         self, out: pathlib.Path, sketch: str, mlf: pathlib.Path, options: dict[str, Any]
@@ -615,9 +414,7 @@ class ArduinoHandler(Handler):
         os.chmod(out, 0o755)
 
         # The server itself, its board data and what it was generated with.
-        for name in ("microtvm_api_server.py", IMPL_FILE):
-            shutil.copy2(API_SERVER_DIR / name, out / name)
-        shutil.copy2(BOARDS_PATH, out / "boards.json")
+        copy_server(API_SERVER_DIR, out, IMPL_FILE, BOARDS_PATH.name)
         shutil.copy2(mlf, out / MODEL_LIBRARY_FORMAT_RELPATH)
         recorded = {
             k: options.get(k)
@@ -632,7 +429,7 @@ class ArduinoHandler(Handler):
             )
         }
         recorded["sketch"] = sketch
-        (out / PROJECT_CONFIG).write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
+        write_project_config(out, recorded)
 
         # The sketch and the platform hooks.
         shutil.copy2(API_SERVER_DIR / "firmware" / f"{project_type}.ino", out / f"{sketch}.ino")
@@ -648,7 +445,7 @@ class ArduinoHandler(Handler):
         # The model: every C source and header of the MLF, flat in src/.
         with tempfile.TemporaryDirectory() as mlf_tmp:
             mlf_dir = pathlib.Path(mlf_tmp)
-            _safe_extract(mlf, mlf_dir)
+            extract_mlf(mlf, mlf_dir, replace=True)
             codegen = mlf_dir / "codegen" / "host"
             if not codegen.is_dir():
                 raise TemplateError(f"arduino: {mlf} has no codegen/host directory; is it an MLF archive?")
@@ -663,7 +460,7 @@ class ArduinoHandler(Handler):
 
         # Extra files (TVM's option): unpacked into the project root.
         if options.get("extra_files_tar"):
-            _safe_extract(pathlib.Path(options["extra_files_tar"]), out)
+            unpack_extra_files(pathlib.Path(options["extra_files_tar"]), out)
 
         self._write_makefile(out, sketch, board, props, options)
 
@@ -919,18 +716,3 @@ class ArduinoHandler(Handler):
                 session_established_timeout_sec=30.0,
             )
         return timeouts
-
-    def close_transport(self):
-        transport, self._transport = self._transport, None
-        if transport is not None:
-            transport.close()
-
-    def read_transport(self, n, timeout_sec):
-        if self._transport is None:
-            raise server.TransportClosedError()
-        return self._transport.read(n, timeout_sec)
-
-    def write_transport(self, data, timeout_sec):
-        if self._transport is None:
-            raise server.TransportClosedError()
-        self._transport.write(data, timeout_sec)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import functools
 import json
 import logging
 import os
@@ -20,15 +21,25 @@ import pathlib
 import re
 import shlex
 import shutil
-import signal
 import subprocess
-import tarfile
 import tempfile
 import threading
 from typing import TYPE_CHECKING, Any
 
 from microtvm_tasks.errors import MicrotvmError, OptionError, TemplateError, ToolNotFoundError
+from microtvm_tasks.mlf import extract_mlf
 from microtvm_tasks.project_api import server
+from microtvm_tasks.template_support.generate import (
+    copy_server,
+    generate_atomically,
+    read_project_config,
+    recorded_option,
+    unpack_extra_files,
+    write_project_config,
+)
+from microtvm_tasks.template_support.processes import kill_group, parent_death_preexec, run_logged
+from microtvm_tasks.template_support.processes import tail_lines as _tail
+from microtvm_tasks.template_support.serial_transport import SerialTransport, TransportHandlerMixin
 
 if TYPE_CHECKING:  # defined by microtvm_api_server.py, in whose namespace this file runs
     from microtvm_api_server import (
@@ -46,7 +57,6 @@ _LOG = logging.getLogger(__name__)
 API_SERVER_DIR = pathlib.Path(__file__).resolve().parent
 BOARDS_PATH = API_SERVER_DIR / "boards.json"
 MODEL_LIBRARY_FORMAT_RELPATH = pathlib.Path("model.tar")
-PROJECT_CONFIG = "microtvm_project.json"
 BUILD_DIR = API_SERVER_DIR / "build"
 
 BUILD_TIMEOUT_SEC = 1800
@@ -116,113 +126,11 @@ def board_target(board: str, version: tuple[int, int] | None) -> str:
     return props["board"]
 
 
-def _safe_extract(tar_path: pathlib.Path, dest: pathlib.Path) -> None:
-    """Extract a tar refusing absolute paths, '..' and links: archives are user input."""
-    with tarfile.open(tar_path, "r:*") as tf:
-        members = tf.getmembers()
-        for member in members:
-            parts = pathlib.PurePosixPath(member.name).parts
-            if member.name.startswith("/") or ".." in parts:
-                raise TemplateError(f"{tar_path}: unsafe member path {member.name!r}")
-            if not (member.isfile() or member.isdir()):
-                raise TemplateError(f"{tar_path}: member {member.name!r} is a link or device, not a file")
-        for member in members:
-            target = dest / member.name
-            if member.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            src = tf.extractfile(member)
-            assert src is not None
-            with src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out)
-
-
-def _read_project_config() -> dict[str, Any]:
-    path = API_SERVER_DIR / PROJECT_CONFIG
-    if not path.exists():
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def _option(options: dict[str, Any], name: str, default: Any = None) -> Any:
-    """An option from this call, else the one recorded at generate time, else `default`."""
-    value = options.get(name) if options else None
-    if value is None:
-        value = _read_project_config().get(name)
-    return default if value is None else value
-
-
-def _tail(path: pathlib.Path, lines: int = 30) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _kill_group(proc: subprocess.Popen, grace: float = 3.0) -> None:
-    """Terminate a process started with start_new_session=True, and everything it started."""
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=grace)
-
-
-def _set_parent_death_signal() -> None:
-    """In the child before exec: die with the server (Linux prctl PR_SET_PDEATHSIG)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
-    except Exception:  # noqa: BLE001 - not Linux: close_transport / atexit still reap it
-        pass
-
-
-def _run_logged(
-    argv: list[str],
-    *,
-    cwd: pathlib.Path,
-    log: pathlib.Path,
-    timeout: float,
-    what: str,
-    env: dict[str, str] | None = None,
-) -> int:
-    """Run a tool with its output in `log`, bounded by `timeout` (process group killed)."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    _LOG.info("run (in %s): %s", cwd, " ".join(shlex.quote(a) for a in argv))
-    with open(log, "wb") as out:
-        out.write(("$ " + " ".join(shlex.quote(a) for a in argv) + "\n").encode())
-        out.flush()
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
-        try:
-            return proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            raise BuildFailedError(
-                f"zephyr: {what} did not finish within {timeout:.0f} s and was stopped; "
-                f"log: {log}\n{_tail(log)}"
-            ) from None
+#: The options recorded at generate time, and an option from a call falling back on them.
+_read_project_config = functools.partial(read_project_config, API_SERVER_DIR)
+_option = functools.partial(recorded_option, API_SERVER_DIR)
+#: A tool run with its output in a log, stopped (BuildFailedError) on timeout.
+_run_logged = functools.partial(run_logged, error=BuildFailedError, prefix="zephyr: ")
 
 
 def resolve_tools(options: dict[str, Any]) -> tuple[list[str], pathlib.Path]:
@@ -325,80 +233,6 @@ def flash_serial_args(runner: str | None, serial_number: str | None) -> list[str
 # --------------------------------------------------------------------------- transports
 
 
-class SerialTransport:
-    """The run protocol's byte pipe on a serial device (a board's port or QEMU's pty).
-
-    read(n) returns as soon as one byte is there; IoTimeoutError when nothing came in time;
-    TransportClosedError when the port vanished or the emulator exited. `escape_ctrl_a`
-    doubles 0x01 bytes on writes: QEMU's mux chardev (console + monitor) treats 0x01 as
-    its escape character.
-    """
-
-    def __init__(
-        self, device: str, baud: int, *, proc: subprocess.Popen | None = None, escape_ctrl_a: bool = False
-    ) -> None:
-        import serial  # lazy
-
-        self._serial_mod = serial
-        self._proc = proc
-        self._escape = escape_ctrl_a
-        self.device = device
-        self._ser = serial.Serial(device, baudrate=baud, timeout=1.0, write_timeout=10.0)
-
-    def _gone(self, why: str) -> server.TransportClosedError:
-        detail = f"{self.device}: {why}"
-        if self._proc is not None and self._proc.poll() is not None:
-            detail += f" (emulator exited with status {self._proc.returncode})"
-        _LOG.warning("transport closed: %s", detail)
-        return server.TransportClosedError(data={"detail": detail})
-
-    def read(self, n: int, timeout_sec: float | None) -> bytes:
-        if self._ser is None:
-            raise server.TransportClosedError()
-        if self._proc is not None and self._proc.poll() is not None:
-            raise self._gone("emulator is not running")
-        try:
-            self._ser.timeout = timeout_sec
-            data = self._ser.read(1)
-            if data and n > 1:
-                self._ser.timeout = 0
-                data += self._ser.read(n - 1)
-        except (self._serial_mod.SerialException, OSError) as err:
-            raise self._gone(str(err)) from err
-        if not data:
-            if self._proc is not None and self._proc.poll() is not None:
-                raise self._gone("emulator exited")
-            raise server.IoTimeoutError()
-        return data
-
-    def write(self, data: bytes, timeout_sec: float | None) -> None:
-        if self._ser is None:
-            raise server.TransportClosedError()
-        if self._proc is not None and self._proc.poll() is not None:
-            raise self._gone("emulator is not running")
-        if self._escape:
-            data = data.replace(b"\x01", b"\x01\x01")
-        try:
-            self._ser.write_timeout = timeout_sec
-            self._ser.write(data)
-            self._ser.flush()
-        except self._serial_mod.SerialTimeoutException as err:
-            raise server.IoTimeoutError() from err
-        except (self._serial_mod.SerialException, OSError) as err:
-            raise self._gone(str(err)) from err
-
-    def close(self) -> None:
-        ser, self._ser = self._ser, None
-        if ser is not None:
-            try:
-                ser.close()
-            except Exception:  # noqa: BLE001 - closing a dead port must not mask the real error
-                pass
-        if self._proc is not None:
-            _kill_group(self._proc)
-            self._proc = None
-
-
 PTY_RE = re.compile(r"char device redirected to (/dev/pts/\d+) \(label (\w+)\)")
 
 
@@ -459,12 +293,12 @@ def start_qemu(
         stderr=subprocess.STDOUT,
         env=_env_with_base(zephyr_base, extra_env),
         start_new_session=True,
-        preexec_fn=_set_parent_death_signal,
+        preexec_fn=parent_death_preexec(),  # noqa: PLW1509 - west dies with this server
     )
     watcher = OutputWatcher(proc, log_path)
     found = watcher.wait_for_pty(QEMU_START_TIMEOUT_SEC)
     if found is None:
-        _kill_group(proc)
+        kill_group(proc)
         tail = "\n".join(watcher.lines)
         detail = f"west build -t run did not start QEMU with a pty within {QEMU_START_TIMEOUT_SEC} s: {tail}"
         _LOG.warning("%s", detail)
@@ -474,14 +308,14 @@ def start_qemu(
     try:
         return SerialTransport(device, baud, proc=proc, escape_ctrl_a=(label == "con"))
     except Exception:
-        _kill_group(proc)
+        kill_group(proc)
         raise
 
 
 # --------------------------------------------------------------------------- handler
 
 
-class ZephyrHandler(Handler):
+class ZephyrHandler(TransportHandlerMixin, Handler):
     """The Project API for Zephyr (see the script's docstring); the script's `Handler`
     answers server_info_query and hands every other call to this."""
 
@@ -506,18 +340,9 @@ class ZephyrHandler(Handler):
         if not mlf.is_file():
             raise TemplateError(f"zephyr: model library format archive {mlf} not found")
         project_dir = pathlib.Path(project_dir).resolve()
-        if project_dir.exists() and any(project_dir.iterdir()):
-            raise TemplateError(f"zephyr: project directory {project_dir} exists and is not empty")
-        project_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{project_dir.name}.", dir=project_dir.parent))
-        try:
-            self._generate_into(tmp, project_dir.name, mlf, options)
-            if project_dir.exists():
-                project_dir.rmdir()
-            os.replace(tmp, project_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        generate_atomically(
+            project_dir, "zephyr", lambda out: self._generate_into(out, project_dir.name, mlf, options)
+        )
 
     def _generate_into(
         self, out: pathlib.Path, name: str, mlf: pathlib.Path, options: dict[str, Any]
@@ -532,9 +357,7 @@ class ZephyrHandler(Handler):
         os.chmod(out, 0o755)
         version = zephyr_version(options.get("zephyr_base") or ZEPHYR_BASE)
 
-        for name in ("microtvm_api_server.py", IMPL_FILE):
-            shutil.copy2(API_SERVER_DIR / name, out / name)
-        shutil.copy2(BOARDS_PATH, out / "boards.json")
+        copy_server(API_SERVER_DIR, out, IMPL_FILE, BOARDS_PATH.name)
         shutil.copy2(mlf, out / MODEL_LIBRARY_FORMAT_RELPATH)
         recorded = {
             k: options.get(k)
@@ -549,7 +372,7 @@ class ZephyrHandler(Handler):
                 "zephyr_base",
             )
         }
-        (out / PROJECT_CONFIG).write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
+        write_project_config(out, recorded)
 
         for fname in ("main.c", "platform_zephyr.c"):
             shutil.copy2(API_SERVER_DIR / "firmware" / fname, src / fname)
@@ -557,7 +380,7 @@ class ZephyrHandler(Handler):
             shutil.copy2(path, src / pathlib.Path(path).name)
         with tempfile.TemporaryDirectory() as mlf_tmp:
             mlf_dir = pathlib.Path(mlf_tmp)
-            _safe_extract(mlf, mlf_dir)
+            extract_mlf(mlf, mlf_dir, replace=True)
             codegen = mlf_dir / "codegen" / "host"
             if not codegen.is_dir():
                 raise TemplateError(f"zephyr: {mlf} has no codegen/host directory; is it an MLF archive?")
@@ -569,7 +392,7 @@ class ZephyrHandler(Handler):
             glue.write_model_glue(mlf_dir, src)
 
         if options.get("extra_files_tar"):
-            _safe_extract(pathlib.Path(options["extra_files_tar"]), out)
+            unpack_extra_files(pathlib.Path(options["extra_files_tar"]), out)
 
         (out / "CMakeLists.txt").write_text(
             self._cmakelists(name, board, props, project_type, options, version)
@@ -755,21 +578,6 @@ class ZephyrHandler(Handler):
             session_start_timeout_sec=10.0,
             session_established_timeout_sec=30.0,
         )
-
-    def close_transport(self):
-        transport, self._transport = self._transport, None
-        if transport is not None:
-            transport.close()
-
-    def read_transport(self, n, timeout_sec):
-        if self._transport is None:
-            raise server.TransportClosedError()
-        return self._transport.read(n, timeout_sec)
-
-    def write_transport(self, data, timeout_sec):
-        if self._transport is None:
-            raise server.TransportClosedError()
-        self._transport.write(data, timeout_sec)
 
 
 def _cmake_quote(item: str) -> str:
