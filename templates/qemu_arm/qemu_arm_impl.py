@@ -19,8 +19,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +26,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from microtvm_tasks.project_api import server
+from microtvm_tasks.template_support.emulator import launch_on_loopback
+from microtvm_tasks.template_support.generate import copy_server, unpack_extra_files, write_project_config
+from microtvm_tasks.template_support.processes import kill_group
+from microtvm_tasks.template_support.serial_transport import read_available
 
 if TYPE_CHECKING:  # defined by microtvm_api_server.py, in whose namespace this file runs
     from microtvm_api_server import (
@@ -37,7 +39,6 @@ if TYPE_CHECKING:  # defined by microtvm_api_server.py, in whose namespace this 
         OPT_LEVELS,
         PROJECT_CONFIG,
         PROJECT_TYPES,
-        SERVER_FILE,
         Handler,
     )
 
@@ -73,7 +74,6 @@ QEMU_READY_WAIT_SEC = 5.0
 QEMU_CONNECT_TIMEOUT_SEC = 10.0
 TAIL_BYTES = 4096
 
-PR_SET_PDEATHSIG = 1
 
 
 class QemuArmError(Exception):
@@ -324,27 +324,6 @@ def section_sizes(elf: Path) -> dict[str, int]:
 # ---------------------------------------------------------------------------------------
 
 
-def _pdeathsig_preexec() -> Any:
-    """A preexec_fn that makes the child get SIGKILL when its parent dies (Linux)."""
-    libc = None
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-        except OSError:
-            libc = None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        if libc is not None:
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
-
-
 def transport_closed(detail: str) -> server.TransportClosedError:
     """TransportClosedError as the Project API carries it: the class name travels as the
     message (so the client raises the same class), the explanation in ``data``."""
@@ -435,26 +414,8 @@ class QemuSession:
             raise QemuArmError(f"{self.qemu_binary} not found on PATH; install Debian's qemu-system-arm")
         if not self.image.is_file():
             raise QemuArmError(f"{self.image}: no firmware image; run build (and flash) first")
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            listener.bind(("127.0.0.1", 0))
-            listener.listen(1)
-            port = listener.getsockname()[1]
-            fd = listener.fileno()
-            with open(self.log_path, "wb") as log:
-                self.proc = subprocess.Popen(
-                    self.argv(fd),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    pass_fds=(fd,),
-                    start_new_session=True,
-                    preexec_fn=_pdeathsig_preexec(),  # noqa: PLW1509 - needed for parent-death kill
-                )
-            _LIVE.add(self)
-        finally:
-            listener.close()  # QEMU holds its own copy of the listening socket
+        self.proc, port = launch_on_loopback(self.argv, self.log_path)
+        _LIVE.add(self)
         deadline = time.monotonic() + self.connect_timeout
         last_exc: Exception | None = None
         # The kernel completes our connect() on QEMU's listening socket even before QEMU
@@ -495,18 +456,8 @@ class QemuSession:
             except Exception:  # noqa: BLE001 - closing a dead socket may fail; QEMU still dies
                 pass
             self.serial = None
-        proc = self.proc
-        if proc is not None:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not get ignored
-                proc.kill()
-                proc.wait(timeout=10)
+        if self.proc is not None:
+            kill_group(self.proc, grace=10, term_first=False)
         _LIVE.discard(self)
 
     # -- output ------------------------------------------------------------------------
@@ -558,12 +509,7 @@ class QemuSession:
 
         pyserial's read(n) would wait for all n bytes; the Project API wants what is there.
         """
-        self.serial.timeout = timeout_sec
-        data = self.serial.read(1)
-        if data and n > 1:
-            self.serial.timeout = 0
-            data += self.serial.read(n - 1)
-        return data
+        return read_available(self.serial, n, timeout_sec)
 
     def _read_more_until(self, terminator: bytes, timeout: float) -> bytes:
         """Read (into the tail too) until `terminator` arrives or `timeout` passes."""
@@ -673,30 +619,8 @@ def standalone_input(mlf_dir: Path, npz_path: str | None) -> dict[str, bytes]:
 
 
 def extract_extra_files(tar_path: Path, project_dir: Path) -> None:
-    """Unpack the extra_files_tar option into the project: regular files and directories
-    only, every path inside the project (checked here too, for Pythons whose tarfile has
-    no "data" filter)."""
-    import tarfile
-
-    if not tar_path.is_file():
-        raise QemuArmError(f"extra_files_tar {tar_path}: no such file")
-    try:
-        with tarfile.open(tar_path) as tar:
-            members = tar.getmembers()
-            root = project_dir.resolve()
-            for m in members:
-                target = (root / m.name).resolve()
-                if not (m.isfile() or m.isdir()) or (target != root and root not in target.parents):
-                    raise QemuArmError(
-                        f"extra_files_tar {tar_path}: member {m.name!r} is not a plain file "
-                        "inside the project"
-                    )
-            if hasattr(tarfile, "data_filter"):
-                tar.extractall(project_dir, members=members, filter="data")
-            else:  # pragma: no cover - Python < 3.10.12 / 3.11.4
-                tar.extractall(project_dir, members=members)
-    except tarfile.TarError as exc:
-        raise QemuArmError(f"extra_files_tar {tar_path}: not a readable tar archive ({exc})") from None
+    """Unpack the extra_files_tar option into the project (see `unpack_extra_files`)."""
+    unpack_extra_files(tar_path, project_dir, error=QemuArmError)
 
 
 def _opt(options: dict, name: str, default: Any) -> Any:
@@ -757,9 +681,7 @@ class QemuArmHandler(Handler):
         board, _ = board_config(board_name)
 
         project_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(TEMPLATE_DIR / SERVER_FILE, project_dir / SERVER_FILE)
-        shutil.copy2(TEMPLATE_DIR / IMPL_FILE, project_dir / IMPL_FILE)
-        shutil.copy2(TEMPLATE_DIR / BOARDS_FILE, project_dir / BOARDS_FILE)
+        copy_server(TEMPLATE_DIR, project_dir, IMPL_FILE, BOARDS_FILE)
         write_firmware_tree(
             project_dir,
             board_name,
@@ -797,7 +719,7 @@ class QemuArmHandler(Handler):
             "workspace_size_bytes": module.workspace_size_bytes,
             "io_size_bytes": module.io_size_bytes,
         }
-        (project_dir / PROJECT_CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        write_project_config(project_dir, config, PROJECT_CONFIG)
 
     # -- build ---------------------------------------------------------------------------
 
