@@ -727,6 +727,54 @@ def small_cnn(dtype: str = "int8", seed: int = 0) -> bytes:
     return mb.build([x], [y])
 
 
+def conv2d_maxpool(
+    dtype: str = "float32",
+    *,
+    input_shape: Sequence[int] = (1, 9, 9, 3),
+    out_channels: int = 8,
+    kernel: tuple[int, int] = (3, 3),
+    stride: tuple[int, int] = (1, 1),
+    padding: str = "SAME",
+    activation: str = "RELU",
+    pool: tuple[int, int] = (2, 2),
+    pool_stride: tuple[int, int] | None = None,
+    pool_padding: str = "VALID",
+    pool_activation: str = "NONE",
+    also_output_conv: bool = False,
+    seed: int = 0,
+) -> bytes:
+    """CONV_2D -> MAX_POOL_2D (the pattern the compiler fuses when the pool tiles the
+    convolution's output); ``also_output_conv`` makes the convolution's output a model
+    output too (then it must exist: no fusion)."""
+    rng = _rng(seed)
+    cin = input_shape[3]
+    w = rng.uniform(-1, 1, (out_channels, kernel[0], kernel[1], cin)).astype(np.float32)
+    bvals = rng.uniform(-1, 1, out_channels).astype(np.float32)
+    ohw = _out_hw(input_shape[1:3], kernel, stride, (1, 1), padding)
+    pstride = pool_stride or pool
+    phw = _out_hw(ohw, pool, pstride, (1, 1), pool_padding)
+    mb = TFLiteBuilder()
+    q = QParams(0.05, -3)
+    x = _act(mb, "input", input_shape, dtype, _IN_Q)
+    if dtype == "float32":
+        wt = mb.tensor("weights", w.shape, "float32", w)
+        bt = mb.tensor("bias", [out_channels], "float32", bvals)
+    else:
+        wq, ws = quantize_symmetric(w, 0)
+        wt = mb.tensor("weights", w.shape, "int8", wq, scale=ws, zero_point=0)
+        bs = (_IN_Q.scale * ws).astype(np.float64)
+        bt = mb.tensor("bias", [out_channels], "int32", np.round(bvals / bs).astype(np.int32), scale=bs,
+                       zero_point=0)
+        q = qparams_for_range(-8.0, 8.0)
+    c = _act(mb, "conv", [input_shape[0], ohw[0], ohw[1], out_channels], dtype, q)
+    y = _act(mb, "output", [input_shape[0], phw[0], phw[1], out_channels], dtype, q)
+    mb.op("CONV_2D", [x, wt, bt], [c], padding=padding, stride_w=stride[1], stride_h=stride[0],
+          dilation_w_factor=1, dilation_h_factor=1, fused_activation_function=activation)
+    mb.op("MAX_POOL_2D", [c], [y], padding=pool_padding, stride_w=pstride[1], stride_h=pstride[0],
+          filter_width=pool[1], filter_height=pool[0], fused_activation_function=pool_activation)
+    return mb.build([x], [y, c] if also_output_conv else [y])
+
+
 def _pre_pad(mb: TFLiteBuilder, x: int, pre_pad: Sequence[Sequence[int]] | None) -> int:
     """A spatial PAD ((top, bottom), (left, right)) in front of tensor ``x`` (same dtype and
     quantisation, so int8 pads with the zero point); returns the padded tensor, or ``x``."""

@@ -249,7 +249,7 @@ def _live_lower_bound(graph: Graph, plan) -> int:
 def test_planner_reaches_the_live_bytes_bound_on_real_models():
     """After in-place merging (the output over its input, the input's remainder freed after
     the node) placement wastes nothing on the real models: the arena equals the live-bytes
-    bound at the busiest node. Pins kws at its figure (TFLite Micro's head: 16000)."""
+    bound at the busiest node. Pins kws (TFLite Micro's head: 16000) and mnist-8 (TVM: 31360)."""
     repo = Path(__file__).resolve().parents[1] / "models"
     shared = SHARED_MODELS
     paths = [repo / "kws.tflite", repo / "sine.tflite", *sorted(shared.glob("*.tflite")),
@@ -262,7 +262,7 @@ def test_planner_reaches_the_live_bytes_bound_on_real_models():
         if path.name == "kws.tflite":
             assert plan.arena_size <= 8640
         if path.name == "mnist-8.onnx":
-            assert plan.arena_size <= 25088
+            assert plan.arena_size <= 8064  # both max pools run inside their convolutions
 
 
 # ------------------------------------------------------------------------------------------

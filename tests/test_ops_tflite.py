@@ -166,6 +166,17 @@ CASES = {
     "pad_avgpool_int8_kept": lambda: mb.pool2d("AVERAGE_POOL_2D", filter_size=(3, 3),
                                                pre_pad=((1, 1), (1, 1)), input_shape=(1, 7, 7, 3)),
     "pad_maxpool_f32_kept": lambda: mb.pool2d("MAX_POOL_2D", "float32", pre_pad=((1, 0), (0, 1))),
+    # CONV_2D -> MAX_POOL_2D: fused where the pool tiles the convolution (float32)
+    "convpool_f32_2x2_drops_row_and_column": lambda: mb.conv2d_maxpool(input_shape=(1, 7, 9, 3)),
+    "convpool_f32_3x3_relu6_pool": lambda: mb.conv2d_maxpool(input_shape=(2, 9, 10, 2), out_channels=13,
+                                                             pool=(3, 3), pool_activation="RELU6"),
+    "convpool_f32_stride2_valid_narrow": lambda: mb.conv2d_maxpool(input_shape=(1, 12, 7, 4), stride=(2, 2),
+                                                                   padding="VALID", pool=(2, 1),
+                                                                   activation="NONE"),
+    "convpool_f32_overlapping_pool_kept": lambda: mb.conv2d_maxpool(pool=(3, 3), pool_stride=(2, 2)),
+    "convpool_f32_same_pool_kept": lambda: mb.conv2d_maxpool(input_shape=(1, 7, 7, 3), pool_padding="SAME"),
+    "convpool_f32_conv_also_output_kept": lambda: mb.conv2d_maxpool(also_output_conv=True),
+    "convpool_int8_kept": lambda: mb.conv2d_maxpool("int8"),
     # few-operator models (arena reuse between operators)
     "small_cnn": lambda: mb.small_cnn(),
     "small_cnn_f32": lambda: mb.small_cnn("float32"),
@@ -399,6 +410,39 @@ def test_float_conv_register_blocks_sse_equals_portable(geometry, tmp_path):
         a, b = sse.run(xs)[0], portable.run(xs)[0]
         assert np.array_equal(a, b)
     mb.check_tflite(model, tmp_path, n_inputs=3, compiled=sse)
+
+
+@pytest.mark.parametrize("case", sorted(c for c in CASES if c.startswith("convpool_")))
+def test_conv_max_pool_fusion(case, tmp_path):
+    """A float max pool whose windows tile the convolution's output (stride = filter, no
+    padding) runs inside the convolution: one node, and the arena holds one convolution
+    row (the pooled columns) instead of the whole convolution output. The SSE2 and
+    portable builds give the same floats (the references are in test_op_matches_reference)."""
+    from compiler_harness import CompiledModel
+
+    from microtvm_tasks.compiler import compile_to_members
+    from microtvm_tasks.compiler.memory import plan_memory
+
+    model = CASES[case]()
+    path = tmp_path / "m.tflite"
+    path.write_bytes(model)
+    g = run_passes(load_model(path))
+    kinds = [n.kind for n in g.nodes]
+    if case.endswith("_kept"):
+        assert kinds == ["CONV_2D", "MAX_POOL_2D"]
+        return
+    assert kinds == ["CONV_2D"] and "pool" in g.nodes[0].attrs
+    conv = g.nodes[0]
+    x, y = g.t(conv.inputs[0]), g.t(conv.outputs[0])
+    fw = conv.attrs["pool"]["filter"][1]
+    assert plan_memory(g).arena_size == -(-((y.shape[2] * fw) * y.shape[3] * 4) // 16) * 16
+    members = compile_to_members(path)
+    sse = CompiledModel(members, tmp_path / "sse")
+    portable = CompiledModel(members, tmp_path / "portable", extra_flags=["-U__SSE2__"])
+    for seed in range(2):
+        xs = mb.random_inputs(model, seed)
+        assert np.array_equal(sse.run(xs)[0], portable.run(xs)[0])
+    assert x.shape[0] == y.shape[0]
 
 
 def test_element_wise_ops_and_max_pool_run_in_place(tmp_path):

@@ -262,51 +262,104 @@ MT_KERNEL void mt_conv_f32_block(const float* restrict img, const float* restric
 #endif
 }
 
-/* float32 convolution: output rows in blocks of MT_CONV_F32_PX pixels (the last block of a
- * row overlaps the one before rather than falling back to single pixels: it writes the
+/* float32 convolution, one output row: in blocks of MT_CONV_F32_PX pixels (the last block
+ * of a row overlaps the one before rather than falling back to single pixels: it writes the
  * same values again), each in blocks of MT_CONV_F32_OC channels whose accumulators stay in
- * registers while the taps stream by (each filter row loaded once for four pixels); the
- * fixed-size inner loops are what the compiler keeps in (SIMD) registers. Each output sums
- * its taps in (ky, kx, ic) order and then adds the bias, as the reference kernel does.
- * Rows narrower than a block and channels past the last whole block take
- * mt_conv_f32_pixel. */
+ * registers while the taps stream by (each filter row loaded once for all pixels of the
+ * block). Each output sums its taps in (ky, kx, ic) order and then adds the bias, as the
+ * reference kernel does. Rows narrower than a block and channels past the last whole block
+ * take mt_conv_f32_pixel. */
+MT_KERNEL void mt_conv_f32_row(const float* restrict img, const float* restrict w,
+                               const float* restrict bias, float* restrict orow, int in_h,
+                               int in_w, int in_c, int out_w, int out_c, int k_h, int k_w,
+                               int stride_w, int dil_h, int dil_w, int pad_w, int iy0,
+                               float act_min, float act_max) {
+  const int oc_blocked = out_c - out_c % MT_CONV_F32_OC;
+  int ox, c0, p;
+  if (out_w < MT_CONV_F32_PX) {
+    for (ox = 0; ox < out_w; ++ox) {
+      mt_conv_f32_pixel(img, w, bias, orow + ox * out_c, in_h, in_w, in_c, out_c, 0, k_h, k_w,
+                        dil_h, dil_w, iy0, ox * stride_w - pad_w, act_min, act_max);
+    }
+    return;
+  }
+  for (ox = 0; ox < out_w; ox += MT_CONV_F32_PX) {
+    int ix0;
+    if (ox + MT_CONV_F32_PX > out_w) {
+      ox = out_w - MT_CONV_F32_PX; /* overlap the previous block */
+    }
+    ix0 = ox * stride_w - pad_w;
+    for (c0 = 0; c0 < oc_blocked; c0 += MT_CONV_F32_OC) {
+      mt_conv_f32_block(img, w + c0, bias ? bias + c0 : bias, orow + ox * out_c + c0, in_h, in_w,
+                        in_c, out_c, k_h, k_w, dil_h, dil_w, stride_w, iy0, ix0, act_min,
+                        act_max);
+    }
+    if (oc_blocked < out_c) {
+      for (p = 0; p < MT_CONV_F32_PX; ++p) {
+        mt_conv_f32_pixel(img, w, bias, orow + (ox + p) * out_c, in_h, in_w, in_c, out_c,
+                          oc_blocked, k_h, k_w, dil_h, dil_w, iy0, ix0 + p * stride_w, act_min,
+                          act_max);
+      }
+    }
+  }
+}
+
 MT_KERNEL void mt_conv_f32(const float* restrict in, const float* restrict w,
                            const float* restrict bias, float* restrict out, int batches,
                            int in_h, int in_w, int in_c, int out_h, int out_w, int out_c,
                            int k_h, int k_w, int stride_h, int stride_w, int dil_h, int dil_w,
                            int pad_h, int pad_w, float act_min, float act_max) {
-  const int oc_blocked = out_c - out_c % MT_CONV_F32_OC;
-  int b, oy, ox, c0, p;
+  int b, oy;
   for (b = 0; b < batches; ++b) {
     const float* restrict img = in + b * in_h * in_w * in_c;
     for (oy = 0; oy < out_h; ++oy) {
-      const int iy0 = oy * stride_h - pad_h;
-      float* restrict orow = out + (b * out_h + oy) * out_w * out_c;
-      if (out_w < MT_CONV_F32_PX) {
-        for (ox = 0; ox < out_w; ++ox) {
-          mt_conv_f32_pixel(img, w, bias, orow + ox * out_c, in_h, in_w, in_c, out_c, 0, k_h,
-                            k_w, dil_h, dil_w, iy0, ox * stride_w - pad_w, act_min, act_max);
-        }
-        continue;
+      mt_conv_f32_row(img, w, bias, out + (b * out_h + oy) * out_w * out_c, in_h, in_w, in_c,
+                      out_w, out_c, k_h, k_w, stride_w, dil_h, dil_w, pad_w,
+                      oy * stride_h - pad_h, act_min, act_max);
+    }
+  }
+}
+
+/* float32 convolution followed by a MAX_POOL_2D whose windows tile the convolution's output
+ * (stride = filter, no padding): the convolution's output never exists as a whole. For
+ * each pooled row, the pool_h convolution rows it covers are computed one at a time into
+ * `row` (a scratch slice of out_w * out_c floats) and max-reduced into the pooled row in
+ * the pool kernel's order (rows, then columns; then the pool's clamp); convolution rows
+ * and columns past the last whole window, which the pool would drop, are never computed. */
+MT_KERNEL void mt_conv_maxpool_f32(const float* restrict in, const float* restrict w,
+                                   const float* restrict bias, float* restrict out,
+                                   float* restrict row, int batches, int in_h, int in_w,
+                                   int in_c, int out_w, int out_c, int k_h, int k_w,
+                                   int stride_h, int stride_w, int dil_h, int dil_w, int pad_h,
+                                   int pad_w, float act_min, float act_max, int pool_h,
+                                   int pool_w, int pooled_h, int pooled_w, float pool_min,
+                                   float pool_max) {
+  const int used_w = pooled_w * pool_w;
+  int b, py, r, px, fx, c;
+  (void)out_w;
+  for (b = 0; b < batches; ++b) {
+    const float* restrict img = in + b * in_h * in_w * in_c;
+    for (py = 0; py < pooled_h; ++py) {
+      float* restrict o = out + (b * pooled_h + py) * pooled_w * out_c;
+      for (c = 0; c < pooled_w * out_c; ++c) {
+        o[c] = -3.4028234663852886e38f;
       }
-      for (ox = 0; ox < out_w; ox += MT_CONV_F32_PX) {
-        int ix0;
-        if (ox + MT_CONV_F32_PX > out_w) {
-          ox = out_w - MT_CONV_F32_PX; /* overlap the previous block */
-        }
-        ix0 = ox * stride_w - pad_w;
-        for (c0 = 0; c0 < oc_blocked; c0 += MT_CONV_F32_OC) {
-          mt_conv_f32_block(img, w + c0, bias ? bias + c0 : bias, orow + ox * out_c + c0, in_h,
-                            in_w, in_c, out_c, k_h, k_w, dil_h, dil_w, stride_w, iy0, ix0,
-                            act_min, act_max);
-        }
-        if (oc_blocked < out_c) {
-          for (p = 0; p < MT_CONV_F32_PX; ++p) {
-            mt_conv_f32_pixel(img, w, bias, orow + (ox + p) * out_c, in_h, in_w, in_c, out_c,
-                              oc_blocked, k_h, k_w, dil_h, dil_w, iy0, ix0 + p * stride_w, act_min,
-                              act_max);
+      for (r = 0; r < pool_h; ++r) {
+        const int oy = py * pool_h + r;
+        mt_conv_f32_row(img, w, bias, row, in_h, in_w, in_c, used_w, out_c, k_h, k_w, stride_w,
+                        dil_h, dil_w, pad_w, oy * stride_h - pad_h, act_min, act_max);
+        for (px = 0; px < pooled_w; ++px) {
+          float* restrict op = o + px * out_c;
+          for (fx = 0; fx < pool_w; ++fx) {
+            const float* restrict x = row + (px * pool_w + fx) * out_c;
+            for (c = 0; c < out_c; ++c) {
+              op[c] = x[c] > op[c] ? x[c] : op[c];
+            }
           }
         }
+      }
+      for (c = 0; c < pooled_w * out_c; ++c) {
+        o[c] = mt_clamp_f32(o[c], pool_min, pool_max);
       }
     }
   }

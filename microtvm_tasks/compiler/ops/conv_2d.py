@@ -41,15 +41,22 @@ def conv_geometry(node, graph, err, depthwise: bool) -> dict[str, int]:
     if min(sh, sw, dh, dw) < 1:
         raise err("stride and dilation must be >= 1")
     (eh, ew), pads = window_padding(node.attrs, (ih, iw), (kh, kw), (sh, sw), (dh, dw), err)
-    if (on, oh, ow) != (n, eh, ew):
-        raise err(f"output shape {[on, oh, ow, oc]} does not match the computed {[n, eh, ew, oc]}")
+    pool = node.attrs.get("pool")
+    fh, fw = (1, 1) if pool is None else (int(pool["filter"][0]), int(pool["filter"][1]))
+    if min(fh, fw) < 1 or eh < fh or ew < fw:
+        raise err(f"max pool window {[fh, fw]} does not fit the convolution output {[eh, ew]}")
+    want = [n, eh // fh, ew // fw, oc]
+    if [on, oh, ow, oc] != want:
+        raise err(f"output shape {[on, oh, ow, oc]} does not match the computed {want}")
     return {
         "n": n,
         "ih": ih,
         "iw": iw,
         "ic": ic,
-        "oh": oh,
-        "ow": ow,
+        "oh": eh,  # the convolution's own output (before a fused pool)
+        "ow": ew,
+        "pool_h": fh,
+        "pool_w": fw,
         "oc": oc,
         "kh": kh,
         "kw": kw,
@@ -82,6 +89,8 @@ def check_conv(node, graph, err, depthwise: bool) -> None:
         axis = 3 if depthwise else 0
         if w.quant.per_channel and w.quant.axis != axis:  # type: ignore[union-attr]
             raise err(f"filter quantised along axis {w.quant.axis}, expected {axis}")  # type: ignore[union-attr]
+    if node.attrs.get("pool") is not None and (depthwise or dtype != "float32"):
+        raise err("a fused max pool is only supported after a float32 CONV_2D")
     conv_geometry(node, graph, err, depthwise)
 
 
@@ -133,10 +142,13 @@ class Conv2D(OpSpec):
 
     def scratch_bytes(self, node, graph):
         """int8 needs a kh*kw*in_c patch buffer unless the filter is 1x1 without padding
-        (and the convolution does not run in place)."""
-        if graph.t(node.inputs[0]).dtype != "int8":
-            return 0
+        (and the convolution does not run in place); float32 with a fused max pool one
+        convolution output row (the columns the pool uses)."""
         g = conv_geometry(node, graph, lambda m: ValueError(m), depthwise=False)
+        if graph.t(node.inputs[0]).dtype != "int8":
+            if node.attrs.get("pool") is None:
+                return 0
+            return (g["ow"] // g["pool_w"]) * g["pool_w"] * g["oc"] * 4
         if g["kh"] == g["kw"] == 1 and g["ph"] == g["pw"] == 0 and not node.attrs.get("_inplace"):
             h_ok = (g["oh"] - 1) * g["sh"] < g["ih"]
             w_ok = (g["ow"] - 1) * g["sw"] < g["iw"]
@@ -190,15 +202,32 @@ class Conv2D(OpSpec):
         else:
             b = node.inputs[2] if len(node.inputs) > 2 else None
             bias_c = ctx.const(np.asarray(ctx.t(b).data, np.float32), "bias") if b else "(const float*)0"
+            filt = ctx.const(
+                np.ascontiguousarray(np.asarray(w.data, np.float32).transpose(1, 2, 3, 0)), "filter_hwio"
+            )
+            pool = node.attrs.get("pool")
+            if pool is None:
+                ctx.call("mt_conv_f32", ctx.ptr(node.inputs[0]), filt, bias_c, ctx.ptr(node.outputs[0]), *geo,
+                         c_float(lo), c_float(hi))
+                return
+            # a fused MAX_POOL_2D (passes.fuse_conv_max_pool): its activation clamps last
+            plo, phi = activation_range(pool.get("activation"), out)
             ctx.call(
-                "mt_conv_f32",
+                "mt_conv_maxpool_f32",
                 ctx.ptr(node.inputs[0]),
-                ctx.const(
-                    np.ascontiguousarray(np.asarray(w.data, np.float32).transpose(1, 2, 3, 0)), "filter_hwio"
-                ),
+                filt,
                 bias_c,
                 ctx.ptr(node.outputs[0]),
-                *geo,
+                ctx.scratch_ptr("float"),
+                *geo[:4],
+                g["ow"],
+                *geo[6:],
                 c_float(lo),
                 c_float(hi),
+                g["pool_h"],
+                g["pool_w"],
+                g["oh"] // g["pool_h"],
+                g["ow"] // g["pool_w"],
+                c_float(plo),
+                c_float(phi),
             )
