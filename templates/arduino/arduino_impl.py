@@ -40,6 +40,7 @@ from microtvm_tasks.template_support.generate import (
 from microtvm_tasks.template_support.processes import kill_group, run_logged
 from microtvm_tasks.template_support.processes import tail_lines as _tail
 from microtvm_tasks.template_support.serial_transport import SerialTransport, TransportHandlerMixin
+from microtvm_tasks.template_support.tools import find_tool
 
 if TYPE_CHECKING:  # defined by microtvm_api_server.py, in whose namespace this file runs
     from microtvm_api_server import (
@@ -278,9 +279,7 @@ def start_qemu_avr(elf: pathlib.Path, machine: str, log_path: pathlib.Path) -> S
     port race; QEMU waits for our connection before starting the CPU (wait=on), so not even
     the boot banner is lost. QEMU runs in its own process group and dies with this server.
     """
-    qemu = shutil.which("qemu-system-avr")
-    if qemu is None:
-        raise ToolNotFoundError(f"arduino: emulate=true needs qemu-system-avr; {QEMU_HINT}")
+    qemu = find_tool("qemu-system-avr", f"arduino: emulate=true needs qemu-system-avr; {QEMU_HINT}")
     def argv(fd: int) -> list[str]:
         return [
             qemu,

@@ -16,10 +16,11 @@ import pathlib
 import shutil
 import subprocess
 import sys
-import time
 from typing import TYPE_CHECKING
 
 from microtvm_tasks.project_api import server
+from microtvm_tasks.template_support.generate import copy_server, unpack_extra_files
+from microtvm_tasks.template_support.tools import find_tool, run_streamed
 
 if TYPE_CHECKING:  # defined by microtvm_api_server.py, in whose namespace this file runs
     from microtvm_api_server import IMPL_FILE, MODEL_DIR, MODEL_TAR, PROJECT_TYPES, Handler
@@ -100,8 +101,7 @@ class HostHandler(Handler):
         src = project_dir / "src"
         src.mkdir(exist_ok=True)
 
-        for name in ("microtvm_api_server.py", IMPL_FILE):
-            shutil.copy2(API_SERVER_DIR / name, project_dir / name)
+        copy_server(API_SERVER_DIR, project_dir, IMPL_FILE)
         for name in ("main.c", "platform_host.c"):
             shutil.copy2(API_SERVER_DIR / "src" / name, src / name)
         for path in glue.runtime_sources():
@@ -141,32 +141,26 @@ class HostHandler(Handler):
         (project_dir / "Makefile").write_text(makefile, encoding="utf-8")
         tar = options.get("extra_files_tar")
         if tar:
-            self._extract_extra(pathlib.Path(tar), project_dir)
+            unpack_extra_files(pathlib.Path(tar), project_dir)
         if options.get("verbose"):
             _log(f"generated {project_type} project in {project_dir}")
-
-    @staticmethod
-    def _extract_extra(tar_path: pathlib.Path, project_dir: pathlib.Path) -> None:
-        import tarfile
-
-        with tarfile.open(tar_path) as tar:
-            tar.extractall(project_dir, filter="data")
 
     # -- build / flash -------------------------------------------------------------------
 
     def build(self, options):
-        if shutil.which("make") is None:
-            raise RuntimeError("make not found: install it (Debian/Ubuntu: apt-get install make)")
+        find_tool("make", "make not found: install it (Debian/Ubuntu: apt-get install make)", RuntimeError)
         cc = options.get("cc") or "cc"
-        if shutil.which(_split_words(cc)[0] if cc else "cc") is None:
-            raise RuntimeError(f"C compiler {cc!r} not found: install gcc or pass -o cc=<compiler>")
+        missing_cc = f"C compiler {cc!r} not found: install gcc or pass -o cc=<compiler>"
+        find_tool(_split_words(cc)[0], missing_cc, RuntimeError)
         # make -s keeps a quiet build quiet (warnings and errors still show); verbose shows all
         argv = ["make", "-C", str(API_SERVER_DIR), f"CC={cc}"]
         if not options.get("verbose"):
             argv[1:1] = ["-s", "--no-print-directory"]
         if options.get("cflags"):
             argv.append(f"EXTRA_CFLAGS={options['cflags']}")
-        _run_streamed(argv, verbose=bool(options.get("verbose")), timeout=BUILD_TIMEOUT_SEC)
+        if options.get("verbose"):
+            _log("$ " + " ".join(argv))
+        run_streamed(argv, timeout=BUILD_TIMEOUT_SEC)
 
     def flash(self, options):
         """Nothing to program: the host "device" is started by open_transport."""
@@ -234,47 +228,3 @@ class HostHandler(Handler):
             raise self._closed() from None
         if written < len(data):
             raise server.IoTimeoutError()
-
-
-def _run_streamed(argv: list[str], *, verbose: bool, timeout: float) -> None:
-    """Run a build command, streaming its output to our stdout (which the Project API client
-    shares with the user); on failure raise with the output's tail."""
-    import collections
-    import selectors
-
-    if verbose:
-        _log("$ " + " ".join(argv))
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    tail: collections.deque[bytes] = collections.deque(maxlen=60)
-    deadline = time.monotonic() + timeout
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    buf = b""
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                proc.kill()
-                raise RuntimeError(f"build timed out after {timeout:.0f} s: {' '.join(argv)}")
-            if not sel.select(timeout=min(left, 1.0)):
-                continue
-            chunk = os.read(proc.stdout.fileno(), 65536)
-            if not chunk:
-                break
-            sys.stdout.buffer.write(chunk)
-            sys.stdout.flush()
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            tail.extend(lines)
-        if buf:
-            tail.append(buf)
-        status = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-    finally:
-        sel.close()
-        proc.stdout.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=5)
-    if status != 0:
-        text = b"\n".join(tail).decode(errors="replace")
-        raise RuntimeError(f"build failed ({' '.join(argv)} exited {status}):\n{text}")

@@ -30,6 +30,7 @@ from microtvm_tasks.template_support.emulator import launch_on_loopback
 from microtvm_tasks.template_support.generate import copy_server, unpack_extra_files, write_project_config
 from microtvm_tasks.template_support.processes import kill_group
 from microtvm_tasks.template_support.serial_transport import read_available
+from microtvm_tasks.template_support.tools import find_tool
 
 if TYPE_CHECKING:  # defined by microtvm_api_server.py, in whose namespace this file runs
     from microtvm_api_server import (
@@ -262,13 +263,11 @@ _OVERFLOW_RE = re.compile(r"region [`'](FLASH|RAM)' overflowed by (\d+) bytes")
 
 
 def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise QemuArmError(
-            f"{name} not found on PATH; install Debian's gcc-arm-none-eabi and libnewlib-arm-none-eabi "
-            "(or qemu-system-arm for QEMU) and retry"
-        )
-    return path
+    missing = (
+        f"{name} not found on PATH; install Debian's gcc-arm-none-eabi and libnewlib-arm-none-eabi "
+        "(or qemu-system-arm for QEMU) and retry"
+    )
+    return find_tool(name, missing, QemuArmError)
 
 
 def _region_text(region: str, board_name: str, board: dict[str, Any]) -> str:
