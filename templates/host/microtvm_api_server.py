@@ -77,22 +77,15 @@ _impl_loaded = False
 
 
 def _load_impl() -> dict[str, Any]:
-    """Run `IMPL_FILE` in this module's namespace (once) and return the namespace.
-
-    `SourceFileLoader.get_code` reads ``__pycache__`` and writes it when Python may; running
-    the code here rather than importing it as a module keeps one namespace, so a name
-    replaced on this module (a test's monkeypatch) is the one the implementation sees.
-    """
+    """Run `IMPL_FILE` in this module's namespace (once) and return the namespace (why:
+    microtvm_tasks.template_support.impl_loader, imported here, not at the top)."""
     global _impl_loaded
-    namespace = globals()
     if not _impl_loaded:
-        import importlib.machinery
+        from microtvm_tasks.template_support.impl_loader import run_in_namespace
 
-        path = os.path.join(_SERVER_DIR, IMPL_FILE)
-        code = importlib.machinery.SourceFileLoader("host_impl", path).get_code("host_impl")
-        exec(code, namespace)
+        run_in_namespace(os.path.join(_SERVER_DIR, IMPL_FILE), globals())
         _impl_loaded = True
-    return namespace
+    return globals()
 
 
 def __getattr__(name: str) -> Any:
