@@ -6,7 +6,6 @@ interpreter bit for bit. Tests needing a missing tool skip with the reason.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
@@ -16,17 +15,16 @@ import tarfile
 import time
 from pathlib import Path
 
-import microtvm_tasks.templates as templates_pkg
 import pytest
+from conftest import SINE_TFLITE as SINE
+from conftest import TEMPLATES_DIR, generate_project, load_server_module
 
 from microtvm_tasks.errors import ToolNotFoundError
 from microtvm_tasks.project_api import server
 from microtvm_tasks.project_api.client import instantiate_from_dir
 from microtvm_tasks.runtime.fake_mlf import fake_mlf_members, fake_reference, write_fake_mlf
 
-TEMPLATE = Path(templates_pkg.__file__).resolve().parent / "arduino"
-REPO = Path(__file__).resolve().parents[1]
-SINE = REPO / "models" / "sine.tflite"
+TEMPLATE = TEMPLATES_DIR / "arduino"
 BOARDS = json.loads((TEMPLATE / "boards.json").read_text())
 REQUIRED_BOARDS = {"uno", "mega2560", "due", "nano33ble", "rpipico", "teensy40", "wioterminal"}
 
@@ -46,32 +44,11 @@ needs_emulator = pytest.mark.skipif(
 )
 
 
-def _load_server_module():
-    spec = importlib.util.spec_from_file_location(
-        "arduino_server_under_test", TEMPLATE / "microtvm_api_server.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ard = _load_server_module()
-
-
-@pytest.fixture(scope="module")
-def template_client():
-    """One template server for the whole module (each generate_project is one call)."""
-    with instantiate_from_dir(TEMPLATE, timeout=120) as client:
-        yield client
+ard = load_server_module("arduino")
 
 
 def _generate(client, mlf: Path, project: Path, **options) -> Path:
-    opts = {"board": "uno", "project_type": "host_driven"}
-    opts.update(options)
-    client.generate_project(
-        model_library_format_path=str(mlf), standalone_crt_dir=None, project_dir=str(project), options=opts
-    )
-    return project
+    return generate_project(client, mlf, project, {"board": "uno", "project_type": "host_driven", **options})
 
 
 # ---- board data ----------------------------------------------------------------------------
@@ -439,16 +416,13 @@ def test_serial_port_lookup_errors_name_the_way_out(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def sine_uno(tmp_path_factory):
+def sine_uno(tmp_path_factory, sine_mlf):
     """The sine model compiled, generated for an emulated Uno and built (once per module)."""
     if not (HAVE_AVR and HAVE_QEMU_AVR):
         pytest.skip("AVR toolchain or qemu-system-avr missing")
-    from microtvm_tasks.compiler import compile_model
-
     tmp = tmp_path_factory.mktemp("sine_uno")
-    mlf = compile_model(SINE, tmp / "sine.tar", module_name="sine")
     with instantiate_from_dir(TEMPLATE, timeout=120) as client:
-        _generate(client, mlf, tmp / "sine_uno", emulate=True)
+        _generate(client, sine_mlf, tmp / "sine_uno", emulate=True)
     with instantiate_from_dir(tmp / "sine_uno", timeout=600) as client:
         client.build({})
     return tmp / "sine_uno"
@@ -628,15 +602,12 @@ def test_single_constant_over_32k_is_reported_as_too_big_for_avr(template_client
 @needs_emulator
 @pytest.mark.e2e
 @pytest.mark.timeout(300)
-def test_standalone_demo_prints_tflm_result_on_emulated_mega2560(template_client, tmp_path):
+def test_standalone_demo_prints_tflm_result_on_emulated_mega2560(template_client, tmp_path, sine_mlf):
     """aot_standalone_demo, built with warning_as_error: prints the output for the baked-in
     (zero) input, as text on Serial."""
-    from microtvm_tasks.compiler import compile_model
-
-    mlf = compile_model(SINE, tmp_path / "sine.tar", module_name="sine")
     project = _generate(
         template_client,
-        mlf,
+        sine_mlf,
         tmp_path / "demo",
         board="mega2560",
         project_type="aot_standalone_demo",

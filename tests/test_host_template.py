@@ -3,17 +3,16 @@ run the protocol, crash handling, the standalone demo, build errors."""
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import subprocess
 import sys
-import tarfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TEMPLATES_DIR, generate_project, write_tar
 
 from microtvm_tasks.errors import SessionError
 from microtvm_tasks.project_api import server
@@ -21,7 +20,7 @@ from microtvm_tasks.project_api.client import instantiate_from_dir
 from microtvm_tasks.runtime.fake_mlf import IN_SCALE, IN_ZP, fake_reference, write_fake_mlf
 from microtvm_tasks.session import ProjectAPITransport, Session, run_project
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "host"
+TEMPLATE = TEMPLATES_DIR / "host"
 
 pytestmark = pytest.mark.skipif(
     not all(map(lambda t: __import__("shutil").which(t), ("make", "cc"))), reason="make and cc needed"
@@ -34,9 +33,7 @@ def _generate(tmp: Path, name: str, *, n: int = 4, build: bool = True, tvm_style
     proj = tmp / name
     opts = {"project_type": "host_driven", "warning_as_error": True, **options}
     with instantiate_from_dir(TEMPLATE) as c:
-        c.generate_project(
-            model_library_format_path=str(tar), standalone_crt_dir="", project_dir=str(proj), options=opts
-        )
+        generate_project(c, tar, proj, opts)
     if build:
         with instantiate_from_dir(proj) as c:
             c.build({})
@@ -164,13 +161,8 @@ def test_crashed_program_is_transport_closed(tmp_path, monkeypatch):
         b"#include <stdlib.h>\n__attribute__((constructor)) static void mt_boom(void) "
         b'{ if (getenv("MT_TEST_CRASH")) abort(); }\n'
     )
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo("src/crash.c")
-        info.size = len(crash_c)
-        tar.addfile(info, io.BytesIO(crash_c))
-    (tmp_path / "extra.tar").write_bytes(buf.getvalue())
-    proj = _generate(tmp_path, "crashy", extra_files_tar=str(tmp_path / "extra.tar"))
+    extra = write_tar(tmp_path / "extra.tar", {"src/crash.c": crash_c})
+    proj = _generate(tmp_path, "crashy", extra_files_tar=str(extra))
     assert (proj / "src" / "crash.c").exists()
     monkeypatch.setenv("MT_TEST_CRASH", "1")
     with instantiate_from_dir(proj) as c:

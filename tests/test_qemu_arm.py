@@ -7,7 +7,6 @@ directly and through the Project API. Tests needing a missing tool skip with the
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -18,13 +17,13 @@ import sys
 import time
 from pathlib import Path
 
-import microtvm_tasks.templates as templates_pkg
 import pytest
+from conftest import TEMPLATES_DIR, generate_project, load_server_module, write_tar
 
 import microtvm_tasks.runtime as runtime_pkg
 from microtvm_tasks.project_api import server
 
-TEMPLATE = Path(templates_pkg.__file__).resolve().parent / "qemu_arm"
+TEMPLATE = TEMPLATES_DIR / "qemu_arm"
 BOARDS = ["mps2_an385", "mps2_an386", "mps2_an500"]
 #: the repository's vendored demo models (copies of TFLite Micro's hello_world and MLPerf Tiny's
 #: keyword spotting models; see models/README.md).
@@ -40,16 +39,7 @@ needs_qemu = pytest.mark.skipif(
 )
 
 
-def _load_server_module():
-    spec = importlib.util.spec_from_file_location(
-        "qemu_arm_server_under_test", TEMPLATE / "microtvm_api_server.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-qa = _load_server_module()
+qa = load_server_module("qemu_arm")
 
 
 # ---- a bare echo firmware built from the template's startup, UART and timer code ------------
@@ -345,13 +335,7 @@ def _generate(tmp_path: Path, mlf: Path, board: str, template: Path = TEMPLATE, 
     project = tmp_path / f"proj_{board}_{options.get('project_type', 'host_driven')}"
     opts = {"board": board, "project_type": "host_driven", "warning_as_error": True, **options}
     with instantiate_from_dir(template, timeout=60) as client:
-        client.generate_project(
-            model_library_format_path=str(mlf),
-            standalone_crt_dir=None,
-            project_dir=str(project),
-            options=opts,
-        )
-    return project
+        return generate_project(client, mlf, project, opts)
 
 
 @needs_qemu
@@ -433,9 +417,6 @@ def test_too_big_model_fails_the_build_with_both_numbers(tmp_path):
 @needs_gcc
 @pytest.mark.timeout(180)
 def test_compile_definitions_extra_files_and_opt_level_reach_the_build(tmp_path):
-    import io
-    import tarfile
-
     from microtvm_tasks.project_api.client import instantiate_from_dir
     from microtvm_tasks.runtime.fake_mlf import write_fake_mlf
 
@@ -443,13 +424,7 @@ def test_compile_definitions_extra_files_and_opt_level_reach_the_build(tmp_path)
     extra_c = (
         b"#ifndef QA_FLAG\n#error QA_FLAG missing\n#endif\nint qa_extra_value(void) { return QA_FLAG; }\n"
     )
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo("src/qa_extra.c")
-        info.size = len(extra_c)
-        tar.addfile(info, io.BytesIO(extra_c))
-    extra_tar = tmp_path / "extra.tar"
-    extra_tar.write_bytes(buf.getvalue())
+    extra_tar = write_tar(tmp_path / "extra.tar", {"src/qa_extra.c": extra_c})
 
     mlf = write_fake_mlf(tmp_path / "fake.tar", n=8)
     project = _generate(

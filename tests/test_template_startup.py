@@ -17,10 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import microtvm_tasks.templates as templates_pkg
 import pytest
+from conftest import TEMPLATES_DIR
 
-TEMPLATES_DIR = Path(templates_pkg.__file__).parent
 BUILT_INS = ("host", "qemu_arm", "arduino", "zephyr")
 
 #: Modules none of the servers may load just to answer server_info_query: the heavy ones

@@ -17,17 +17,16 @@ import sys
 import textwrap
 from pathlib import Path
 
-import microtvm_tasks.templates as templates_pkg
 import pytest
+from conftest import SINE_TFLITE as SINE
+from conftest import TEMPLATES_DIR, generate_project, load_server_module
 
 from microtvm_tasks.errors import ToolNotFoundError
 from microtvm_tasks.project_api import server
 from microtvm_tasks.project_api.client import instantiate_from_dir
 from microtvm_tasks.runtime.fake_mlf import write_fake_mlf
 
-TEMPLATE = Path(templates_pkg.__file__).resolve().parent / "zephyr"
-REPO = Path(__file__).resolve().parents[1]
-SINE = REPO / "models" / "sine.tflite"
+TEMPLATE = TEMPLATES_DIR / "zephyr"
 BOARDS = json.loads((TEMPLATE / "boards.json").read_text())
 REQUIRED_BOARDS = {
     "qemu_x86",
@@ -42,31 +41,12 @@ REQUIRED_BOARDS = {
 }
 
 
-def _load_server_module():
-    spec = importlib.util.spec_from_file_location(
-        "zephyr_server_under_test", TEMPLATE / "microtvm_api_server.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-zs = _load_server_module()
-
-
-@pytest.fixture(scope="module")
-def template_client():
-    with instantiate_from_dir(TEMPLATE, timeout=120) as client:
-        yield client
+zs = load_server_module("zephyr")
 
 
 def _generate(client, mlf: Path, project: Path, **options) -> Path:
-    opts = {"board": "qemu_x86", "project_type": "host_driven"}
-    opts.update(options)
-    client.generate_project(
-        model_library_format_path=str(mlf), standalone_crt_dir=None, project_dir=str(project), options=opts
-    )
-    return project
+    defaults = {"board": "qemu_x86", "project_type": "host_driven"}
+    return generate_project(client, mlf, project, {**defaults, **options})
 
 
 # ---- board data ----------------------------------------------------------------------------
@@ -540,15 +520,13 @@ needs_zephyr = pytest.mark.skipif(
 @needs_zephyr
 @pytest.mark.e2e
 @pytest.mark.timeout(1800)
-def test_sine_builds_and_runs_on_zephyr_qemu_cortex_m3(template_client, tmp_path):
+def test_sine_builds_and_runs_on_zephyr_qemu_cortex_m3(template_client, tmp_path, sine_mlf):
     import numpy as np
     from tflite_micro.python.tflite_micro import runtime
 
-    from microtvm_tasks.compiler import compile_model
     from microtvm_tasks.session import run_project
 
-    mlf = compile_model(SINE, tmp_path / "sine.tar", module_name="sine")
-    project = _generate(template_client, mlf, tmp_path / "sine_zephyr", board="qemu_cortex_m3")
+    project = _generate(template_client, sine_mlf, tmp_path / "sine_zephyr", board="qemu_cortex_m3")
     with instantiate_from_dir(project, timeout=1800) as client:
         client.build({})
     x = np.array([[37]], dtype=np.int8)
