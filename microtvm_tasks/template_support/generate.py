@@ -8,16 +8,18 @@ with TVM's ``extra_files_tar`` option, which is user input and so checked member
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from microtvm_tasks.errors import TemplateError
+from microtvm_tasks.errors import OptionError, TemplateError
+from microtvm_tasks.mlf import extract_mlf
 
 SERVER_SCRIPT = "microtvm_api_server.py"
 PROJECT_CONFIG = "microtvm_project.json"
@@ -105,3 +107,31 @@ def unpack_extra_files(
                 tar.extractall(project_dir, members=members)
     except tarfile.TarError as exc:
         raise error(f"extra_files_tar {tar_path}: not a readable tar archive ({exc})") from None
+
+
+MODEL_SOURCE_SUFFIXES = (".c", ".h", ".cc", ".cpp")
+
+
+@contextlib.contextmanager
+def extracted_model(mlf: Path, platform: str) -> Iterator[tuple[Path, list[Path]]]:
+    """The MLF archive extracted (and validated) into a temporary directory, with its model
+    sources and headers (``codegen/host/**``, sorted); the directory goes away afterwards.
+
+    Templates that lay the model's files out their own way (flat for Arduino, under
+    src/model for Zephyr) copy from here and write the runtime glue from the extracted tree.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        mlf_dir = Path(tmp)
+        extract_mlf(mlf, mlf_dir, replace=True)
+        codegen = mlf_dir / "codegen" / "host"
+        if not codegen.is_dir():
+            raise TemplateError(f"{platform}: {mlf} has no codegen/host directory; is it an MLF archive?")
+        sources = [p for p in sorted(codegen.rglob("*")) if p.is_file() and p.suffix in MODEL_SOURCE_SUFFIXES]
+        yield mlf_dir, sources
+
+
+def board_properties(boards: Mapping[str, dict[str, Any]], name: str | None, platform: str) -> dict[str, Any]:
+    """A board's entry of boards.json, or an OptionError listing the boards there are."""
+    if name not in boards:
+        raise OptionError(f"{platform}: unknown board {name!r}; choose one of {', '.join(sorted(boards))}")
+    return boards[name]

@@ -1,12 +1,9 @@
 """The bulk of the ``qemu_arm`` template's Project API server (boards, firmware, QEMU).
 
-This file is the second half of ``microtvm_api_server.py`` (whose docstring describes the
-template). The script answers ``server_info_query`` by itself and runs this file in its own
-namespace only when another method is called (see ``_load_impl`` there), so a server asked
-only for its options never compiles or imports any of this. Being an ordinary ``.py`` file,
-unlike the script, its byte code is cached in ``__pycache__``. Names the script defines
-(``Handler``, ``PROJECT_TYPES``, ...) are used here as they are; tests and tools keep using
-the script's module, which gains everything below on first use.
+Runs in the namespace of ``microtvm_api_server.py`` (which describes the template), loaded
+by ``microtvm_tasks.template_support.impl_loader`` on the first call other than
+server_info_query; names the script defines
+(``Handler``, ``PROJECT_TYPES``, ...) are used here as they are.
 """
 
 from __future__ import annotations

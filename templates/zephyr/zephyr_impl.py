@@ -1,12 +1,9 @@
 """The bulk of the `zephyr` template's Project API server: generate, build, flash, transport.
 
-This file is the second half of `microtvm_api_server.py` (whose docstring describes the
-template). The script answers `server_info_query` by itself and runs this file in its own
-namespace only when another method is called (see `_load_impl` there), so a server asked
-only for its options never compiles or imports any of this. Being an ordinary `.py` file,
-unlike the script, its byte code is cached in `__pycache__`. Names the script defines
-(`Handler`, `BOARD_PROPERTIES`, ...) are used here as they are; tests and tools keep using
-the script's module, which gains everything below on first use.
+Runs in the namespace of ``microtvm_api_server.py`` (which describes the template), loaded
+by ``microtvm_tasks.template_support.impl_loader`` on the first call other than
+server_info_query; names the script defines
+(`Handler`, `BOARD_PROPERTIES`, ...) are used here as they are.
 """
 
 from __future__ import annotations
@@ -22,15 +19,15 @@ import re
 import shlex
 import shutil
 import subprocess
-import tempfile
 import threading
 from typing import TYPE_CHECKING, Any
 
 from microtvm_tasks.errors import MicrotvmError, OptionError, TemplateError, ToolNotFoundError
-from microtvm_tasks.mlf import extract_mlf
 from microtvm_tasks.project_api import server
 from microtvm_tasks.template_support.generate import (
+    board_properties,
     copy_server,
+    extracted_model,
     generate_atomically,
     read_project_config,
     recorded_option,
@@ -84,11 +81,7 @@ class BoardNotFoundError(MicrotvmError):
 
 
 def _board(name: str | None) -> dict[str, Any]:
-    if name not in BOARD_PROPERTIES:
-        raise OptionError(
-            f"zephyr: unknown board {name!r}; choose one of {', '.join(sorted(BOARD_PROPERTIES))}"
-        )
-    return BOARD_PROPERTIES[name]
+    return board_properties(BOARD_PROPERTIES, name, "zephyr")
 
 
 def _definitions(value: Any) -> list[str]:
@@ -378,17 +371,11 @@ class ZephyrHandler(TransportHandlerMixin, Handler):
             shutil.copy2(API_SERVER_DIR / "firmware" / fname, src / fname)
         for path in glue.runtime_sources():
             shutil.copy2(path, src / pathlib.Path(path).name)
-        with tempfile.TemporaryDirectory() as mlf_tmp:
-            mlf_dir = pathlib.Path(mlf_tmp)
-            extract_mlf(mlf, mlf_dir, replace=True)
-            codegen = mlf_dir / "codegen" / "host"
-            if not codegen.is_dir():
-                raise TemplateError(f"zephyr: {mlf} has no codegen/host directory; is it an MLF archive?")
+        with extracted_model(mlf, "zephyr") as (mlf_dir, sources):
             model_dir = src / "model"
             model_dir.mkdir()
-            for path in sorted(codegen.rglob("*")):
-                if path.is_file() and path.suffix in (".c", ".h", ".cc", ".cpp"):
-                    shutil.copy2(path, model_dir / path.name)
+            for path in sources:
+                shutil.copy2(path, model_dir / path.name)
             glue.write_model_glue(mlf_dir, src)
 
         if options.get("extra_files_tar"):
