@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -232,3 +233,31 @@ def test_tvm_style_archive_builds_with_the_stand_in_headers(tmp_path):
         y_ref, z_ref = fake_reference(x)
         np.testing.assert_array_equal(r.outputs[0], y_ref)
         np.testing.assert_array_equal(r.outputs[1], z_ref)
+
+
+def test_extra_files_tar_is_unpacked_only_inside_the_project(tmp_path):
+    """extra_files_tar is user input: plain files land in the project; a link, an absolute
+    path or '..' is refused with the member named, before anything is written."""
+    from microtvm_tasks.errors import TemplateError
+    from microtvm_tasks.template_support.generate import unpack_extra_files
+
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    unpack_extra_files(write_tar(tmp_path / "ok.tar", {"src/extra.c": b"int x;\n"}), proj)
+    assert (proj / "src" / "extra.c").read_bytes() == b"int x;\n"
+
+    for name in ("../escape.c", "/abs.c"):
+        bad = write_tar(tmp_path / "bad.tar", {"inside.c": b"1", name: b"2"})
+        with pytest.raises(TemplateError, match=re.escape(repr(name))):
+            unpack_extra_files(bad, proj)
+        assert not (proj / "inside.c").exists() and not (tmp_path / "escape.c").exists()
+    link = tmp_path / "link.tar"
+    with tarfile.open(link, "w") as tar:
+        info = tarfile.TarInfo("src/passwd")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(info)
+    with pytest.raises(TemplateError, match="is not a plain file inside the project"):
+        unpack_extra_files(link, proj)
+    assert not (proj / "src" / "passwd").exists()
+    with pytest.raises(TemplateError, match="no such file"):
+        unpack_extra_files(tmp_path / "missing.tar", proj)
