@@ -23,17 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from microtvm_tasks.errors import MicrotvmError, OptionError, TemplateError, ToolNotFoundError
 from microtvm_tasks.project_api import server
+from microtvm_tasks.template_support import generate as gen
 from microtvm_tasks.template_support.emulator import launch_on_loopback
-from microtvm_tasks.template_support.generate import (
-    board_properties,
-    copy_server,
-    extracted_model,
-    generate_atomically,
-    read_project_config,
-    recorded_option,
-    unpack_extra_files,
-    write_project_config,
-)
 from microtvm_tasks.template_support.processes import kill_group, run_logged
 from microtvm_tasks.template_support.processes import tail_lines as _tail
 from microtvm_tasks.template_support.serial_transport import SerialTransport, TransportHandlerMixin
@@ -84,7 +75,7 @@ class BoardNotFoundError(MicrotvmError):
 
 
 def _board(name: str | None) -> dict[str, Any]:
-    return board_properties(BOARD_PROPERTIES, name, "arduino")
+    return gen.board_properties(BOARD_PROPERTIES, name, "arduino")
 
 
 def fqbn(board: str) -> str:
@@ -118,8 +109,8 @@ def _definitions(value: Any) -> list[str]:
 
 
 #: The options recorded at generate time, and an option from a call falling back on them.
-_read_project_config = functools.partial(read_project_config, API_SERVER_DIR)
-_option = functools.partial(recorded_option, API_SERVER_DIR)
+_read_project_config = functools.partial(gen.read_project_config, API_SERVER_DIR)
+_option = functools.partial(gen.recorded_option, API_SERVER_DIR)
 #: A build tool run with its output in a log, stopped (BuildFailedError) on timeout.
 _run_logged = functools.partial(run_logged, error=BuildFailedError, prefix="arduino: ")
 
@@ -391,7 +382,7 @@ class ArduinoHandler(TransportHandlerMixin, Handler):
                 )
             self._generate_into(out, sketch, mlf, options)
 
-        generate_atomically(project_dir, "arduino", fill)
+        gen.generate_atomically(project_dir, "arduino", fill)
 
     def _generate_into(
         self, out: pathlib.Path, sketch: str, mlf: pathlib.Path, options: dict[str, Any]
@@ -406,7 +397,7 @@ class ArduinoHandler(TransportHandlerMixin, Handler):
         os.chmod(out, 0o755)
 
         # The server itself, its board data and what it was generated with.
-        copy_server(API_SERVER_DIR, out, IMPL_FILE, BOARDS_PATH.name)
+        gen.copy_server(API_SERVER_DIR, out, IMPL_FILE, BOARDS_PATH.name)
         shutil.copy2(mlf, out / MODEL_LIBRARY_FORMAT_RELPATH)
         recorded = {
             k: options.get(k)
@@ -421,7 +412,7 @@ class ArduinoHandler(TransportHandlerMixin, Handler):
             )
         }
         recorded["sketch"] = sketch
-        write_project_config(out, recorded)
+        gen.write_project_config(out, recorded)
 
         # The sketch and the platform hooks.
         shutil.copy2(API_SERVER_DIR / "firmware" / f"{project_type}.ino", out / f"{sketch}.ino")
@@ -435,7 +426,7 @@ class ArduinoHandler(TransportHandlerMixin, Handler):
                 shutil.copy2(path, src / path.name)
 
         # The model: every C source and header of the MLF, flat in src/.
-        with extracted_model(mlf, "arduino") as (mlf_dir, sources):
+        with gen.extracted_model(mlf, "arduino") as (mlf_dir, sources):
             for path in sources:
                 dest = src / (path.stem + ".cpp" if path.suffix == ".cc" else path.name)
                 text = path.read_text(encoding="utf-8", errors="surrogateescape")
@@ -446,7 +437,7 @@ class ArduinoHandler(TransportHandlerMixin, Handler):
 
         # Extra files (TVM's option): unpacked into the project root.
         if options.get("extra_files_tar"):
-            unpack_extra_files(pathlib.Path(options["extra_files_tar"]), out)
+            gen.unpack_extra_files(pathlib.Path(options["extra_files_tar"]), out)
 
         self._write_makefile(out, sketch, board, props, options)
 

@@ -24,16 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from microtvm_tasks.errors import MicrotvmError, OptionError, TemplateError, ToolNotFoundError
 from microtvm_tasks.project_api import server
-from microtvm_tasks.template_support.generate import (
-    board_properties,
-    copy_server,
-    extracted_model,
-    generate_atomically,
-    read_project_config,
-    recorded_option,
-    unpack_extra_files,
-    write_project_config,
-)
+from microtvm_tasks.template_support import generate as gen
 from microtvm_tasks.template_support.processes import kill_group, parent_death_preexec, run_logged
 from microtvm_tasks.template_support.processes import tail_lines as _tail
 from microtvm_tasks.template_support.serial_transport import SerialTransport, TransportHandlerMixin
@@ -81,7 +72,7 @@ class BoardNotFoundError(MicrotvmError):
 
 
 def _board(name: str | None) -> dict[str, Any]:
-    return board_properties(BOARD_PROPERTIES, name, "zephyr")
+    return gen.board_properties(BOARD_PROPERTIES, name, "zephyr")
 
 
 def _definitions(value: Any) -> list[str]:
@@ -120,8 +111,8 @@ def board_target(board: str, version: tuple[int, int] | None) -> str:
 
 
 #: The options recorded at generate time, and an option from a call falling back on them.
-_read_project_config = functools.partial(read_project_config, API_SERVER_DIR)
-_option = functools.partial(recorded_option, API_SERVER_DIR)
+_read_project_config = functools.partial(gen.read_project_config, API_SERVER_DIR)
+_option = functools.partial(gen.recorded_option, API_SERVER_DIR)
 #: A tool run with its output in a log, stopped (BuildFailedError) on timeout.
 _run_logged = functools.partial(run_logged, error=BuildFailedError, prefix="zephyr: ")
 
@@ -333,7 +324,7 @@ class ZephyrHandler(TransportHandlerMixin, Handler):
         if not mlf.is_file():
             raise TemplateError(f"zephyr: model library format archive {mlf} not found")
         project_dir = pathlib.Path(project_dir).resolve()
-        generate_atomically(
+        gen.generate_atomically(
             project_dir, "zephyr", lambda out: self._generate_into(out, project_dir.name, mlf, options)
         )
 
@@ -350,7 +341,7 @@ class ZephyrHandler(TransportHandlerMixin, Handler):
         os.chmod(out, 0o755)
         version = zephyr_version(options.get("zephyr_base") or ZEPHYR_BASE)
 
-        copy_server(API_SERVER_DIR, out, IMPL_FILE, BOARDS_PATH.name)
+        gen.copy_server(API_SERVER_DIR, out, IMPL_FILE, BOARDS_PATH.name)
         shutil.copy2(mlf, out / MODEL_LIBRARY_FORMAT_RELPATH)
         recorded = {
             k: options.get(k)
@@ -365,13 +356,13 @@ class ZephyrHandler(TransportHandlerMixin, Handler):
                 "zephyr_base",
             )
         }
-        write_project_config(out, recorded)
+        gen.write_project_config(out, recorded)
 
         for fname in ("main.c", "platform_zephyr.c"):
             shutil.copy2(API_SERVER_DIR / "firmware" / fname, src / fname)
         for path in glue.runtime_sources():
             shutil.copy2(path, src / pathlib.Path(path).name)
-        with extracted_model(mlf, "zephyr") as (mlf_dir, sources):
+        with gen.extracted_model(mlf, "zephyr") as (mlf_dir, sources):
             model_dir = src / "model"
             model_dir.mkdir()
             for path in sources:
@@ -379,7 +370,7 @@ class ZephyrHandler(TransportHandlerMixin, Handler):
             glue.write_model_glue(mlf_dir, src)
 
         if options.get("extra_files_tar"):
-            unpack_extra_files(pathlib.Path(options["extra_files_tar"]), out)
+            gen.unpack_extra_files(pathlib.Path(options["extra_files_tar"]), out)
 
         (out / "CMakeLists.txt").write_text(
             self._cmakelists(name, board, props, project_type, options, version)
