@@ -135,3 +135,50 @@ def board_properties(boards: Mapping[str, dict[str, Any]], name: str | None, pla
     if name not in boards:
         raise OptionError(f"{platform}: unknown board {name!r}; choose one of {', '.join(sorted(boards))}")
     return boards[name]
+
+
+def standalone_inputs(
+    mlf_dir: Path,
+    npz_path: str | None,
+    *,
+    pattern: tuple[int, int, int, float],
+    error: Callable[[str], BaseException] = TemplateError,
+) -> dict[str, bytes]:
+    """The input baked into an aot_standalone_demo program, as raw bytes per input name.
+
+    From `npz_path` (arrays ``input_0``... or named after the model's inputs), else a fixed
+    pattern, so the demo's printout is reproducible. ``pattern = (step, modulus, offset,
+    divisor)``: byte i is ``(i * step + offset) % 256``, float i is
+    ``((i * step) % modulus) / divisor - 1``; each template keeps its own figures so its
+    generated demos stay byte for byte what they were.
+    """
+    from microtvm_tasks.runtime.glue import read_model_info
+
+    info = read_model_info(mlf_dir)
+    out: dict[str, bytes] = {}
+    if npz_path:
+        import numpy as np
+
+        arrays = np.load(npz_path)
+        for i, t in enumerate(info.inputs):
+            key = f"input_{i}" if f"input_{i}" in arrays else t.name
+            if key not in arrays:
+                raise error(f"standalone_input {npz_path}: no array input_{i} or {t.name!r}")
+            data = np.ascontiguousarray(np.asarray(arrays[key], dtype=t.dtype)).tobytes()
+            if len(data) != t.nbytes:
+                raise error(
+                    f"standalone_input {npz_path}: {key} has {len(data)} bytes, "
+                    f"input {t.name!r} needs {t.nbytes}"
+                )
+            out[t.name] = data
+        return out
+    step, modulus, offset, divisor = pattern
+    for t in info.inputs:
+        if t.dtype == "float32":
+            import struct
+
+            values = [((i * step) % modulus) / divisor - 1.0 for i in range(t.nbytes // 4)]
+            out[t.name] = struct.pack(f"<{len(values)}f", *values)
+        else:
+            out[t.name] = bytes((i * step + offset) % 256 for i in range(t.nbytes))
+    return out

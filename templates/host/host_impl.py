@@ -16,7 +16,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from microtvm_tasks.project_api import server
-from microtvm_tasks.template_support.generate import copy_server, unpack_extra_files
+from microtvm_tasks.template_support.generate import copy_server, standalone_inputs, unpack_extra_files
 from microtvm_tasks.template_support.tools import find_tool, run_streamed
 
 if TYPE_CHECKING:  # defined by microtvm_api_server.py, in whose namespace this file runs
@@ -43,37 +43,8 @@ def _split_words(value: str | list[str] | None) -> list[str]:
     return shlex.split(value)
 
 
-def _default_standalone_input(mlf_dir: pathlib.Path) -> dict[str, bytes]:
-    """A fixed input per model input: deterministic bytes so the demo's output is stable."""
-    from microtvm_tasks.runtime.glue import read_model_info
-
-    info = read_model_info(mlf_dir)
-    out = {}
-    for t in info.inputs:
-        if t.dtype == "float32":
-            import struct
-
-            vals = [((i * 37) % 101) / 50.0 - 1.0 for i in range(t.nbytes // 4)]
-            out[t.name] = struct.pack(f"<{len(vals)}f", *vals)
-        else:
-            out[t.name] = bytes(((i * 37 + 11) % 256) for i in range(t.nbytes))
-    return out
-
-
-def _standalone_input_from_file(path: str, mlf_dir: pathlib.Path) -> dict[str, bytes]:
-    import numpy as np
-
-    from microtvm_tasks.runtime.glue import read_model_info
-
-    info = read_model_info(mlf_dir)
-    data = np.load(path)
-    out = {}
-    for i, t in enumerate(info.inputs):
-        key = f"input_{i}" if f"input_{i}" in data else t.name
-        if key not in data:
-            raise ValueError(f"standalone_input {path}: no array input_{i} or {t.name!r}")
-        out[t.name] = np.ascontiguousarray(np.asarray(data[key], dtype=t.dtype)).tobytes()
-    return out
+#: (step, modulus, offset, divisor) of the demo's fixed input (see `standalone_inputs`).
+STANDALONE_PATTERN = (37, 101, 11, 50.0)
 
 
 class HostHandler(Handler):
@@ -115,11 +86,9 @@ class HostHandler(Handler):
 
         standalone = None
         if project_type == "aot_standalone_demo":
-            given = options.get("standalone_input")
-            if given:
-                standalone = _standalone_input_from_file(given, model_dir)
-            else:
-                standalone = _default_standalone_input(model_dir)
+            standalone = standalone_inputs(
+                model_dir, options.get("standalone_input"), pattern=STANDALONE_PATTERN, error=ValueError
+            )
         glue.write_model_glue(model_dir, src, standalone_input=standalone)
 
         defines = _split_words(options.get("compile_definitions"))

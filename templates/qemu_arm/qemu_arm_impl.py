@@ -24,7 +24,12 @@ from typing import TYPE_CHECKING, Any
 
 from microtvm_tasks.project_api import server
 from microtvm_tasks.template_support.emulator import launch_on_loopback
-from microtvm_tasks.template_support.generate import copy_server, unpack_extra_files, write_project_config
+from microtvm_tasks.template_support.generate import (
+    copy_server,
+    standalone_inputs,
+    unpack_extra_files,
+    write_project_config,
+)
 from microtvm_tasks.template_support.processes import kill_group
 from microtvm_tasks.template_support.serial_transport import read_available
 from microtvm_tasks.template_support.tools import find_tool
@@ -578,40 +583,13 @@ def _stop_all() -> None:
         qemu.stop()
 
 
+#: (step, modulus, offset, divisor) of the demo's fixed input (see `standalone_inputs`).
+STANDALONE_PATTERN = (29, 97, 7, 48.0)
+
+
 def standalone_input(mlf_dir: Path, npz_path: str | None) -> dict[str, bytes]:
-    """The input baked into an aot_standalone_demo firmware, as raw bytes per input name.
-
-    Without a file every input gets a fixed pattern, so the demo's printout is reproducible.
-    """
-    from microtvm_tasks.runtime.glue import read_model_info
-
-    info = read_model_info(mlf_dir)
-    out: dict[str, bytes] = {}
-    if npz_path:
-        import numpy as np
-
-        arrays = np.load(npz_path)
-        for i, t in enumerate(info.inputs):
-            key = f"input_{i}" if f"input_{i}" in arrays else t.name
-            if key not in arrays:
-                raise QemuArmError(f"standalone_input {npz_path}: no array input_{i} or {t.name!r}")
-            data = np.ascontiguousarray(np.asarray(arrays[key], dtype=t.dtype)).tobytes()
-            if len(data) != t.nbytes:
-                raise QemuArmError(
-                    f"standalone_input {npz_path}: {key} has {len(data)} bytes, "
-                    f"input {t.name!r} needs {t.nbytes}"
-                )
-            out[t.name] = data
-        return out
-    for t in info.inputs:
-        if t.dtype == "float32":
-            import struct
-
-            values = [((i * 29) % 97) / 48.0 - 1.0 for i in range(t.nbytes // 4)]
-            out[t.name] = struct.pack(f"<{len(values)}f", *values)
-        else:
-            out[t.name] = bytes((i * 29 + 7) % 256 for i in range(t.nbytes))
-    return out
+    """The input baked into an aot_standalone_demo firmware, as raw bytes per input name."""
+    return standalone_inputs(mlf_dir, npz_path, pattern=STANDALONE_PATTERN, error=QemuArmError)
 
 
 def extract_extra_files(tar_path: Path, project_dir: Path) -> None:
