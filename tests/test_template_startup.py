@@ -151,7 +151,7 @@ def test_implementation_is_byte_code_cached_and_shares_the_script_namespace(name
         "assert 'subprocess' not in vars(module)\n"
         "ns = module._load_impl()\n"
         "assert ns is vars(module) and callable(module.subprocess.Popen)\n"
-        "assert isinstance(module.Handler()._full(), module.Handler)\n"
+        "assert isinstance(module.Handler().full_handler(), module.Handler)\n"
     )
     subprocess.run([sys.executable, "-c", code, str(script)], env=env, timeout=60, check=True)
     cached = Path(importlib.util.cache_from_source(str(impl))).name  # <name>_impl.cpython-3XY.pyc

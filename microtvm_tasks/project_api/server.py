@@ -462,6 +462,53 @@ class ProjectAPIHandler(metaclass=abc.ABCMeta):
         """
 
 
+class DelegatingProjectAPIHandler(ProjectAPIHandler):
+    """A handler that answers `server_info_query` itself and hands every other call to a
+    full handler built on first use (not part of TVM's API; a convenience for templates).
+
+    Why: a server is launched for every query and most queries are server_info_query,
+    which only needs the options. A template whose script subclasses this and keeps its
+    bulk elsewhere (imported inside `create_full_handler`) answers it at the cost of a
+    bare interpreter start. Subclasses implement `server_info_query` and
+    `create_full_handler`.
+    """
+
+    _full_handler: ProjectAPIHandler | None = None
+
+    def create_full_handler(self) -> ProjectAPIHandler:
+        """Build the handler that serves generate_project, build, flash and the transport."""
+        raise NotImplementedError
+
+    def full_handler(self) -> ProjectAPIHandler:
+        if self._full_handler is None:
+            self._full_handler = self.create_full_handler()
+        return self._full_handler
+
+    def generate_project(self, model_library_format_path, standalone_crt_dir, project_dir, options):
+        return self.full_handler().generate_project(
+            model_library_format_path, standalone_crt_dir, project_dir, options
+        )
+
+    def build(self, options):
+        return self.full_handler().build(options)
+
+    def flash(self, options):
+        return self.full_handler().flash(options)
+
+    def open_transport(self, options):
+        return self.full_handler().open_transport(options)
+
+    def close_transport(self):
+        if self._full_handler is not None:  # nothing can be open before another call ran
+            self._full_handler.close_transport()
+
+    def read_transport(self, n, timeout_sec):
+        return self.full_handler().read_transport(n, timeout_sec)
+
+    def write_transport(self, data, timeout_sec):
+        return self.full_handler().write_transport(data, timeout_sec)
+
+
 # ---------------------------------------------------------------------------------------
 # The server loop
 # ---------------------------------------------------------------------------------------

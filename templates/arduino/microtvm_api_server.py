@@ -132,21 +132,15 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class Handler(server.ProjectAPIHandler):
+class Handler(server.DelegatingProjectAPIHandler):
     """The Project API for Arduino (see the module docstring).
 
     Answers server_info_query itself; every other method goes to `ArduinoHandler` (in
     `IMPL_FILE`), created on first use.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._impl: Handler | None = None
-
-    def _full(self) -> Handler:
-        if self._impl is None:
-            self._impl = _load_impl()["ArduinoHandler"]()
-        return self._impl
+    def create_full_handler(self) -> server.ProjectAPIHandler:
+        return _load_impl()["ArduinoHandler"]()
 
     def server_info_query(self, tvm_version: str) -> server.ServerInfo:
         return server.ServerInfo(
@@ -155,30 +149,6 @@ class Handler(server.ProjectAPIHandler):
             model_library_format_path="" if IS_TEMPLATE else os.path.join(_SERVER_DIR, "model.tar"),
             project_options=PROJECT_OPTIONS,
         )
-
-    def generate_project(self, model_library_format_path, standalone_crt_dir, project_dir, options):
-        return self._full().generate_project(
-            model_library_format_path, standalone_crt_dir, project_dir, options
-        )
-
-    def build(self, options):
-        return self._full().build(options)
-
-    def flash(self, options):
-        return self._full().flash(options)
-
-    def open_transport(self, options):
-        return self._full().open_transport(options)
-
-    def close_transport(self):
-        if self._impl is not None:  # nothing can be open before a stage ran
-            self._impl.close_transport()
-
-    def read_transport(self, n, timeout_sec):
-        return self._full().read_transport(n, timeout_sec)
-
-    def write_transport(self, data, timeout_sec):
-        return self._full().write_transport(data, timeout_sec)
 
 
 if __name__ == "__main__":

@@ -97,21 +97,15 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class Handler(server.ProjectAPIHandler):
+class Handler(server.DelegatingProjectAPIHandler):
     """The host platform's Project API handler.
 
     Answers server_info_query itself; every other method goes to `HostHandler` (in
     `IMPL_FILE`), created on first use.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._impl: Handler | None = None
-
-    def _full(self) -> Handler:
-        if self._impl is None:
-            self._impl = _load_impl()["HostHandler"]()
-        return self._impl
+    def create_full_handler(self) -> server.ProjectAPIHandler:
+        return _load_impl()["HostHandler"]()
 
     def server_info_query(self, tvm_version: str) -> server.ServerInfo:
         return server.ServerInfo(
@@ -120,30 +114,6 @@ class Handler(server.ProjectAPIHandler):
             model_library_format_path="" if IS_TEMPLATE else os.path.join(_SERVER_DIR, MODEL_TAR),
             project_options=PROJECT_OPTIONS,
         )
-
-    def generate_project(self, model_library_format_path, standalone_crt_dir, project_dir, options):
-        return self._full().generate_project(
-            model_library_format_path, standalone_crt_dir, project_dir, options
-        )
-
-    def build(self, options):
-        return self._full().build(options)
-
-    def flash(self, options):
-        return self._full().flash(options)
-
-    def open_transport(self, options):
-        return self._full().open_transport(options)
-
-    def close_transport(self):
-        if self._impl is not None:  # nothing can be open before a stage ran
-            self._impl.close_transport()
-
-    def read_transport(self, n, timeout_sec):
-        return self._full().read_transport(n, timeout_sec)
-
-    def write_transport(self, data, timeout_sec):
-        return self._full().write_transport(data, timeout_sec)
 
 
 if __name__ == "__main__":

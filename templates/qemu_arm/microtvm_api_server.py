@@ -130,7 +130,7 @@ def _project_options() -> list[server.ProjectOption]:
     ]
 
 
-class Handler(server.ProjectAPIHandler):
+class Handler(server.DelegatingProjectAPIHandler):
     """The qemu_arm template's Project API handler.
 
     Answers server_info_query itself; every other method goes to `QemuArmHandler` (in
@@ -138,13 +138,10 @@ class Handler(server.ProjectAPIHandler):
     """
 
     def __init__(self) -> None:
-        self._impl: Handler | None = None
         self.project_dir = _SERVER_DIR
 
-    def _full(self) -> Handler:
-        if self._impl is None:
-            self._impl = _load_impl()["QemuArmHandler"]()
-        return self._impl
+    def create_full_handler(self) -> server.ProjectAPIHandler:
+        return _load_impl()["QemuArmHandler"]()
 
     def server_info_query(self, tvm_version: str) -> server.ServerInfo:
         project = os.path.isfile(os.path.join(self.project_dir, PROJECT_CONFIG))
@@ -154,30 +151,6 @@ class Handler(server.ProjectAPIHandler):
             model_library_format_path=os.path.join(self.project_dir, "model.tar") if project else None,
             project_options=_project_options(),
         )
-
-    def generate_project(self, model_library_format_path, standalone_crt_dir, project_dir, options):
-        return self._full().generate_project(
-            model_library_format_path, standalone_crt_dir, project_dir, options
-        )
-
-    def build(self, options):
-        return self._full().build(options)
-
-    def flash(self, options):
-        return self._full().flash(options)
-
-    def open_transport(self, options):
-        return self._full().open_transport(options)
-
-    def close_transport(self):
-        if self._impl is not None:  # nothing can be open before a stage ran
-            self._impl.close_transport()
-
-    def read_transport(self, n, timeout_sec):
-        return self._full().read_transport(n, timeout_sec)
-
-    def write_transport(self, data, timeout_sec):
-        return self._full().write_transport(data, timeout_sec)
 
 
 if __name__ == "__main__":
