@@ -460,8 +460,7 @@ def test_no_west_and_no_zephyr_base_is_one_message_saying_what_to_do(tmp_path, m
 
 
 def test_missing_tools_message_travels_through_the_project_api(template_client, tmp_path, monkeypatch):
-    if shutil.which("west") or importlib.util.find_spec("west"):
-        pytest.skip("west is installed: the missing-tool message cannot be provoked")
+    # With or without west installed, a build with no Zephyr tree must say what to set.
     monkeypatch.delenv("ZEPHYR_BASE", raising=False)
     project = _generate(template_client, write_fake_mlf(tmp_path / "fake.tar"), tmp_path / "app")
     with instantiate_from_dir(project, timeout=60) as client:
