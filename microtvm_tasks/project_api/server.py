@@ -509,6 +509,68 @@ class DelegatingProjectAPIHandler(ProjectAPIHandler):
         return self.full_handler().write_transport(data, timeout_sec)
 
 
+class LazyImplementation:
+    """Runs a template's bulk file in its server script's namespace on first use (not
+    part of TVM's API; a convenience for templates, used with DelegatingProjectAPIHandler).
+
+    Why a namespace and not an import: a name replaced on the script's module (a test's
+    monkeypatch) is then the one the implementation sees, and the module reads as one
+    file. Why not keep it all in the script: a script is compiled at every start, while
+    `SourceFileLoader.get_code` reads and writes the file's byte code in ``__pycache__``.
+
+        _IMPL = server.LazyImplementation(globals(), "mytemplate_impl.py")
+        _load_impl = _IMPL.load            # returns the (now complete) namespace
+        __getattr__ = _IMPL.module_getattr  # names of the implementation, loaded on demand
+    """
+
+    def __init__(self, namespace: dict[str, Any], filename: str) -> None:
+        self.namespace = namespace
+        self.path = os.path.join(os.path.dirname(os.path.realpath(namespace["__file__"])), filename)
+        self.loaded = False
+
+    def load(self) -> dict[str, Any]:
+        if not self.loaded:
+            import importlib.machinery
+
+            name = os.path.splitext(os.path.basename(self.path))[0]
+            code = importlib.machinery.SourceFileLoader(name, self.path).get_code(name)
+            self.loaded = True  # while it runs, its own lookups must not load it again
+            try:
+                exec(code, self.namespace)  # noqa: S102 - the template's own file, by design
+            except BaseException:
+                self.loaded = False  # a half-run file is not a loaded one
+                raise
+        return self.namespace
+
+    def module_getattr(self, name: str) -> Any:
+        """A module-level ``__getattr__``: a name of the implementation, asked for first."""
+        if not name.startswith("__") and not self.loaded:
+            namespace = self.load()
+            if name in namespace:
+                return namespace[name]
+        raise AttributeError(f"module {self.namespace.get('__name__')!r} has no attribute {name!r}")
+
+
+def find_executable(name: str) -> str | None:
+    """`shutil.which(name)` for a bare command name, without importing shutil (and the
+    compression modules it loads) into a server that may only answer server_info_query."""
+    path = os.environ.get("PATH")
+    if path is None:
+        try:
+            path = os.confstr("CS_PATH")
+        except (AttributeError, ValueError):
+            path = os.defpath
+    seen = set()
+    for directory in (path or "").split(os.pathsep):
+        if directory in seen:
+            continue
+        seen.add(directory)
+        candidate = os.path.join(directory, name)
+        if os.access(candidate, os.F_OK | os.X_OK) and not os.path.isdir(candidate):
+            return candidate
+    return None
+
+
 # ---------------------------------------------------------------------------------------
 # The server loop
 # ---------------------------------------------------------------------------------------

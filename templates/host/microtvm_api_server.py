@@ -28,10 +28,6 @@ import os
 
 from microtvm_tasks.project_api import server
 
-TYPE_CHECKING = False  # typing costs a few ms per server start; annotations are strings
-if TYPE_CHECKING:
-    from typing import Any
-
 IMPL_FILE = "host_impl.py"
 MODEL_TAR = "model.tar"
 MODEL_DIR = "model"
@@ -73,28 +69,9 @@ PROJECT_OPTIONS = [
     ),
 ]
 
-_impl_loaded = False
-
-
-def _load_impl() -> dict[str, Any]:
-    """Run `IMPL_FILE` in this module's namespace (once) and return the namespace (why:
-    microtvm_tasks.template_support.impl_loader, imported here, not at the top)."""
-    global _impl_loaded
-    if not _impl_loaded:
-        from microtvm_tasks.template_support.impl_loader import run_in_namespace
-
-        run_in_namespace(os.path.join(_SERVER_DIR, IMPL_FILE), globals())
-        _impl_loaded = True
-    return globals()
-
-
-def __getattr__(name: str) -> Any:
-    """A name of the implementation, asked for on this module before any stage ran."""
-    if not name.startswith("__") and not _impl_loaded:
-        namespace = _load_impl()
-        if name in namespace:
-            return namespace[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_IMPL = server.LazyImplementation(globals(), IMPL_FILE)
+_load_impl = _IMPL.load
+__getattr__ = _IMPL.module_getattr
 
 
 class Handler(server.DelegatingProjectAPIHandler):

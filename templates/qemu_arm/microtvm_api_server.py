@@ -48,10 +48,6 @@ import os
 
 from microtvm_tasks.project_api import server
 
-TYPE_CHECKING = False  # typing costs a few ms per server start; annotations are strings
-if TYPE_CHECKING:
-    from typing import Any
-
 IMPL_FILE = "qemu_arm_impl.py"
 BOARDS_FILE = "boards.json"
 PROJECT_CONFIG = "qemu_arm_project.json"
@@ -62,28 +58,9 @@ PROJECT_TYPES = ("host_driven", "aot_standalone_demo")
 OPT_LEVELS = ("O0", "O1", "O2", "O3", "Os")
 DEFAULT_OPT_LEVEL = "O2"
 
-_impl_loaded = False
-
-
-def _load_impl() -> dict[str, Any]:
-    """Run `IMPL_FILE` in this module's namespace (once) and return the namespace (why:
-    microtvm_tasks.template_support.impl_loader, imported here, not at the top)."""
-    global _impl_loaded
-    if not _impl_loaded:
-        from microtvm_tasks.template_support.impl_loader import run_in_namespace
-
-        run_in_namespace(os.path.join(_SERVER_DIR, IMPL_FILE), globals())
-        _impl_loaded = True
-    return globals()
-
-
-def __getattr__(name: str) -> Any:
-    """A name of the implementation, asked for on this module before any stage ran."""
-    if not name.startswith("__") and not _impl_loaded:
-        namespace = _load_impl()
-        if name in namespace:
-            return namespace[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_IMPL = server.LazyImplementation(globals(), IMPL_FILE)
+_load_impl = _IMPL.load
+__getattr__ = _IMPL.module_getattr
 
 
 def _board_names() -> list[str]:

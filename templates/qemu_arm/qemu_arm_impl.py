@@ -1,7 +1,7 @@
 """The bulk of the ``qemu_arm`` template's Project API server (boards, firmware, QEMU).
 
 Runs in the namespace of ``microtvm_api_server.py`` (which describes the template), loaded
-by ``microtvm_tasks.template_support.impl_loader`` on the first call other than
+by ``server.LazyImplementation`` (microtvm_tasks.project_api.server) on the first call other than
 server_info_query; names the script defines
 (``Handler``, ``PROJECT_TYPES``, ...) are used here as they are.
 """

@@ -46,33 +46,13 @@ PROJECT_TYPES = ["host_driven", "aot_standalone_demo"]
 ALL_STAGES = ["generate_project", "build", "flash", "open_transport"]
 
 
-def _which(name: str) -> str | None:
-    """`shutil.which(name)` for a bare command name, without importing shutil (and the
-    compression modules it loads)."""
-    path = os.environ.get("PATH")
-    if path is None:
-        try:
-            path = os.confstr("CS_PATH")
-        except (AttributeError, ValueError):
-            path = os.defpath
-    seen = set()
-    for directory in (path or "").split(os.pathsep):
-        if directory in seen:
-            continue
-        seen.add(directory)
-        candidate = os.path.join(directory, name)
-        mode = os.F_OK | os.X_OK
-        if os.path.exists(candidate) and os.access(candidate, mode) and not os.path.isdir(candidate):
-            return candidate
-    return None
-
 
 DEFAULT_MAIN_STACK_SIZE = 4096
 
 
 def _default_west_cmd() -> str | None:
     """`west` on PATH, else `python -m west` when this interpreter has it, else None."""
-    if _which("west"):
+    if server.find_executable("west"):
         return "west"
     if _find_spec("west") is not None:
         return f"{sys.executable} -m west"
@@ -140,28 +120,9 @@ PROJECT_OPTIONS = server.default_project_options(
 ]
 
 
-_impl_loaded = False
-
-
-def _load_impl() -> dict[str, Any]:
-    """Run `IMPL_FILE` in this module's namespace (once) and return the namespace (why:
-    microtvm_tasks.template_support.impl_loader, imported here, not at the top)."""
-    global _impl_loaded
-    if not _impl_loaded:
-        from microtvm_tasks.template_support.impl_loader import run_in_namespace
-
-        run_in_namespace(os.path.join(_SERVER_DIR, IMPL_FILE), globals())
-        _impl_loaded = True
-    return globals()
-
-
-def __getattr__(name: str) -> Any:
-    """A name of the implementation, asked for on this module before any stage ran."""
-    if not name.startswith("__") and not _impl_loaded:
-        namespace = _load_impl()
-        if name in namespace:
-            return namespace[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+_IMPL = server.LazyImplementation(globals(), IMPL_FILE)
+_load_impl = _IMPL.load
+__getattr__ = _IMPL.module_getattr
 
 
 class Handler(server.DelegatingProjectAPIHandler):
