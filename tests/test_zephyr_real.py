@@ -5,9 +5,11 @@ host-driven input on the Cortex-M3) without repeating it: every int8 input of th
 through one session on the Cortex-M33 board ``mps2_an521`` (whose west board name changes
 with Zephyr's hardware model v2, so the name the template picks is exercised), and the
 ``aot_standalone_demo`` project's printout on ``qemu_cortex_m3``. Both compare with the
-TFLite Micro interpreter bit for bit.
+TFLite Micro interpreter bit for bit. Two quick tests that run everywhere pin what those
+runs taught: QEMU 7's pty announcement for Zephyr's multiplexed console, and a QEMU left
+running by a killed server being stopped before the next run.
 
-They need, from the environment (nothing is downloaded; CI without Zephyr skips them, with
+The real runs need, from the environment (nothing is downloaded; CI without Zephyr skips them, with
 the reason): ``ZEPHYR_BASE`` naming a zephyr tree inside a west workspace that also holds
 the cmsis (and, for Zephyr >= 3.5 without the SDK, picolibc) modules; ``west`` on PATH or
 importable; a toolchain (``ZEPHYR_TOOLCHAIN_VARIANT``, or a Zephyr SDK where Zephyr finds
@@ -86,11 +88,36 @@ def _missing() -> str | None:
 
 
 MISSING = _missing()
-pytestmark = [
-    pytest.mark.skipif(MISSING is not None, reason=f"needs a real Zephyr setup: {MISSING}"),
-    pytest.mark.e2e,
-    pytest.mark.timeout(1800),
-]
+
+
+def needs_zephyr(test):
+    """Skip (with the reason) without a real Zephyr setup; an e2e test of up to 30 minutes."""
+    skip = pytest.mark.skipif(MISSING is not None, reason=f"needs a real Zephyr setup: {MISSING}")
+    return skip(pytest.mark.e2e(pytest.mark.timeout(1800)(test)))
+
+
+#: What Debian's QEMU 7.2 prints for Zephyr's `-chardev pty,id=con,mux=on` (the console
+#: multiplexed with the monitor: the label is that of the pty under the mux), and for
+#: mps2_an521's second UART, as seen in the runs above.
+QEMU_7_PTY_LINES = (
+    "char device redirected to /dev/pts/0 (label con-base)",
+    "char device redirected to /dev/pts/1 (label hostS0)",
+)
+
+
+def test_the_pty_line_of_qemu_7_is_recognised():
+    from conftest import load_server_module
+
+    zs = load_server_module("zephyr")
+    found = [zs.PTY_RE.search(line) for line in QEMU_7_PTY_LINES]
+    assert [m.groups() if m else None for m in found] == [
+        ("/dev/pts/0", "con-base"),
+        ("/dev/pts/1", "hostS0"),
+    ]
+    assert zs.PTY_RE.search("char device redirected to /dev/pts/3 (label con)").groups() == (
+        "/dev/pts/3",
+        "con",
+    )
 
 
 def _tflm_outputs(inputs: list):
@@ -123,6 +150,7 @@ def _build(template_client, sine_mlf: Path, project: Path, **options) -> Path:
     return project
 
 
+@needs_zephyr
 def test_every_sine_input_on_mps2_an521_matches_tflite_micro(template_client, sine_mlf, tmp_path):
     import numpy as np
 
@@ -173,6 +201,7 @@ def _baked_input(project: Path) -> int:
     return value - 256 if value > 127 else value
 
 
+@needs_zephyr
 def test_standalone_demo_on_qemu_cortex_m3_prints_tflite_micro_output(template_client, sine_mlf, tmp_path):
     import numpy as np
 
@@ -193,3 +222,41 @@ def test_standalone_demo_on_qemu_cortex_m3_prints_tflite_micro_output(template_c
     x = np.array([[_baked_input(project)]], dtype=np.int8)
     (want,) = _tflm_outputs([x])
     assert int(m.group(1)) == int(want.item())
+
+
+def test_a_qemu_left_by_a_killed_server_is_stopped_before_the_next_run(tmp_path):
+    """A stand-in for the orphan (its command line names the build's zephyr.elf, as QEMU's
+    does) is stopped with its process group; a process that does not name it is left alone."""
+    import subprocess
+    import time
+
+    from conftest import load_server_module
+
+    if not Path("/proc/self/cmdline").is_file():
+        pytest.skip("needs Linux's /proc (stop_stale_qemu reads command lines there)")
+    zs = load_server_module("zephyr")
+    build = tmp_path / "build"
+    (build / "zephyr").mkdir(parents=True)
+    sleeper = "import time; time.sleep(120)"
+    ours = subprocess.Popen(
+        [sys.executable, "-c", sleeper, "-kernel", str(build / "zephyr" / "zephyr.elf")],
+        start_new_session=True,
+    )
+    other = subprocess.Popen([sys.executable, "-c", sleeper, "-kernel", "/elsewhere/zephyr.elf"])
+    try:
+        for proc in (ours, other):  # until both have exec'd (their command lines are final)
+            deadline = time.monotonic() + 10
+            while b"-kernel" not in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+        (build / "qemu.pid").write_text(f"{other.pid}\n")
+        assert zs.stop_stale_qemu(build) is False
+        assert other.poll() is None
+        (build / "qemu.pid").write_text(f"{ours.pid}\n")
+        assert zs.stop_stale_qemu(build) is True
+        assert ours.wait(timeout=10) != 0
+        assert zs.stop_stale_qemu(tmp_path / "no-build") is False
+    finally:
+        for proc in (ours, other):
+            proc.kill()
+            proc.wait(timeout=10)

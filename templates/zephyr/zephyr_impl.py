@@ -18,8 +18,10 @@ import pathlib
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from microtvm_tasks.errors import MicrotvmError, OptionError, TemplateError, ToolNotFoundError
@@ -217,7 +219,9 @@ def flash_serial_args(runner: str | None, serial_number: str | None) -> list[str
 # --------------------------------------------------------------------------- transports
 
 
-PTY_RE = re.compile(r"char device redirected to (/dev/pts/\d+) \(label (\w+)\)")
+#: QEMU's announcement of a pty chardev. The label is the chardev id ("con"), or with QEMU 7
+#: and Zephyr's `mux=on` console the id of the pty under the mux ("con-base").
+PTY_RE = re.compile(r"char device redirected to (/dev/pts/\d+) \(label ([\w.-]+)\)")
 
 
 class OutputWatcher:
@@ -252,6 +256,42 @@ class OutputWatcher:
         return self.pty
 
 
+def stop_stale_qemu(build_dir: pathlib.Path, grace: float = 5.0) -> bool:
+    """Stop a QEMU still running this project's image from an earlier server, with the
+    cmake/ninja above it; True if there was one.
+
+    A server killed outright (SIGKILL, e.g. by a client's timeout) cannot close its
+    transport, and only west gets the parent-death signal: QEMU, in west's process group,
+    keeps running and keeps build/qemu.pid locked, so the next `west build -t run` fails
+    with "cannot create PID file: Cannot lock pid file". Only a process whose command
+    line names this build's zephyr.elf is touched.
+    """
+    try:
+        pid = int((build_dir / "qemu.pid").read_text().split()[0])
+        cmdline = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return False
+    if str(build_dir / "zephyr" / "zephyr.elf").encode() not in cmdline.split(b"\0"):
+        return False
+    try:
+        pgid = os.getpgid(pid)
+        if pgid != os.getpgrp():
+            os.killpg(pgid, signal.SIGTERM)
+        else:  # never signal our own group
+            os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:  # gone, or a zombie (exited, its lock released) waiting for its parent
+            if pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        except (OSError, IndexError):
+            break
+        time.sleep(0.05)
+    return True
+
+
 def start_qemu(
     west_argv: list[str],
     zephyr_base: pathlib.Path,
@@ -263,12 +303,20 @@ def start_qemu(
     open the pty. The run target's process group is killed on close; west dies with us."""
     extra_env = {}
     argv = [*west_argv, "build", "-d", str(BUILD_DIR), "-t", "run"]
+    # Zephyr's qemu.cmake reads QEMU_EXTRA_FLAGS when CMake runs, into the run target: a
+    # re-run puts -gdb in, and takes it out again on the next run without gdbserver_port.
+    gdb_mark = BUILD_DIR / "qemu_gdbserver_port"
     if gdbserver_port:
-        # Zephyr's qemu.cmake reads QEMU_EXTRA_FLAGS when CMake runs: force a re-run.
         extra_env["QEMU_EXTRA_FLAGS"] = f"-gdb tcp::{int(gdbserver_port)}"
         argv.append("--cmake")
+        gdb_mark.write_text(f"{int(gdbserver_port)}\n")
+    elif gdb_mark.exists():
+        argv.append("--cmake")
+        gdb_mark.unlink()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log_path.write_bytes(b"")
+    if stop_stale_qemu(BUILD_DIR):
+        _LOG.warning("zephyr: stopped a QEMU left running by an earlier server")
     proc = subprocess.Popen(
         argv,
         cwd=API_SERVER_DIR,
@@ -288,9 +336,10 @@ def start_qemu(
         _LOG.warning("%s", detail)
         raise server.TransportClosedError(data={"detail": detail})
     device, label = found
-    # Zephyr's qemu.cmake multiplexes the console chardev (label "con") with the monitor.
+    # Zephyr's qemu.cmake multiplexes the console chardev (id "con") with the monitor:
+    # 0x01 is the mux's escape character.
     try:
-        return SerialTransport(device, baud, proc=proc, escape_ctrl_a=(label == "con"))
+        return SerialTransport(device, baud, proc=proc, escape_ctrl_a=label.startswith("con"))
     except Exception:
         kill_group(proc)
         raise
