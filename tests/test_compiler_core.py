@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from compiler_harness import TFLM, CompiledModel, TFLiteBuilder, random_inputs  # noqa: E402
+from compiler_harness import TFLM, CompiledModel, random_inputs  # noqa: E402
 from conftest import SHARED_MODELS  # noqa: E402
+from model_builders import TFLiteBuilder  # noqa: E402
 
 from microtvm_tasks.compiler import compile_to_members, load_model  # noqa: E402
 from microtvm_tasks.compiler.emit_c import kernel_source  # noqa: E402
@@ -252,8 +253,12 @@ def test_planner_reaches_the_live_bytes_bound_on_real_models():
     bound at the busiest node. Pins kws (TFLite Micro's head: 16000) and mnist-8 (TVM: 31360)."""
     repo = Path(__file__).resolve().parents[1] / "models"
     shared = SHARED_MODELS
-    paths = [repo / "kws.tflite", repo / "sine.tflite", *sorted(shared.glob("*.tflite")),
-             *sorted(shared.glob("*.onnx"))]
+    paths = [
+        repo / "kws.tflite",
+        repo / "sine.tflite",
+        *sorted(shared.glob("*.tflite")),
+        *sorted(shared.glob("*.onnx")),
+    ]
     for path in (p for p in paths if p.exists()):
         g = run_passes(load_model(path))
         plan = plan_memory(g)
@@ -276,7 +281,7 @@ def _conv_model(path: Path, *, out_scale: float, channels: int, kernel: int, dw:
     rng = np.random.default_rng(3)
     b = TFLiteBuilder()
     cin = channels if dw else 3
-    x = b.tensor([1, 6, 5, cin], "int8", scale=0.05, zero_point=-7, name="x")
+    x = b.tensor("x", [1, 6, 5, cin], "int8", scale=0.05, zero_point=-7)
     wscale = rng.uniform(0.002, 0.02, channels).astype(np.float32)
     if dw:
         wshape = [1, kernel, kernel, channels]
@@ -285,49 +290,47 @@ def _conv_model(path: Path, *, out_scale: float, channels: int, kernel: int, dw:
         wshape = [channels, kernel, kernel, cin]
         axis = 0
     w = b.tensor(
+        "w",
         wshape,
         "int8",
         data=rng.integers(-127, 128, wshape),
         scale=wscale,
         zero_point=np.zeros(channels, np.int64),
-        axis=axis,
-        name="w",
+        quantized_dimension=axis,
     )
     bias = b.tensor(
+        "b",
         [channels],
         "int32",
         data=rng.integers(-2000, 2000, channels),
         scale=0.05 * wscale,
         zero_point=np.zeros(channels, np.int64),
-        name="b",
     )
-    y = b.tensor([1, 6, 5, channels], "int8", scale=out_scale, zero_point=4, name="y")
+    y = b.tensor("y", [1, 6, 5, channels], "int8", scale=out_scale, zero_point=4)
     if dw:
         b.op(
             "DEPTHWISE_CONV_2D",
             [x, w, bias],
             [y],
-            "DepthwiseConv2DOptions",
-            Padding=0,
-            StrideW=1,
-            StrideH=1,
-            DepthMultiplier=1,
-            DilationWFactor=1,
-            DilationHFactor=1,
+            padding=0,
+            stride_w=1,
+            stride_h=1,
+            depth_multiplier=1,
+            dilation_w_factor=1,
+            dilation_h_factor=1,
         )
     else:
         b.op(
             "CONV_2D",
             [x, w, bias],
             [y],
-            "Conv2DOptions",
-            Padding=0,
-            StrideW=1,
-            StrideH=1,
-            DilationWFactor=1,
-            DilationHFactor=1,
+            padding=0,
+            stride_w=1,
+            stride_h=1,
+            dilation_w_factor=1,
+            dilation_h_factor=1,
         )
-    path.write_bytes(b.finish([x], [y]))
+    path.write_bytes(b.build([x], [y]))
 
 
 @pytest.mark.parametrize("dw", [False, True], ids=["conv", "depthwise"])
@@ -370,31 +373,44 @@ def _chain_model(path: Path, variant: str = "mixed") -> None:
     rng = np.random.default_rng(11)
     b = TFLiteBuilder()
     shape = {"mixed": [2, 7, 6, 8], "thin": [2, 2, 9, 8], "padded": [2, 6, 7, 8]}[variant]
-    x = b.tensor(shape, "int8", scale=0.05, zero_point=-3, name="x")
+    x = b.tensor("x", shape, "int8", scale=0.05, zero_point=-3)
     cur, cur_c = x, 8
 
-    def conv(out_c: int, k, dw: bool, padding: int = 0, out_hw: tuple[int, int] | None = None,
-             pre_pad: tuple[tuple[int, int], tuple[int, int]] | None = None):
+    def conv(
+        out_c: int,
+        k,
+        dw: bool,
+        padding: int = 0,
+        out_hw: tuple[int, int] | None = None,
+        pre_pad: tuple[tuple[int, int], tuple[int, int]] | None = None,
+    ):
         nonlocal cur, cur_c
         if pre_pad is not None:
             (t, bt), (le, ri) = pre_pad
-            pads = b.tensor([4, 2], "int32", data=[[0, 0], [t, bt], [le, ri], [0, 0]])
-            padded = b.tensor([2, shape[1] + t + bt, shape[2] + le + ri, cur_c], "int8", scale=0.05,
-                              zero_point=-3)
+            pads = b.tensor(f"t{len(b.tensors)}", [4, 2], "int32", data=[[0, 0], [t, bt], [le, ri], [0, 0]])
+            padded = b.tensor(
+                f"t{len(b.tensors)}",
+                [2, shape[1] + t + bt, shape[2] + le + ri, cur_c],
+                "int8",
+                scale=0.05,
+                zero_point=-3,
+            )
             b.op("PAD", [cur, pads], [padded])
             cur = padded
         kh, kw = (k, k) if isinstance(k, int) else k
         wscale = rng.uniform(0.002, 0.01, out_c).astype(np.float32)
         wshape = [1, kh, kw, out_c] if dw else [out_c, kh, kw, cur_c]
         w = b.tensor(
+            f"t{len(b.tensors)}",
             wshape,
             "int8",
             data=rng.integers(-127, 128, wshape),
             scale=wscale,
             zero_point=np.zeros(out_c, np.int64),
-            axis=3 if dw else 0,
+            quantized_dimension=3 if dw else 0,
         )
         bias = b.tensor(
+            f"t{len(b.tensors)}",
             [out_c],
             "int32",
             data=rng.integers(-500, 500, out_c),
@@ -402,32 +418,30 @@ def _chain_model(path: Path, variant: str = "mixed") -> None:
             zero_point=np.zeros(out_c, np.int64),
         )
         h, wd = out_hw or (shape[1], shape[2])
-        y = b.tensor([2, h, wd, out_c], "int8", scale=0.05, zero_point=-3)
+        y = b.tensor(f"t{len(b.tensors)}", [2, h, wd, out_c], "int8", scale=0.05, zero_point=-3)
         if dw:
             b.op(
                 "DEPTHWISE_CONV_2D",
                 [cur, w, bias],
                 [y],
-                "DepthwiseConv2DOptions",
-                Padding=padding,
-                StrideW=1,
-                StrideH=1,
-                DepthMultiplier=1,
-                DilationWFactor=1,
-                DilationHFactor=1,
-                FusedActivationFunction=1,
+                padding=padding,
+                stride_w=1,
+                stride_h=1,
+                depth_multiplier=1,
+                dilation_w_factor=1,
+                dilation_h_factor=1,
+                fused_activation_function=1,
             )
         else:
             b.op(
                 "CONV_2D",
                 [cur, w, bias],
                 [y],
-                "Conv2DOptions",
-                Padding=padding,
-                StrideW=1,
-                StrideH=1,
-                DilationWFactor=1,
-                DilationHFactor=1,
+                padding=padding,
+                stride_w=1,
+                stride_h=1,
+                dilation_w_factor=1,
+                dilation_h_factor=1,
             )
         cur, cur_c = y, out_c
 
@@ -449,7 +463,7 @@ def _chain_model(path: Path, variant: str = "mixed") -> None:
         conv(16, 3, dw=True, padding=1, pre_pad=((1, 1), (0, 2)))
         conv(16, (2, 3), dw=True, padding=1, pre_pad=((0, 1), (1, 1)))
         conv(8, 1, dw=False)
-    path.write_bytes(b.finish([x], [cur]))
+    path.write_bytes(b.build([x], [cur]))
 
 
 @pytest.mark.parametrize("variant", ["mixed", "thin", "padded"])

@@ -26,12 +26,12 @@ from compiler_harness import (  # noqa: E402
     TFLM,
     CompiledModel,
     LiteRT,
-    TFLiteBuilder,
     arm_compile,
     random_inputs,
     tflm_arena,
 )
 from conftest import SHARED_MODELS  # noqa: E402
+from model_builders import TFLiteBuilder  # noqa: E402
 
 from microtvm_tasks.compiler import compile_model, compile_to_members  # noqa: E402
 from microtvm_tasks.errors import CompileError  # noqa: E402
@@ -138,11 +138,11 @@ def test_deterministic_and_fast(tmp_path):
 
 def test_unsupported_operator_names_operator_node_and_model(tmp_path):
     b = TFLiteBuilder()
-    x = b.tensor([1, 4], "float32", name="x")
-    y = b.tensor([1, 4], "float32", name="cosine_out")
+    x = b.tensor("x", [1, 4], "float32")
+    y = b.tensor("cosine_out", [1, 4], "float32")
     b.op("COS", [x], [y])
     path = tmp_path / "cosine_model.tflite"
-    path.write_bytes(b.finish([x], [y]))
+    path.write_bytes(b.build([x], [y]))
     with pytest.raises(CompileError) as e:
         compile_model(path, tmp_path / "o.tar")
     msg = str(e.value)
@@ -151,11 +151,11 @@ def test_unsupported_operator_names_operator_node_and_model(tmp_path):
 
 def test_unsupported_dtype_is_an_error(tmp_path):
     b = TFLiteBuilder()
-    x = b.tensor([1, 4], "int16", scale=0.1, zero_point=0, name="x")
-    w = b.tensor([2, 4], "int8", data=np.ones((2, 4)), scale=0.1, zero_point=0, name="w")
-    y = b.tensor([1, 2], "int16", scale=0.1, zero_point=0, name="fc_out")
-    b.op("FULLY_CONNECTED", [x, w, -1], [y], "FullyConnectedOptions")
+    x = b.tensor("x", [1, 4], "int16", scale=0.1, zero_point=0)
+    w = b.tensor("w", [2, 4], "int8", data=np.ones((2, 4)), scale=0.1, zero_point=0)
+    y = b.tensor("fc_out", [1, 2], "int16", scale=0.1, zero_point=0)
+    b.op("FULLY_CONNECTED", [x, w, -1], [y])
     path = tmp_path / "int16_model.tflite"
-    path.write_bytes(b.finish([x], [y]))
+    path.write_bytes(b.build([x], [y]))
     with pytest.raises(CompileError, match=r"int16_model.tflite.*FULLY_CONNECTED.*fc_out.*int16"):
         compile_model(path, tmp_path / "o.tar")
