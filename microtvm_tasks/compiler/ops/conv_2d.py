@@ -71,6 +71,14 @@ def conv_geometry(node, graph, err, depthwise: bool) -> dict[str, int]:
     }
 
 
+def kernel_geometry_args(g: dict[str, int], channels: int) -> list[int]:
+    """The shape arguments every conv-like kernel takes, in its parameter order:
+    n, ih, iw, ic, oh, ow, `channels` (output channels, or the depthwise multiplier),
+    kh, kw, sh, sw, dh, dw, ph, pw."""
+    return [g["n"], g["ih"], g["iw"], g["ic"], g["oh"], g["ow"], channels,
+            g["kh"], g["kw"], g["sh"], g["sw"], g["dh"], g["dw"], g["ph"], g["pw"]]
+
+
 def check_conv(node, graph, err, depthwise: bool) -> None:
     dtype = require_dtypes(node, graph, err, ("int8", "float32"))
     w = graph.t(node.inputs[1])
@@ -162,23 +170,7 @@ class Conv2D(OpSpec):
         g = conv_geometry(node, ctx.graph, ctx.error, depthwise=False)
         x, w, out = ctx.t(node.inputs[0]), ctx.t(node.inputs[1]), ctx.t(node.outputs[0])
         lo, hi = activation_range(node.attrs.get("activation"), out)
-        geo = [
-            g["n"],
-            g["ih"],
-            g["iw"],
-            g["ic"],
-            g["oh"],
-            g["ow"],
-            g["oc"],
-            g["kh"],
-            g["kw"],
-            g["sh"],
-            g["sw"],
-            g["dh"],
-            g["dw"],
-            g["ph"],
-            g["pw"],
-        ]
+        geo = kernel_geometry_args(g, g["oc"])
         ctx.kernel("conv_2d.h")
         if x.dtype == "int8":
             bias, mult, shift, pc, rmul = int8_params(node, ctx, (1, 2, 3), g["oc"])

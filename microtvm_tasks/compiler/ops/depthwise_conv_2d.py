@@ -8,7 +8,7 @@ from typing import Any
 from ..quant import activation_range, c_float
 from . import OpSpec, register
 from ._common import window_attrs
-from .conv_2d import check_conv, conv_geometry, int8_params
+from .conv_2d import check_conv, conv_geometry, int8_params, kernel_geometry_args
 
 
 @register
@@ -55,23 +55,7 @@ class DepthwiseConv2D(OpSpec):
         x, w, out = ctx.t(node.inputs[0]), ctx.t(node.inputs[1]), ctx.t(node.outputs[0])
         dm = g["oc"] // g["ic"]  # the filter shape decides (older files store a stale attribute)
         lo, hi = activation_range(node.attrs.get("activation"), out)
-        geo = [
-            g["n"],
-            g["ih"],
-            g["iw"],
-            g["ic"],
-            g["oh"],
-            g["ow"],
-            dm,
-            g["kh"],
-            g["kw"],
-            g["sh"],
-            g["sw"],
-            g["dh"],
-            g["dw"],
-            g["ph"],
-            g["pw"],
-        ]
+        geo = kernel_geometry_args(g, dm)
         ctx.kernel("depthwise_conv_2d.h")
         if x.dtype == "int8":
             bias, mult, shift, pc, rmul = int8_params(node, ctx, (0, 1, 2), g["oc"])
