@@ -66,6 +66,15 @@ class _Unary(OpSpec):
             ctx.const(np.asarray(table, np.int8), f"{node.kind.lower()}_table"),
         )
 
+    def _lut_or_f32(self, node, ctx, table_s8, f32_kernel: str) -> None:
+        """int8: TFLite's fixed-point function precomputed as a table; float32: a C kernel."""
+        x = ctx.t(node.inputs[0])
+        if x.dtype == "int8":
+            self._lut(node, ctx, table_s8(x.scale, x.zero_point))
+            return
+        ctx.kernel("activation.h")
+        ctx.call(f32_kernel, ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0]), x.size)
+
 
 @register
 class Logistic(_Unary):
@@ -83,12 +92,7 @@ class Logistic(_Unary):
         ctx.add_node(self.kind, ctx.inputs[:1], ctx.outputs)
 
     def lower(self, node, ctx):
-        x = ctx.t(node.inputs[0])
-        if x.dtype == "int8":
-            self._lut(node, ctx, logistic_table_s8(x.scale, x.zero_point))
-            return
-        ctx.kernel("activation.h")
-        ctx.call("mt_logistic_f32", ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0]), x.size)
+        self._lut_or_f32(node, ctx, logistic_table_s8, "mt_logistic_f32")
 
 
 @register
@@ -101,12 +105,7 @@ class Tanh(_Unary):
         ctx.add_node(self.kind, ctx.inputs[:1], ctx.outputs)
 
     def lower(self, node, ctx):
-        x = ctx.t(node.inputs[0])
-        if x.dtype == "int8":
-            self._lut(node, ctx, tanh_table_s8(x.scale, x.zero_point))
-            return
-        ctx.kernel("activation.h")
-        ctx.call("mt_tanh_f32", ctx.ptr(node.inputs[0]), ctx.ptr(node.outputs[0]), x.size)
+        self._lut_or_f32(node, ctx, tanh_table_s8, "mt_tanh_f32")
 
 
 @register
