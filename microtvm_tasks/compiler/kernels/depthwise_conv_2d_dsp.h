@@ -37,6 +37,16 @@
 #define MT_DW_UNROLL
 #endif
 
+/* after a tap: the next taps' loads (from px, wt) cannot be hoisted above this point, nor
+   this above the tap's accumulations, so gcc's scheduler does not load every tap at once
+   and spill (an empty asm: no instruction, no memory clobber) */
+#if defined(__GNUC__)
+#define MT_DW_FENCE(px, wt) \
+  __asm__ volatile("" : "+r"(px), "+r"(wt))
+#else
+#define MT_DW_FENCE(px, wt) ((void)0)
+#endif
+
 #if defined(MT_DSP)
 /* acc + a.h0 * b.h0 (SMLABB) */
 static inline int32_t mt_dw_smlabb(uint32_t a, uint32_t b, int32_t acc) {
@@ -194,6 +204,7 @@ MT_KERNEL void mt_dwconv_s8_c4(const int8_t* in, const int8_t* restrict w,
                 const uint32_t x = mt_ld32(px + kx * dil_w * in_c);
                 const uint32_t wv = mt_ld32(wt + kx * in_c);
                 MT_DW_TAP4(x, wv);
+                MT_DW_FENCE(px, wt);
               }
             }
           } else {
@@ -233,17 +244,60 @@ MT_KERNEL void mt_dwconv_s8_c4(const int8_t* in, const int8_t* restrict w,
   }
 }
 
-/* four bytes of row r from column ix on, input_zp for columns outside 0..in_w-1 */
-MT_KERNEL uint32_t mt_dw_ld4_edge(const int8_t* row, int ix, int in_w, uint32_t zp) {
+/* four bytes of `row` from column ix on, input_zp (zp4: in every byte) for the columns
+   outside 0..in_w-1; the chunk is not wholly outside. Rows of four or more bytes shift a
+   load from inside the row instead of assembling bytes. */
+MT_KERNEL uint32_t mt_dw_ld4_edge(const int8_t* row, int ix, int in_w, uint32_t zp4) {
   uint32_t v = 0;
   int i;
+  if (ix >= 0 && ix + 4 <= in_w) {
+    return mt_ld32(row + ix);
+  }
+  if (in_w >= 4 && ix < 0 && ix > -4) {
+    const int n = 8 * -ix; /* 8..24 bits of padding at the low end */
+    return (mt_ld32(row) << n) | (zp4 >> (32 - n));
+  }
+  if (in_w >= 4 && ix >= 0 && ix < in_w) {
+    const int n = 8 * (ix + 4 - in_w); /* 8..24 bits of padding at the high end */
+    return (mt_ld32(row + in_w - 4) >> n) | (zp4 << (32 - n));
+  }
   for (i = 0; i < 4; ++i) {
     const int x = ix + i;
-    const uint32_t byte = row && x >= 0 && x < in_w ? (uint32_t)(uint8_t)row[x] : zp;
+    const uint32_t byte = x >= 0 && x < in_w ? (uint32_t)(uint8_t)row[x] : (zp4 & 0xffu);
     v |= byte << (8 * i);
   }
   return v;
 }
+
+/* accumulators A0..A3 (one group of four channels) += the chunk's two tap pairs (xe, xo)
+   times the group's filter words at wp (layout above) */
+#define MT_DW_CHUNK4(wp, A0, A1, A2, A3)             \
+  do {                                               \
+    uint32_t w_ = mt_ld32(wp);                       \
+    A0 = mt_smlad(xe, mt_sxtb16(w_), A0);            \
+    A1 = mt_smlad(xe, mt_sxtb16_ror8(w_), A1);       \
+    w_ = mt_ld32((wp) + 4);                          \
+    A2 = mt_smlad(xe, mt_sxtb16(w_), A2);            \
+    A3 = mt_smlad(xe, mt_sxtb16_ror8(w_), A3);       \
+    w_ = mt_ld32((wp) + 8);                          \
+    A0 = mt_smlad(xo, mt_sxtb16(w_), A0);            \
+    A1 = mt_smlad(xo, mt_sxtb16_ror8(w_), A1);       \
+    w_ = mt_ld32((wp) + 12);                         \
+    A2 = mt_smlad(xo, mt_sxtb16(w_), A2);            \
+    A3 = mt_smlad(xo, mt_sxtb16_ror8(w_), A3);       \
+  } while (0)
+
+/* the same for one remaining tap: x holds x - input_zp in its low 16 bits */
+#define MT_DW_TAIL4(wp, A0, A1, A2, A3)              \
+  do {                                               \
+    const uint32_t wv_ = mt_ld32(wp);                \
+    const uint32_t we_ = mt_sxtb16(wv_);             \
+    const uint32_t wo_ = mt_sxtb16_ror8(wv_);        \
+    A0 = mt_dw_smlabb(x, we_, A0);                   \
+    A1 = mt_dw_smlabb(x, wo_, A1);                   \
+    A2 = mt_dw_smlabt(x, we_, A2);                   \
+    A3 = mt_dw_smlabt(x, wo_, A3);                   \
+  } while (0)
 
 MT_KERNEL void mt_dwconv_s8_c1(const int8_t* in, const int8_t* restrict w,
                                const int32_t* restrict bias, const int32_t* restrict mult,
@@ -260,7 +314,7 @@ MT_KERNEL void mt_dwconv_s8_c1(const int8_t* in, const int8_t* restrict w,
   const int group_bytes = k_h * k_w * 4; /* one group of four channels' filter */
   const int8_t* restrict wrest = w + groups * group_bytes;
   const int rest = out_c - 4 * groups;
-  const uint32_t zpb = (uint32_t)(uint8_t)(int8_t)in_zp;
+  const uint32_t zp4 = (uint32_t)(uint8_t)(int8_t)in_zp * 0x01010101u;
   const uint32_t nzp2 = ((uint32_t)(-in_zp) & 0xffffu) * 0x00010001u;
   const int8_t* rows[MT_DW_MAX_KH];
   int b, oy, ox, g, ky, j, t, c;
@@ -273,50 +327,92 @@ MT_KERNEL void mt_dwconv_s8_c1(const int8_t* in, const int8_t* restrict w,
       for (ox = 0; ox < out_w; ++ox) {
         const int ix0 = ox * stride_w - pad_w;
         const int inside = rows_in && ix0 >= 0 && ix0 + k_w - 1 < in_w;
+        /* chunks j_lo .. j_hi - 1 have a column inside the row (the others add nothing) */
+        int j_lo = 0, j_hi = chunks;
         int8_t* o = out + ((b * out_h + oy) * out_w + ox) * out_c;
-        for (g = 0; g < groups; ++g) {
+        if (!inside) {
+          while (j_lo < chunks && ix0 + 4 * j_lo + 3 < 0) {
+            ++j_lo;
+          }
+          while (j_hi > j_lo && ix0 + 4 * (j_hi - 1) >= in_w) {
+            --j_hi;
+          }
+        }
+        for (g = 0; g + 2 <= groups; g += 2) { /* eight channels share each input chunk */
           const int8_t* wg = w + g * group_bytes;
-          int32_t a0 = bias[4 * g], a1 = bias[4 * g + 1], a2 = bias[4 * g + 2], a3 = bias[4 * g + 3];
+          const int oc = 4 * g;
+          int32_t a0 = bias[oc], a1 = bias[oc + 1], a2 = bias[oc + 2], a3 = bias[oc + 3];
+          int32_t a4 = bias[oc + 4], a5 = bias[oc + 5], a6 = bias[oc + 6], a7 = bias[oc + 7];
           for (ky = 0; ky < k_h; ++ky) {
             const int8_t* row = rows[ky];
             const int8_t* wr = wg + ky * k_w * 4;
             if (!row) {
               continue; /* a padding row adds nothing: inputs enter as x - input_zp */
             }
-            MT_DW_UNROLL
-            for (j = 0; j < chunks; ++j) {
-              const uint32_t x = inside ? mt_ld32(row + ix0 + 4 * j) : mt_dw_ld4_edge(row, ix0 + 4 * j, in_w, zpb);
-              const uint32_t xe = mt_sxtab16(nzp2, x);         /* taps 4j, 4j+2 */
-              const uint32_t xo = mt_dw_sxtab16_ror8(nzp2, x); /* taps 4j+1, 4j+3 */
-              const uint32_t w01e = mt_ld32(wr + 16 * j);
-              const uint32_t w23e = mt_ld32(wr + 16 * j + 4);
-              const uint32_t w01o = mt_ld32(wr + 16 * j + 8);
-              const uint32_t w23o = mt_ld32(wr + 16 * j + 12);
-              a0 = mt_smlad(xe, mt_sxtb16(w01e), a0);
-              a1 = mt_smlad(xe, mt_sxtb16_ror8(w01e), a1);
-              a2 = mt_smlad(xe, mt_sxtb16(w23e), a2);
-              a3 = mt_smlad(xe, mt_sxtb16_ror8(w23e), a3);
-              a0 = mt_smlad(xo, mt_sxtb16(w01o), a0);
-              a1 = mt_smlad(xo, mt_sxtb16_ror8(w01o), a1);
-              a2 = mt_smlad(xo, mt_sxtb16(w23o), a2);
-              a3 = mt_smlad(xo, mt_sxtb16_ror8(w23o), a3);
+            if (inside) {
+              MT_DW_UNROLL
+              for (j = 0; j < chunks; ++j) {
+                const uint32_t xw = mt_ld32(row + ix0 + 4 * j);
+                const uint32_t xe = mt_sxtab16(nzp2, xw);         /* taps 4j, 4j+2 */
+                const uint32_t xo = mt_dw_sxtab16_ror8(nzp2, xw); /* taps 4j+1, 4j+3 */
+                MT_DW_CHUNK4(wr + 16 * j, a0, a1, a2, a3);
+                MT_DW_CHUNK4(wr + group_bytes + 16 * j, a4, a5, a6, a7);
+              }
+            } else {
+              for (j = j_lo; j < j_hi; ++j) {
+                const uint32_t xw = mt_dw_ld4_edge(row, ix0 + 4 * j, in_w, zp4);
+                const uint32_t xe = mt_sxtab16(nzp2, xw);
+                const uint32_t xo = mt_dw_sxtab16_ror8(nzp2, xw);
+                MT_DW_CHUNK4(wr + 16 * j, a0, a1, a2, a3);
+                MT_DW_CHUNK4(wr + group_bytes + 16 * j, a4, a5, a6, a7);
+              }
             }
             for (t = 0; t < tail; ++t) {
               const int ix = ix0 + 4 * chunks + t;
-              const uint32_t x = ix >= 0 && ix < in_w ? ((uint32_t)((int32_t)row[ix] - in_zp) & 0xffffu) : 0u;
-              const uint32_t wv = mt_ld32(wr + 16 * chunks + 4 * t);
-              const uint32_t we = mt_sxtb16(wv);
-              const uint32_t wo = mt_sxtb16_ror8(wv);
-              a0 = mt_dw_smlabb(x, we, a0);
-              a1 = mt_dw_smlabb(x, wo, a1);
-              a2 = mt_dw_smlabt(x, we, a2);
-              a3 = mt_dw_smlabt(x, wo, a3);
+              if (ix >= 0 && ix < in_w) {
+                const uint32_t x = (uint32_t)((int32_t)row[ix] - in_zp) & 0xffffu;
+                MT_DW_TAIL4(wr + 16 * chunks + 4 * t, a0, a1, a2, a3);
+                MT_DW_TAIL4(wr + group_bytes + 16 * chunks + 4 * t, a4, a5, a6, a7);
+              }
             }
           }
-          o[4 * g] = mt_dw_out(a0, per_channel ? 4 * g : 0, rq, mult, shift, out_zp, act_min, act_max);
-          o[4 * g + 1] = mt_dw_out(a1, per_channel ? 4 * g + 1 : 0, rq, mult, shift, out_zp, act_min, act_max);
-          o[4 * g + 2] = mt_dw_out(a2, per_channel ? 4 * g + 2 : 0, rq, mult, shift, out_zp, act_min, act_max);
-          o[4 * g + 3] = mt_dw_out(a3, per_channel ? 4 * g + 3 : 0, rq, mult, shift, out_zp, act_min, act_max);
+          o[oc] = mt_dw_out(a0, per_channel ? oc : 0, rq, mult, shift, out_zp, act_min, act_max);
+          o[oc + 1] = mt_dw_out(a1, per_channel ? oc + 1 : 0, rq, mult, shift, out_zp, act_min, act_max);
+          o[oc + 2] = mt_dw_out(a2, per_channel ? oc + 2 : 0, rq, mult, shift, out_zp, act_min, act_max);
+          o[oc + 3] = mt_dw_out(a3, per_channel ? oc + 3 : 0, rq, mult, shift, out_zp, act_min, act_max);
+          o[oc + 4] = mt_dw_out(a4, per_channel ? oc + 4 : 0, rq, mult, shift, out_zp, act_min, act_max);
+          o[oc + 5] = mt_dw_out(a5, per_channel ? oc + 5 : 0, rq, mult, shift, out_zp, act_min, act_max);
+          o[oc + 6] = mt_dw_out(a6, per_channel ? oc + 6 : 0, rq, mult, shift, out_zp, act_min, act_max);
+          o[oc + 7] = mt_dw_out(a7, per_channel ? oc + 7 : 0, rq, mult, shift, out_zp, act_min, act_max);
+        }
+        for (; g < groups; ++g) {
+          const int8_t* wg = w + g * group_bytes;
+          const int oc = 4 * g;
+          int32_t a0 = bias[oc], a1 = bias[oc + 1], a2 = bias[oc + 2], a3 = bias[oc + 3];
+          for (ky = 0; ky < k_h; ++ky) {
+            const int8_t* row = rows[ky];
+            const int8_t* wr = wg + ky * k_w * 4;
+            if (!row) {
+              continue;
+            }
+            for (j = j_lo; j < j_hi; ++j) {
+              const uint32_t xw = inside ? mt_ld32(row + ix0 + 4 * j) : mt_dw_ld4_edge(row, ix0 + 4 * j, in_w, zp4);
+              const uint32_t xe = mt_sxtab16(nzp2, xw);
+              const uint32_t xo = mt_dw_sxtab16_ror8(nzp2, xw);
+              MT_DW_CHUNK4(wr + 16 * j, a0, a1, a2, a3);
+            }
+            for (t = 0; t < tail; ++t) {
+              const int ix = ix0 + 4 * chunks + t;
+              if (ix >= 0 && ix < in_w) {
+                const uint32_t x = (uint32_t)((int32_t)row[ix] - in_zp) & 0xffffu;
+                MT_DW_TAIL4(wr + 16 * chunks + 4 * t, a0, a1, a2, a3);
+              }
+            }
+          }
+          o[oc] = mt_dw_out(a0, per_channel ? oc : 0, rq, mult, shift, out_zp, act_min, act_max);
+          o[oc + 1] = mt_dw_out(a1, per_channel ? oc + 1 : 0, rq, mult, shift, out_zp, act_min, act_max);
+          o[oc + 2] = mt_dw_out(a2, per_channel ? oc + 2 : 0, rq, mult, shift, out_zp, act_min, act_max);
+          o[oc + 3] = mt_dw_out(a3, per_channel ? oc + 3 : 0, rq, mult, shift, out_zp, act_min, act_max);
         }
         for (c = 0; c < rest; ++c) {
           const int oc = 4 * groups + c;
@@ -324,10 +420,14 @@ MT_KERNEL void mt_dwconv_s8_c1(const int8_t* in, const int8_t* restrict w,
           for (ky = 0; ky < k_h; ++ky) {
             const int8_t* row = rows[ky];
             int kx;
+            if (!row) {
+              continue;
+            }
             for (kx = 0; kx < k_w; ++kx) {
               const int ix = ix0 + kx;
-              const int32_t x = row && ix >= 0 && ix < in_w ? (int32_t)row[ix] - in_zp : 0;
-              a += x * (int32_t)wrest[(ky * k_w + kx) * rest + c];
+              if (ix >= 0 && ix < in_w) {
+                a += ((int32_t)row[ix] - in_zp) * (int32_t)wrest[(ky * k_w + kx) * rest + c];
+              }
             }
           }
           o[oc] = mt_dw_out(a, per_channel ? oc : 0, rq, mult, shift, out_zp, act_min, act_max);
