@@ -39,8 +39,9 @@ def tvmc_argv(tvmc: str, model: str, out: str, module_name: str, options: Mappin
 
 
 def compile_action(model_path: str, compiler: str, options: dict[str, Any], module_name: str,
-                   out: str) -> None:
-    """compile:<model>: write build/mlf/<model>.tar atomically (temp file + rename)."""
+                   out: str, target: str | None = None, tuning_log: str | None = None) -> None:
+    """compile:<model>[@<target or project>]: write build/mlf/<key>.tar atomically (temp file +
+    rename); the builtin compiler tunes for `target` and picks variants from `tuning_log`."""
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     for stale in out_path.parent.glob(f".{out_path.stem}.*.tmp{out_path.suffix}"):
@@ -50,7 +51,8 @@ def compile_action(model_path: str, compiler: str, options: dict[str, Any], modu
         if compiler == "builtin":
             from ..compiler import compile_model
 
-            compile_model(model_path, tmp, module_name=module_name, **options)
+            compile_model(model_path, tmp, module_name=module_name, target=target, tuning_log=tuning_log,
+                          **options)
         elif compiler == "tvmc":
             import subprocess
 
@@ -135,6 +137,23 @@ def flash_action(project_dir: str, options: dict[str, Any], lock_dir: str, key: 
     with device_lock(lock_dir, key):
         flash_project(project_dir, options)
     print(f"flashed {project_dir}")
+
+
+def tune_action(model_path: str, template: str, options: dict[str, Any], log: str, work_dir: str,
+                target: str, compile_options: dict[str, Any], module_name: str, cache_dir: str,
+                lock_dir: str, key: str) -> str:
+    """tune:<project>: measure the kernel variants the log lacks, on the project's device
+    (under its lock: tuning flashes it), and rewrite the log; the table is the task's output."""
+    from ..tune import tune_model
+
+    with device_lock(lock_dir, key):
+        try:
+            result = tune_model(model_path, template, options, log, work_dir=work_dir, target=target,
+                                module_name=module_name, compile_options=compile_options,
+                                cache_dir=cache_dir)
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    return result.table()
 
 
 def run_action(project_dir: str, options: dict[str, Any], lock_dir: str, key: str, run_dir: str,

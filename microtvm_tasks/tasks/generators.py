@@ -26,6 +26,7 @@ from .actions import (
     flash_action,
     generate_action,
     run_action,
+    tune_action,
 )
 from .locks import device_key
 from .logs import run_logged
@@ -66,6 +67,23 @@ class _Project:
         for name, value in typed.items():
             self.by_stage[STAGE_OF_METHOD.get(opts.earliest_stage(name, po), "generate")][name] = value
         self.device = device_key(spec, typed)
+        # The compiler target: `target:` in projects.yaml, else the board's CPU (boards.json).
+        from ..tune import project_target
+
+        assert spec.template is not None
+        self.target = project_target(spec.template, spec.options, spec.target)
+        # Which archive the project uses: build/mlf/<key>.tar, shared by every project with the
+        # same model and target; a tuned project has its own (compiled with its tuning log).
+        if spec.tune:
+            self.compile_key = f"{spec.model}@{spec.name}"
+            self.tune_log: str | None = str(ws.tune_log(spec.name))
+        elif self.target != "generic":
+            self.compile_key = f"{spec.model}@{self.target}"
+            self.tune_log = None
+        else:
+            self.compile_key = spec.model
+            self.tune_log = None
+        self.mlf = str(ws.mlf_path(self.compile_key))
 
 
 class WorkspaceTasks:
@@ -123,29 +141,74 @@ class WorkspaceTasks:
     # ------------------------------------------------------------ compile
     def task_compile(self) -> Iterator[dict[str, Any]]:
         yield {"basename": "compile", "name": None,
-               "doc": "compile every model to Model Library Format (build/mlf/<model>.tar)"}
-        for m in self.ws.models.values():
-            yield self._compile(m)
+               "doc": "compile every model to Model Library Format (build/mlf/<model>[@<target>].tar)"}
+        keys: dict[str, tuple[ModelSpec, str, str | None]] = {
+            m.name: (m, "generic", None) for m in self.ws.models.values()}
+        for p in self.projects.values():
+            keys.setdefault(p.compile_key, (self.ws.models[p.spec.model], p.target, p.tune_log))
+        for key, (m, target, log) in keys.items():
+            yield self._compile(key, m, target, log)
 
-    def _compile(self, m: ModelSpec) -> dict[str, Any]:
+    def _compile(self, key: str, m: ModelSpec, target: str = "generic", log: str | None = None
+                 ) -> dict[str, Any]:
         from .. import __version__
 
-        out = str(self.ws.mlf_path(m.name))
+        out = str(self.ws.mlf_path(key))
         module = c_identifier(m.name)
         # A change to our compiler's sources recompiles (identical output then stops there).
-        compiler_id = self.hasher.tree_hash(Path(__file__).resolve().parent.parent / "compiler") \
-            if m.compiler == "builtin" else m.compiler
+        compiler_id = self._compiler_id() if m.compiler == "builtin" else m.compiler
+        builtin = m.compiler == "builtin"
+        what = f" for {target}" if builtin and target != "generic" else ""
+        what += " with its tuning log" if builtin and log else ""
         return {
-            "name": m.name,
-            "doc": f"compile {self._rel(m.path)} with the {m.compiler} compiler -> {self._rel(out)}",
-            "actions": [self._logged(f"compile:{m.name}", compile_action, str(m.path), m.compiler,
-                                     dict(m.options), module, out)],
-            "file_dep": [str(m.path)],
+            "name": key,
+            "doc": f"compile {self._rel(m.path)} with the {m.compiler} compiler{what} -> {self._rel(out)}",
+            "actions": [self._logged(f"compile:{key}", compile_action, str(m.path), m.compiler,
+                                     dict(m.options), module, out, target if builtin else None,
+                                     log if builtin else None)],
+            "file_dep": [str(m.path)] + ([log] if log and builtin else []),
             "targets": [out],
-            "uptodate": [options_unchanged("compile", {"compiler": compiler_id, "options": m.options,
-                                                       "module_name": module, "version": __version__})],
+            "uptodate": [options_unchanged("compile", {
+                "compiler": compiler_id, "options": m.options, "module_name": module, "version": __version__,
+                **({"target": target} if target != "generic" else {})})],
             "clean": True,
-            **self._common(m.name),
+            **self._common(key),
+        }
+
+    def _compiler_id(self) -> str:
+        return self.hasher.tree_hash(Path(__file__).resolve().parent.parent / "compiler")
+
+    # ------------------------------------------------------------ tune
+    def task_tune(self) -> Iterator[dict[str, Any]]:
+        yield {"basename": "tune", "name": None,
+               "doc": "measure kernel variants on the device for projects with `tune: true` "
+                      "(build/tune/<project>.jsonl)"}
+        for name, p in self.projects.items():
+            if p.spec.tune:
+                yield self._tune(name)
+
+    def _tune(self, name: str) -> dict[str, Any]:
+        p = self.projects[name]
+        m = self.ws.models[p.spec.model]
+        if m.compiler != "builtin":
+            loc = project_location(self.ws, name, "tune")
+            raise ConfigError(f"{loc}: project '{name}': `tune: true` needs a model compiled by the builtin "
+                              f"compiler; model '{m.name}' uses `compiler: {m.compiler}`")
+        assert p.tune_log is not None
+        work = str(self.state_dir / "tune" / name)
+        return {
+            "name": name,
+            "doc": f"measure the kernel variants of {m.name} on {p.device} ({p.target}) -> "
+                   f"{self._rel(p.tune_log)}",
+            "actions": [self._logged(f"tune:{name}", tune_action, str(m.path), str(p.spec.template),
+                                     p.options, p.tune_log, work, p.target, dict(m.options),
+                                     c_identifier(m.name), self.cache_dir, self.lock_dir, p.device)],
+            "file_dep": [str(m.path)],
+            "targets": [p.tune_log],
+            "uptodate": [options_unchanged("tune", {"compiler": self._compiler_id(), "target": p.target,
+                                                    "options": p.options})],
+            "clean": True,
+            **self._common(name),
         }
 
     # ------------------------------------------------------------ generate
@@ -158,7 +221,7 @@ class WorkspaceTasks:
     def _generate(self, name: str) -> dict[str, Any]:
         p = self.projects[name]
         spec = p.spec
-        mlf = str(self.ws.mlf_path(spec.model))
+        mlf = p.mlf
         template = str(spec.template)
         where = f"{self._rel(self.ws.path)}, project '{name}'"  # (option errors with lines come at load)
         return {
@@ -265,6 +328,7 @@ class WorkspaceTasks:
         """What a dodo.py's globals need: DOIT_CONFIG and the task_* generators."""
         return {
             "DOIT_CONFIG": self.doit_config(),
+            "task_tune": self.task_tune,
             "task_compile": self.task_compile,
             "task_generate": self.task_generate,
             "task_build": self.task_build,
