@@ -576,11 +576,9 @@ def load_workspace(
 
 
 def _with_template(spec: ProjectSpec, template: Path) -> ProjectSpec:
-    return ProjectSpec(
-        name=spec.name, model=spec.model, platform=spec.platform, template=template,
-        options=spec.options, inputs=spec.inputs, force_regenerate=spec.force_regenerate,
-        line=spec.line, origin=spec.origin,
-    )
+    import dataclasses
+
+    return dataclasses.replace(spec, template=template)
 
 
 def project_location(ws: Workspace, project: str, *sub: Any) -> str:

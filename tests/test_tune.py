@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,3 +172,57 @@ def test_profiling_on_the_emulated_m4_sums_to_the_run(tmp_path):
     # every operator's count is inside the run's; the readings themselves cost a little
     assert 0 < res.ticks[0] - sum(res.op_ticks) < 100 * len(res.op_ticks)
     assert np.array_equal(res.outputs[0], again.outputs[0])
+
+
+def _varied_input(model: Path, desc, rng) -> np.ndarray:
+    """An int8 input whose TFLite Micro outputs vary (uniform int8 saturates kws)."""
+    t = desc.inputs[0]
+    return np.clip(rng.normal(0, 24, size=t.shape), -128, 127).astype(np.int8)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_tuned_kws_on_the_m4_runs_fewer_instructions_than_untuned_and_stays_exact(tmp_path):
+    _needs_qemu()
+    runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
+    options = {"board": "mps2_an386", "project_type": "host_driven"}
+    log = tmp_path / "kws.jsonl"
+    first = tune_model(KWS, QEMU_ARM, options, log, work_dir=tmp_path / "tune", say=lambda s: None)
+    assert first.target == "cortex-m4" and first.measured > 0
+    assert tune_model(KWS, QEMU_ARM, options, log, work_dir=tmp_path / "tune2").batches == 0
+
+    rng = np.random.default_rng(7)
+    counts: dict[str, int] = {}
+    outputs: dict[str, list[np.ndarray]] = {}
+    x = None
+    for label, kwargs in (("untuned", {}), ("m4 default", {"target": "cortex-m4"}),
+                          ("tuned", {"target": "cortex-m4", "tuning_log": log})):
+        mlf = compile_model(KWS, tmp_path / f"{label}.tar", **kwargs)
+        project = tmp_path / label.replace(" ", "_")
+        create_project(project, mlf, QEMU_ARM, options)
+        build_project(project)
+        flash_project(project)
+        if x is None:
+            from microtvm_tasks.project_api.client import instantiate_from_dir
+            from microtvm_tasks.session import ProjectAPITransport, Session
+
+            with instantiate_from_dir(project) as client:
+                client.open_transport({})
+                try:
+                    s = Session(ProjectAPITransport(client), timeout=60)
+                    s.hello(timeout=30)
+                    x = _varied_input(KWS, s.describe(), rng)
+                finally:
+                    client.close_transport()
+        res = run_project(project, [x], timeout=60)
+        counts[label] = res.ticks[0]
+        outputs[label] = res.outputs
+    interp = runtime.Interpreter.from_bytes(KWS.read_bytes(), arena_size=4 << 20)
+    interp.set_input(x, 0)
+    interp.invoke()
+    ref = np.array(interp.get_output(0), copy=True)
+    assert len(np.unique(ref)) > 2, "the reference output saturates: the input does not test rounding"
+    for label, outs in outputs.items():
+        assert np.array_equal(outs[0].reshape(ref.shape), ref), label
+    assert counts["tuned"] < counts["untuned"], counts
+    assert counts["tuned"] <= counts["m4 default"], counts
