@@ -69,8 +69,10 @@ static inline void mt_cs16_im2col(const int8_t* in, uint32_t* restrict buf, int 
   const int row = k_w * in_c; /* filter row length */
   uint32_t* restrict d = buf + 2 * slot;
   int ky, kx, j, e;
-  if (k_h == 1 && k_w == 1 && pad_h == 0 && pad_w == 0 && (in_c & 3) == 0) {
-    /* 1x1 unpadded: the pixel itself, four channels a word */
+  if (k_h == 1 && k_w == 1 && pad_h == 0 && pad_w == 0 && (in_c & 3) == 0 && iy0 < in_h &&
+      ix0 < in_w) {
+    /* 1x1 unpadded (and not past an explicit bottom / right padding): the pixel itself,
+     * four channels a word */
     const int8_t* px = img + (iy0 * in_w + ix0) * in_c;
     for (j = 0; j < nblk; ++j) {
       const uint32_t x = mt_ld32(px + 4 * j);

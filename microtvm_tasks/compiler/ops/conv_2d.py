@@ -288,7 +288,6 @@ class Conv2D(OpSpec):
     def _lower_s16(self, node, ctx, g: dict[str, int], geo: list[int], lo: int, hi: int) -> None:
         """The im2col_s16 call: reordered filter, and the rounding table of the fast
         requantisation where every channel allows it (and every multiplier is >= 0)."""
-        import numpy as np
 
         x, w, out = ctx.t(node.inputs[0]), ctx.t(node.inputs[1]), ctx.t(node.outputs[0])
         ctx.kernel("conv_s8_dsp.h")
