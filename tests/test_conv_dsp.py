@@ -29,6 +29,7 @@ from microtvm_tasks.compiler.ops.conv_2d import (
     VARIANT_DOT4,
     VARIANT_S16,
     pack_filter_s16,
+    s16_params,
     s16_round_table,
 )
 
@@ -147,6 +148,15 @@ def test_round_table_only_for_right_shifts_of_two_or_more():
     assert s16_round_table([1, -4]) is None
 
 
+def test_s16_params_table_order_and_fast_choice():
+    """bias, mult, rnd, sh per channel pair (then the odd channel), one pointer's walk."""
+    qp, fast = s16_params([10, 11, 12], [1 << 30, 1 << 30, 3 << 29], [-3, -4, -2])
+    assert fast
+    assert qp.tolist() == [10, 11, 1 << 30, 1 << 30, 2, 4, 2, 3, 12, 3 << 29, 1, 1]
+    qp, fast = s16_params([10, 11], [1 << 30, 1 << 30], [-1, -4])  # a right shift of 1: mt_mbqm
+    assert not fast and qp.tolist() == [10, 11, 1 << 30, 1 << 30, 0, 0, -1, -4]
+
+
 _REQUANT_C = r"""
 #include <stdint.h>
 #include <stdio.h>
@@ -160,7 +170,7 @@ int main(void) {
   long long x, m, s;
   while (scanf("%%lld %%lld %%lld", &x, &m, &s) == 3) {
     const int32_t r = (int32_t)1 << (-(int32_t)s - 2);
-    printf("%%d %%d\n", (int)mt_cs16_requant((int32_t)x, (int32_t)m, (int32_t)s, r, 1, 0, -128, 127),
+    printf("%%d %%d\n", (int)mt_cs16_requant((int32_t)x, (int32_t)m, -(int32_t)s - 1, r, 1, 0, -128, 127),
            (int)mt_clamp_i32(mt_mbqm((int32_t)x, (int32_t)m, (int32_t)s), -128, 127));
   }
   return 0;

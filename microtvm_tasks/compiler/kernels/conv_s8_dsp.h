@@ -18,27 +18,30 @@
  * filter words; an odd last channel's words follow alone. The padded depth has zero
  * weights, so its input lanes (zero too) add nothing.
  *
- * `bias` already holds bias - input_zp * sum(filter of that channel); taps in the padding
+ * `qp` (conv_2d.py s16_params), walked with the filter: per pair of channels bias0 bias1
+ * mult0 mult1 rnd0 rnd1 sh0 sh1, an odd last channel's bias mult rnd sh after them.
+ * The bias already holds bias - input_zp * sum(filter of that channel); taps in the padding
  * read input_zp, which then contributes exactly nothing, as TFLite's skipped taps do.
  * The accumulators start at the bias (the sum is exact, so its order is free).
  *
- * Requantisation: with rnd != 0 every channel shifts right by r = 2..31 (-shift), and
- * rnd[c] = 2^(r-2). TFLite's MultiplyByQuantizedMultiplier, RoundingDivideByPOT(
+ * Requantisation: with `fast` every channel shifts right by r = 2..31 (-shift), rnd =
+ * 2^(r-2) and sh = r - 1. TFLite's MultiplyByQuantizedMultiplier, RoundingDivideByPOT(
  * SaturatingRoundingDoublingHighMul(x, m), r), equals one floor division
  * floor((x * m + 2^30 + 2^(30+r) - [x < 0] * 2^31) / 2^(31+r)) for m >= 0: the two nested
  * floors merge, and the sign test of the high product can move to x (for -2^30 <= x * m < 0
  * both forms give 0). The 64-bit sum starts as 2^30 - [x<0]*2^31 (low word 2^30 | (x &
  * 2^31), high word x >> 31), x * m is accumulated onto it (one SMLAL), and 2^(30+r) is
- * rnd[c] added to the high word, which is then shifted right by r - 1. Otherwise
- * (rnd == 0) mt_mbqm. Both are bit-identical to TFLite.
+ * rnd added to the high word, which is then shifted right by r - 1. Otherwise (fast == 0)
+ * mt_mbqm with sh = TFLite's shift. Both are bit-identical to TFLite.
  *
  * In place (out == in: a 1x1 unpadded stride-1 filter, out_c <= in_c): both pixels of a
  * pair are expanded into `buf` before either output is written, and outputs q, q + 1 end
  * at or before input pixel q + 2; so `in` and `out` are not restrict-qualified.
  */
 
-/* requantise one accumulator (bias included) of channel `ch` and clamp */
-static inline int8_t mt_cs16_requant(int32_t x, int32_t m, int32_t shift, int32_t rnd, int fast,
+/* requantise one accumulator (bias included) and clamp; fast: sh = r - 1 and rnd = 2^(r-2),
+ * else sh is TFLite's shift (mt_mbqm) */
+static inline int8_t mt_cs16_requant(int32_t x, int32_t m, int32_t sh, int32_t rnd, int fast,
                                      int32_t out_zp, int32_t act_min, int32_t act_max) {
   int32_t v;
   if (fast) {
@@ -46,9 +49,9 @@ static inline int8_t mt_cs16_requant(int32_t x, int32_t m, int32_t shift, int32_
     const int32_t hi = x < 0 ? -1 : 0;
     const uint64_t n = ((uint64_t)(uint32_t)hi << 32) | lo;
     const int64_t t = (int64_t)(n + (uint64_t)((int64_t)x * (int64_t)m));
-    v = ((int32_t)(t >> 32) + rnd) >> (-shift - 1);
+    v = ((int32_t)(t >> 32) + rnd) >> sh;
   } else {
-    v = mt_mbqm(x, m, shift);
+    v = mt_mbqm(x, m, sh);
   }
   return (int8_t)mt_clamp_i32(v + out_zp, act_min, act_max);
 }
@@ -168,50 +171,41 @@ static inline void mt_cs16_im2col(const int8_t* in, uint32_t* restrict buf, int 
 #endif
 
 MT_KERNEL void mt_conv_s8_s16(const int8_t* in, const uint32_t* restrict w,
-                              const int32_t* restrict bias, const int32_t* restrict mult,
-                              const int8_t* restrict shift, const int32_t* restrict rnd,
-                              int per_channel, int8_t* out, uint32_t* restrict buf, int batches,
-                              int in_h, int in_w, int in_c, int out_h, int out_w, int out_c,
-                              int k_h, int k_w, int stride_h, int stride_w, int dil_h,
-                              int dil_w, int pad_h, int pad_w, int32_t in_zp, int32_t out_zp,
-                              int32_t act_min, int32_t act_max) {
+                              const int32_t* restrict qp, int fast, int8_t* out,
+                              uint32_t* restrict buf, int batches, int in_h, int in_w, int in_c,
+                              int out_h, int out_w, int out_c, int k_h, int k_w, int stride_h,
+                              int stride_w, int dil_h, int dil_w, int pad_h, int pad_w,
+                              int32_t in_zp, int32_t out_zp, int32_t act_min, int32_t act_max) {
   const int nblk = (k_h * k_w * in_c + 3) / 4;
   const int npix = batches * out_h * out_w;
-  const int fast = rnd != 0;
   int q, oc, j;
   for (q = 0; q < npix; q += 2) {
     const int two = q + 1 < npix; /* an odd last pixel fills both slots, stores once */
     const uint32_t* restrict wp = w;
+    const int32_t* restrict p = qp;
     int8_t* o0 = out + q * out_c;
     int8_t* o1 = o0 + out_c;
     mt_cs16_im2col(in, buf, 0, q, in_h, in_w, in_c, out_h, out_w, k_h, k_w, stride_h, stride_w,
                    dil_h, dil_w, pad_h, pad_w, in_zp, nblk);
     mt_cs16_im2col(in, buf, 1, two ? q + 1 : q, in_h, in_w, in_c, out_h, out_w, k_h, k_w,
                    stride_h, stride_w, dil_h, dil_w, pad_h, pad_w, in_zp, nblk);
-    for (oc = 0; oc + 2 <= out_c; oc += 2) {
+    for (oc = 0; oc + 2 <= out_c; oc += 2, p += 8) {
       const uint32_t* restrict x = buf;
-      const int c0 = per_channel ? oc : 0, c1 = per_channel ? oc + 1 : 0;
-      int32_t a00 = bias[oc], a01 = bias[oc + 1];
+      int32_t a00 = p[0], a01 = p[1];
       int32_t a10 = a00, a11 = a01;
       for (j = 0; j < nblk; ++j) {
         MT_CS16_BLOCK(x, wp, a00, a01, a10, a11);
       }
-      {
-        const int32_t m0 = mult[c0], m1 = mult[c1];
-        const int32_t s0 = shift[c0], s1 = shift[c1];
-        const int32_t r0 = fast ? rnd[c0] : 0, r1 = fast ? rnd[c1] : 0;
-        o0[oc] = mt_cs16_requant(a00, m0, s0, r0, fast, out_zp, act_min, act_max);
-        o0[oc + 1] = mt_cs16_requant(a01, m1, s1, r1, fast, out_zp, act_min, act_max);
-        if (two) {
-          o1[oc] = mt_cs16_requant(a10, m0, s0, r0, fast, out_zp, act_min, act_max);
-          o1[oc + 1] = mt_cs16_requant(a11, m1, s1, r1, fast, out_zp, act_min, act_max);
-        }
+      o0[oc] = mt_cs16_requant(a00, p[2], p[6], p[4], fast, out_zp, act_min, act_max);
+      o0[oc + 1] = mt_cs16_requant(a01, p[3], p[7], p[5], fast, out_zp, act_min, act_max);
+      if (two) {
+        o1[oc] = mt_cs16_requant(a10, p[2], p[6], p[4], fast, out_zp, act_min, act_max);
+        o1[oc + 1] = mt_cs16_requant(a11, p[3], p[7], p[5], fast, out_zp, act_min, act_max);
       }
     }
-    if (oc < out_c) { /* odd last channel */
+    if (oc < out_c) { /* odd last channel: p = bias, mult, rnd, shift */
       const uint32_t* restrict x = buf;
-      const int c0 = per_channel ? oc : 0;
-      int32_t a00 = bias[oc], a10 = a00;
+      int32_t a00 = p[0], a10 = a00;
       for (j = 0; j < nblk; ++j) {
         const uint32_t f = wp[0];
         const uint32_t fa = mt_sxtb16(f), fb = mt_sxtb16_ror8(f);
@@ -222,11 +216,9 @@ MT_KERNEL void mt_conv_s8_s16(const int8_t* in, const uint32_t* restrict w,
         x += 4;
         wp += 1;
       }
-      o0[oc] = mt_cs16_requant(a00, mult[c0], shift[c0], fast ? rnd[c0] : 0, fast, out_zp, act_min,
-                               act_max);
+      o0[oc] = mt_cs16_requant(a00, p[1], p[3], p[2], fast, out_zp, act_min, act_max);
       if (two) {
-        o1[oc] = mt_cs16_requant(a10, mult[c0], shift[c0], fast ? rnd[c0] : 0, fast, out_zp,
-                                 act_min, act_max);
+        o1[oc] = mt_cs16_requant(a10, p[1], p[3], p[2], fast, out_zp, act_min, act_max);
       }
     }
   }
