@@ -149,6 +149,41 @@ def s16_round_table(shifts: list[int]):
     return np.asarray([1 << (-s - 2) for s in shifts], dtype=np.int32)
 
 
+def s16_params(bias, mults: list[int], shifts: list[int]):
+    """(parameter table, fast) of mt_conv_s8_s16: per pair of channels bias0 bias1 mult0
+    mult1 rnd0 rnd1 sh0 sh1, an odd last channel's bias mult rnd sh after them (walked by
+    one pointer). fast (every right shift 2..31, every multiplier >= 0): the one-SMLAL
+    requantisation, rnd = 2^(r-2), sh = r - 1; else mt_mbqm, rnd = 0, sh = TFLite's shift."""
+    import numpy as np
+
+    rnd = s16_round_table(shifts)
+    fast = rnd is not None and min(mults) >= 0
+    n = len(mults)
+    r = rnd if fast else np.zeros(n, np.int64)
+    sh = [-s - 1 for s in shifts] if fast else list(shifts)
+    cols = np.stack([np.asarray(bias, np.int64), np.asarray(mults, np.int64),
+                     np.asarray(r, np.int64), np.asarray(sh, np.int64)])  # 4 x n
+    parts = []
+    pairs = n // 2
+    if pairs:
+        parts.append(cols[:, : 2 * pairs].reshape(4, pairs, 2).transpose(1, 0, 2).reshape(-1))
+    if n % 2:
+        parts.append(cols[:, -1])
+    return np.concatenate(parts).astype(np.int32), fast
+
+
+def int8_arrays(node, ctx, wsum_axes: tuple[int, ...], channels: int):
+    """(folded bias as int64, multipliers, shifts per channel) of an int8 convolution-like op."""
+    import numpy as np
+
+    x, w, out = ctx.t(node.inputs[0]), ctx.t(node.inputs[1]), ctx.t(node.outputs[0])
+    b = ctx.t(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+    wsum = np.asarray(w.data, np.int64).sum(axis=wsum_axes).reshape(-1)
+    bias = np.zeros(channels, np.int64) if b is None else np.asarray(b.data, np.int64).reshape(-1)
+    mults, shifts = conv_multipliers(x, w, out, channels)
+    return bias - x.zero_point * wsum, mults, shifts
+
+
 def int8_params(node, ctx, wsum_axes: tuple[int, ...], channels: int):
     """(folded bias, multipliers, shifts, per-channel flag, SSE2 rmul table) of an int8
     convolution-like op, as C expressions."""
@@ -286,34 +321,23 @@ class Conv2D(OpSpec):
             )
 
     def _lower_s16(self, node, ctx, g: dict[str, int], geo: list[int], lo: int, hi: int) -> None:
-        """The im2col_s16 call: reordered filter, and the rounding table of the fast
-        requantisation where every channel allows it (and every multiplier is >= 0)."""
-        import numpy as np
-
-        x, w, out = ctx.t(node.inputs[0]), ctx.t(node.inputs[1]), ctx.t(node.outputs[0])
+        """The im2col_s16 call: reordered filter and the per-channel parameter table."""
+        x, w = ctx.t(node.inputs[0]), ctx.t(node.inputs[1])
         ctx.kernel("conv_s8_dsp.h")
-        bias, mult, shift, pc, _ = int8_params(node, ctx, (1, 2, 3), g["oc"])
-        mults, shifts = conv_multipliers(x, w, out, g["oc"])
-        rnd = s16_round_table(shifts)
-        if rnd is not None and min(mults) < 0:
-            rnd = None
-        if rnd is not None and not pc:
-            rnd = rnd[:1]
+        bias, mults, shifts = int8_arrays(node, ctx, (1, 2, 3), g["oc"])
+        qp, fast = s16_params(bias, mults, shifts)
         nblk = s16_blocks(g)
         ctx.call(
             "mt_conv_s8_s16",
             ctx.ptr(node.inputs[0]),
             ctx.const(pack_filter_s16(w.data, nblk), "filter s16 order"),
-            bias,
-            mult,
-            shift,
-            "(const int32_t*)0" if rnd is None else ctx.const(rnd, "rounding"),
-            pc,
+            ctx.const(qp, "bias mult rnd shift"),
+            int(fast),
             ctx.ptr(node.outputs[0]),
             ctx.scratch_ptr("uint32_t"),
             *geo,
             x.zero_point,
-            out.zero_point,
+            ctx.t(node.outputs[0]).zero_point,
             lo,
             hi,
         )
