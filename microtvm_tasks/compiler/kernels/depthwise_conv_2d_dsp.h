@@ -1,4 +1,4 @@
-// requires: dot_s8.h mt_dsp.h
+// requires: mt_dsp.h
 /*
  * depthwise_conv_2d_dsp.h: int8 DEPTHWISE_CONV_2D kernels for cores with the Arm DSP
  * extension (Cortex-M4/M7/M33), bit-exact with TFLite's reference integer kernel, with an

@@ -27,12 +27,8 @@ static inline uint32_t mt_ld32(const void* p) {
 
 static inline void mt_st32(void* p, uint32_t v) { memcpy(p, &v, 4); }
 
-/* rotate right by 8: b1 b2 b3 b0 (folds into the ROR #8 operand of SXTB16/SXTAB16).
-   dot_s8.h has the same definition on DSP cores (MT_ARM_DSP); a kernel needing both
-   requires dot_s8.h first, and this one then stands aside. */
-#if !defined(MT_ARM_DSP)
+/* rotate right by 8: b1 b2 b3 b0 (folds into the ROR #8 operand of SXTB16/SXTAB16) */
 static inline uint32_t mt_ror8(uint32_t v) { return (v >> 8) | (v << 24); }
-#endif
 
 #if defined(MT_DSP)
 /* h0 = (int16)b0, h1 = (int16)b2 */
