@@ -83,10 +83,17 @@ MT_KERNEL void mt_dwconv_s8(const int8_t* in, const int8_t* restrict w,
             }
           }
 #endif
-          for (; c < n; ++c) {
-            const int ch = per_channel ? c0 + c : 0;
-            const int32_t v = mt_mbqm(acc[c], mult[ch], shift[ch]) + out_zp;
-            o[c0 + c] = (int8_t)mt_clamp_i32(v, act_min, act_max);
+          {
+            /* the block's own multipliers: indexing mult/shift by c0 + c here made gcc -O2
+               mis-bound this loop (a false "iteration 67 invokes undefined behavior" on
+               vww's 128-channel layers); c0 + c < out_c always holds, as n <= out_c - c0 */
+            const int32_t* restrict mb = per_channel ? mult + c0 : mult;
+            const int8_t* restrict sb = per_channel ? shift + c0 : shift;
+            for (; c < n; ++c) {
+              const int ch = per_channel ? c : 0;
+              const int32_t v = mt_mbqm(acc[c], mb[ch], sb[ch]) + out_zp;
+              o[c0 + c] = (int8_t)mt_clamp_i32(v, act_min, act_max);
+            }
           }
         }
       }
