@@ -28,13 +28,14 @@ from microtvm_tasks.compiler.emit_c import kernel_source
 from microtvm_tasks.compiler.ops.conv_2d import (
     VARIANT_DOT4,
     VARIANT_S16,
+    VARIANT_TAPS,
     pack_filter_s16,
     s16_params,
     s16_round_table,
 )
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = [VARIANT_S16, VARIANT_DOT4]
+VARIANTS = [VARIANT_S16, VARIANT_DOT4, VARIANT_TAPS]
 
 SHAPES = {
     # name: conv2d builder arguments
@@ -72,7 +73,7 @@ def _compile(model: bytes, workdir: Path, variant: str, flags: list[str] | None 
     with forced_variant(variant) as opts:
         members = compile_to_members(path, module_name="model", **opts)
     lib1 = members["codegen/host/src/model_lib1.c"].decode()
-    want = "mt_conv_s8_s16(" if variant == VARIANT_S16 else "mt_conv_s8("
+    want = {VARIANT_S16: "mt_conv_s8_s16(", VARIANT_TAPS: "mt_conv_s8_taps("}.get(variant, "mt_conv_s8(")
     assert f"  {want}" in lib1, f"variant {variant} was not used"
     cm = CompiledModel(members, workdir / "build", extra_flags=flags)
     cm.ir_text = members["src/model.ir.txt"].decode()  # type: ignore[attr-defined]

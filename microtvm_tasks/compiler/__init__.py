@@ -90,15 +90,18 @@ def compile_graph(
     from .memory import plan_memory
     from .passes import run_passes
     from .target import Target
-    from .variants import assign_variants, log_chooser
+    from .variants import assign_variants, log_chooser, relieve_arena_peak
 
     tgt = Target.parse(target)
     target_string = "c -keys=cpu" if tgt.name == "generic" else f"c -keys=arm_cpu,cpu -mcpu={tgt.name}"
     graph = run_passes(graph)
+    forced = choose is not None
     if choose is None and tuning_log is not None:
         choose = log_chooser(graph, tgt, tuning_log)
     assign_variants(graph, tgt, choose)
     plan = plan_memory(graph)
+    if not forced:  # a caller's explicit choice is kept even where it costs RAM
+        plan = relieve_arena_peak(graph, plan, tgt)
     files, const_bytes = emit(graph, plan, module_name, target=tgt, profile=profile)
     io_bytes = sum(graph.t(n).nbytes for n in graph.inputs + graph.outputs)
     meta = {

@@ -99,6 +99,37 @@ def assign_variants(graph: Graph, target: Target, choose: Chooser | None = None)
         node.attrs["_variant"] = chosen
 
 
+def relieve_arena_peak(graph: Graph, plan: Any, target: Target) -> Any:
+    """RAM first: where a node's scratch raises the arena's peak and another of its variants
+    needs less scratch, take that variant if the arena then shrinks (replanned each time).
+    A microcontroller's RAM is a hard limit; a kernel that is a little faster is not worth
+    a model that no longer fits beside the application. Returns the plan to use."""
+    from .memory import plan_memory
+    from .ops import spec
+
+    for i, node in enumerate(graph.nodes):
+        if i not in plan.scratch:
+            continue
+        sp = spec(node.kind)
+        names = tuple(sp.variants(node, graph, target))
+        current = node.attrs.get("_variant")
+        if len(names) < 2 or current is None:
+            continue
+        mine = sp.scratch_bytes(node, graph)
+        if plan.scratch[i] + mine < plan.arena_size:
+            continue  # this scratch is not at the top of the arena
+        best = current
+        for v in names:  # in the spec's order of preference; the smallest arena wins
+            node.attrs["_variant"] = v
+            if v == current or sp.scratch_bytes(node, graph) >= mine:
+                continue
+            trial = plan_memory(graph)
+            if trial.arena_size < plan.arena_size:
+                plan, best = trial, v
+        node.attrs["_variant"] = best
+    return plan_memory(graph)
+
+
 @dataclass(frozen=True)
 class Record:
     signature: str

@@ -85,6 +85,63 @@ MT_KERNEL void mt_conv_s8(const int8_t* in, const int8_t* restrict w,
   }
 }
 
+/* int8, variant "taps": the same sums as mt_conv_s8 without a patch buffer (no scratch,
+ * for layers where the patch would raise the arena's peak). Each tap's input pixel is
+ * already contiguous (NHWC), and so is that tap's slice of every filter row (OHWI), so an
+ * output block of four channels is the sum over taps of four in_c-long dot products. A
+ * padded tap reads `zp_px`, a constant pixel of in_c input zero points, which the folded
+ * bias cancels exactly as it does the patch's padded entries. */
+MT_KERNEL void mt_conv_s8_taps(const int8_t* restrict in, const int8_t* restrict w,
+                               const int32_t* restrict bias, const int32_t* restrict mult,
+                               const int8_t* restrict shift, int per_channel,
+                               const int8_t* restrict zp_px, int8_t* restrict out, int batches,
+                               int in_h, int in_w, int in_c, int out_h, int out_w, int out_c,
+                               int k_h, int k_w, int stride_h, int stride_w, int dil_h, int dil_w,
+                               int pad_h, int pad_w, int32_t out_zp, int32_t act_min,
+                               int32_t act_max) {
+  const int k = k_h * k_w * in_c;
+  const int oc4 = out_c - (out_c & 3);
+  int32_t acc[4], part[4];
+  int b, oy, ox, oc, ky, kx, r;
+  for (b = 0; b < batches; ++b) {
+    const int8_t* restrict img = in + b * in_h * in_w * in_c;
+    for (oy = 0; oy < out_h; ++oy) {
+      const int iy0 = oy * stride_h - pad_h;
+      for (ox = 0; ox < out_w; ++ox) {
+        const int ix0 = ox * stride_w - pad_w;
+        int8_t* restrict o = out + ((b * out_h + oy) * out_w + ox) * out_c;
+        for (oc = 0; oc < out_c; oc += (oc < oc4 ? 4 : 1)) {
+          const int rows = oc < oc4 ? 4 : 1;
+          acc[0] = acc[1] = acc[2] = acc[3] = 0;
+          for (ky = 0; ky < k_h; ++ky) {
+            const int iy = iy0 + ky * dil_h;
+            for (kx = 0; kx < k_w; ++kx) {
+              const int ix = ix0 + kx * dil_w;
+              const int8_t* restrict px = (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w)
+                                              ? zp_px
+                                              : img + (iy * in_w + ix) * in_c;
+              const int8_t* restrict wt = w + oc * k + (ky * k_w + kx) * in_c;
+              if (rows == 4) {
+                mt_dot4_s8(px, wt, k, in_c, part);
+                for (r = 0; r < 4; ++r) {
+                  acc[r] += part[r];
+                }
+              } else {
+                acc[0] += mt_dot_s8(px, wt, in_c);
+              }
+            }
+          }
+          for (r = 0; r < rows; ++r) {
+            const int ch = per_channel ? oc + r : 0;
+            const int32_t v = mt_mbqm(acc[r] + bias[oc + r], mult[ch], shift[ch]) + out_zp;
+            o[oc + r] = (int8_t)mt_clamp_i32(v, act_min, act_max);
+          }
+        }
+      }
+    }
+  }
+}
+
 #define MT_CONV_F32_BLOCK 64
 #define MT_CONV_F32_OC 8 /* output channels per register block */
 #if defined(__SSE2__)

@@ -113,6 +113,7 @@ def check_conv(node, graph, err, depthwise: bool) -> None:
 
 VARIANT_DOT4 = "dot4"
 VARIANT_S16 = "im2col_s16"
+VARIANT_TAPS = "taps"  # no scratch: what the compiler falls back to where a patch raises the arena peak
 
 
 def s16_blocks(g: dict[str, int]) -> int:
@@ -223,7 +224,7 @@ class Conv2D(OpSpec):
     def inplace(self, node, graph):
         """int8 1x1, stride 1, unpadded, out_c <= in_c: output pixel p only needs input pixel
         p, which the kernel copies to its patch before writing p (never past pixel p)."""
-        if graph.t(node.inputs[0]).dtype != "int8":
+        if graph.t(node.inputs[0]).dtype != "int8" or node.attrs.get("_variant") == VARIANT_TAPS:
             return False
         g = conv_geometry(node, graph, lambda m: ValueError(m), depthwise=False)
         return (g["kh"], g["kw"], g["sh"], g["sw"], g["ph"], g["pw"]) == (1, 1, 1, 1, 0, 0) and (
@@ -236,8 +237,8 @@ class Conv2D(OpSpec):
         if graph.t(node.inputs[0]).dtype != "int8":
             return ()
         if getattr(target, "dsp", False):
-            return (VARIANT_S16, VARIANT_DOT4)
-        return (VARIANT_DOT4, VARIANT_S16)
+            return (VARIANT_S16, VARIANT_DOT4, VARIANT_TAPS)
+        return (VARIANT_DOT4, VARIANT_S16, VARIANT_TAPS)
 
     def scratch_bytes(self, node, graph):
         """im2col_s16: two pixels of int16 depth (4 bytes per depth value, padded to four).
@@ -251,6 +252,8 @@ class Conv2D(OpSpec):
             return (g["ow"] // g["pool_w"]) * g["pool_w"] * g["oc"] * 4
         if node.attrs.get("_variant") == VARIANT_S16:
             return 4 * 4 * s16_blocks(g)
+        if node.attrs.get("_variant") == VARIANT_TAPS:
+            return 0
         if g["kh"] == g["kw"] == 1 and g["ph"] == g["pw"] == 0 and not node.attrs.get("_inplace"):
             h_ok = (g["oh"] - 1) * g["sh"] < g["ih"]
             w_ok = (g["ow"] - 1) * g["sw"] < g["iw"]
@@ -268,6 +271,12 @@ class Conv2D(OpSpec):
         ctx.kernel("conv_2d.h")
         if x.dtype == "int8" and node.attrs.get("_variant") == VARIANT_S16:
             self._lower_s16(node, ctx, g, geo, lo, hi)
+        elif x.dtype == "int8" and node.attrs.get("_variant") == VARIANT_TAPS:
+            bias, mult, shift, pc, _ = int8_params(node, ctx, (1, 2, 3), g["oc"])
+            ctx.call("mt_conv_s8_taps", ctx.ptr(node.inputs[0]),
+                     ctx.const(np.asarray(w.data, np.int8), "filter"), bias, mult, shift, pc,
+                     ctx.const(np.full(g["ic"], x.zero_point, np.int8), "zero-point pixel"),
+                     ctx.ptr(node.outputs[0]), *geo, out.zero_point, lo, hi)
         elif x.dtype == "int8":
             bias, mult, shift, pc, rmul = int8_params(node, ctx, (1, 2, 3), g["oc"])
             ctx.call(
