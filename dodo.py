@@ -8,7 +8,7 @@
     doit generate:sine_host force=1   # regenerate over hand edits (the old project is backed up)
     doit clean; doit forget build:sine_host
 
-Only what is stale reruns (see microtvm_tasks/tasks.py for the rules). State lives in
+Only what is stale reruns (see microtvm_tasks/tasks/ for the rules). State lives in
 .tvmc/ (doit's database, server-info cache, locks, logs).
 """
 

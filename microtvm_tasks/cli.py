@@ -46,6 +46,8 @@ EXTERNAL_COMMANDS = {
     "compile": ("microtvm_tasks.compiler.cli",
                 "compile a TFLite or ONNX model to a Model Library Format archive"),
     "run": ("microtvm_tasks.run_cli", "run the model on a flashed project and save its outputs"),
+    "tune": ("microtvm_tasks.tune_cli",
+             "measure each operator's kernel variants on a device and log the fastest"),
 }
 
 #: Display order of the built-in platforms; others follow alphabetically, then "template".

@@ -92,6 +92,8 @@ SCHEMA: dict[str, Any] = {
                     "options": _OPTIONS,
                     "inputs": {"type": "string", "minLength": 1},
                     "regenerate": {"enum": ["force"]},
+                    "target": {"type": "string", "minLength": 1},
+                    "tune": {"type": "boolean"},
                 },
                 "allOf": [
                     {
@@ -120,6 +122,8 @@ SCHEMA: dict[str, Any] = {
                     "options": _OPTIONS,
                     "inputs": {"type": "string", "minLength": 1},
                     "regenerate": {"enum": ["force"]},
+                    "target": {"type": "string", "minLength": 1},
+                    "tune": {"type": "boolean"},
                 },
             },
         },
@@ -175,6 +179,18 @@ def _validate(data: Any, cache_dir: Path | None = None) -> None:
     _validator(data)
 
 
+def _checked_target(name: str | None, err: Any) -> str | None:
+    """A project's `target:` as the compiler names it, or err(message) naming the known ones."""
+    if name is None:
+        return None
+    from .compiler.target import TARGETS
+
+    key = str(name).strip().lower()
+    if key not in TARGETS:
+        raise err(f"unknown target {name!r}; known targets: {', '.join(sorted(TARGETS))}")
+    return key
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """One entry of `models:`. `path` is absolute (resolved against the YAML's directory)."""
@@ -204,6 +220,10 @@ class ProjectSpec:
     force_regenerate: bool = False
     line: int = 0
     origin: str = "projects"
+    #: compiler target (a CPU name) when given; else the board's CPU from its boards.json
+    target: str | None = None
+    #: measure kernel variants on the device first (tune:<project>) and compile with the log
+    tune: bool = False
 
 
 @dataclass
@@ -225,7 +245,12 @@ class Workspace:
         return self.root / ".tvmc"
 
     def mlf_path(self, model: str) -> Path:
+        """build/mlf/<model>.tar; `model` may be a compile key such as kws@cortex-m4."""
         return self.build_dir / "mlf" / f"{model}.tar"
+
+    def tune_log(self, project: str) -> Path:
+        """build/tune/<project>.jsonl: the tuning log of a project with `tune: true`."""
+        return self.build_dir / "tune" / f"{project}.jsonl"
 
     def project_dir(self, project: str) -> Path:
         return self.build_dir / "projects" / project
@@ -495,6 +520,8 @@ def load_workspace(
             options={**default_options, **(p.get("options") or {})},
             inputs=(root / p["inputs"]).resolve() if p.get("inputs") else None,
             force_regenerate=p.get("regenerate") == "force",
+            target=_checked_target(p.get("target"), lambda m, n=name: err(["projects", n, "target"], m)),
+            tune=bool(p.get("tune", False)),
         ), ["projects", name])
 
     for i, entry in enumerate(data.get("matrix") or []):
@@ -510,6 +537,9 @@ def load_workspace(
                         name=name, model=model, platform=platform, template=None, options=opts,
                         inputs=(root / entry["inputs"]).resolve() if entry.get("inputs") else None,
                         force_regenerate=entry.get("regenerate") == "force", origin="matrix",
+                        target=_checked_target(entry.get("target"),
+                                               lambda m, i=i: err(["matrix", i, "target"], m)),
+                        tune=bool(entry.get("tune", False)),
                     ), ["matrix", i])
 
     if check_templates:

@@ -2,7 +2,7 @@
 
 Each operation leaves the project either in its previous good state or in the new one,
 and records in `.tvmc.json` what it did and from which inputs, so a later run (or the doit
-up-to-date checks in `tasks.py`) can tell what is stale without starting a server:
+up-to-date checks in `tasks/rules.py`) can tell what is stale without starting a server:
 
 * `create_project` generates into a temporary directory beside the target and renames it
   into place with `.tvmc.json` already inside: a half-generated project never exists

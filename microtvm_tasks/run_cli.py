@@ -43,6 +43,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--option", "-O", dest="option", action="append", default=[], metavar="KEY=VALUE",
                    help="override a project option for open_transport (e.g. a serial port)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each device reply")
+    p.add_argument("--profile", action="store_true",
+                   help="print the ticks of each operator (the project must be built from an archive "
+                        "compiled with `microtvm compile --profile`)")
     p.set_defaults(func=run_command)
 
 
@@ -121,6 +124,32 @@ def _project_type(project_dir: str) -> str | None:
     return st.options.get("project_type") if st is not None else None
 
 
+def _profiled_operators(project_dir: str) -> list[dict[str, Any]]:
+    """The operator list of the project's profiling archive (src/<name>.profile.json, copied
+    in with the model), or [] when the template did not copy it."""
+    import json
+    from pathlib import Path
+
+    for path in sorted(Path(project_dir).glob("**/src/*.profile.json")):
+        try:
+            return list(json.loads(path.read_text(encoding="utf-8"))["operators"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return []
+
+
+def format_profile(ticks: list[int], ops: list[dict[str, Any]], hz: int) -> str:
+    """Per-operator ticks as a table, largest share first in a column of percentages."""
+    total = sum(ticks) or 1
+    lines = [f"{'#':>3} {'operator':<20} {'variant':<18} {'ticks':>12} {'share':>6}  name"]
+    for k, t in enumerate(ticks):
+        op = ops[k] if k < len(ops) and len(ops) == len(ticks) else {}
+        lines.append(f"{k:>3} {op.get('kind', '?'):<20} {str(op.get('variant') or '-'):<18} {t:>12} "
+                     f"{100.0 * t / total:5.1f}%  {str(op.get('name', ''))[:50]}")
+    lines.append(f"    {'total':<39} {sum(ticks):>12}        ({hz} ticks/s)")
+    return "\n".join(lines)
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Handler of `microtvm run`."""
     import numpy as np
@@ -144,9 +173,11 @@ def run_command(args: argparse.Namespace) -> int:
     raw = parse_kv(args.option, "--option on the command line") if args.option else None
     result = run_project(
         args.project_dir, inputs, fill_mode=args.fill_mode, repeat=args.repeat, number=args.number,
-        raw_options=raw, seed=args.seed, timeout=args.timeout,
+        raw_options=raw, seed=args.seed, timeout=args.timeout, profile=args.profile,
     )
     print_result(result, print_top=args.print_top, print_time=args.print_time)
+    if result.op_ticks is not None:
+        print(format_profile(result.op_ticks, _profiled_operators(args.project_dir), result.tick_hz))
     if args.outputs:
         import io
 

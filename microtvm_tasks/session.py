@@ -39,6 +39,7 @@ CMD_DESCRIBE_TENSOR = 0x03
 CMD_SET_INPUT = 0x04
 CMD_RUN = 0x05
 CMD_GET_OUTPUT = 0x06
+CMD_PROFILE = 0x07
 REPLY_BIT = 0x80
 MSG_ERROR = 0x7F
 
@@ -495,6 +496,26 @@ class Session:
             raise SessionError(f"RUN ran {count} times, asked {n}")
         return (hi << 32) | lo, hz
 
+    def profile(self) -> list[int]:
+        """Ticks of each operator in the last run (a profiling build, compiled with
+        profile=True; operators in the order of the archive's src/<name>.profile.json)."""
+        ticks: list[int] = []
+        while True:
+            reply = self.request(CMD_PROFILE, struct.pack("<H", len(ticks)))
+            if len(reply) < 6:
+                raise SessionError(f"PROFILE reply has {len(reply)} bytes, expected at least 6")
+            num, first, count = struct.unpack_from("<HHH", reply)
+            if first != len(ticks) or len(reply) != 6 + 4 * count or (count == 0 and first < num):
+                raise SessionError(f"PROFILE reply for operators {first}+{count} of {num} is malformed")
+            ticks += struct.unpack_from(f"<{count}I", reply, 6)
+            if num == 0:
+                raise SessionError(
+                    "the firmware times no operators: it was not built from a profiling archive "
+                    "(compile with profile=True, as `microtvm run --profile` and `microtvm tune` do)"
+                )
+            if len(ticks) >= num:
+                return ticks
+
     def get_output_bytes(self, i: int) -> bytes:
         desc = self._desc()
         if not 0 <= i < len(desc.outputs):
@@ -571,6 +592,7 @@ class RunResult:
     tick_hz: int = 0
     round_trip_s: float = 0.0  # wall time of set inputs + one RUN + get outputs, over the transport
     number: int = 1  # runs per measurement
+    op_ticks: list[int] | None = None  # a profiling build: ticks per operator in the last run
 
     def summary(self) -> dict[str, Any]:
         import statistics
@@ -645,8 +667,9 @@ def _remembered_options(project_dir: Path) -> dict[str, Any]:
 
 
 def run_session(session: Session, inputs: Any = None, *, fill_mode: str = "random", repeat: int = 1,
-                number: int = 1, seed: int | None = 0) -> RunResult:
-    """Handshake, describe, load inputs, run `repeat` x RUN `number`, read the outputs."""
+                number: int = 1, seed: int | None = 0, profile: bool = False) -> RunResult:
+    """Handshake, describe, load inputs, run `repeat` x RUN `number`, read the outputs (and,
+    with `profile`, the ticks of each operator in the last run)."""
     if repeat < 1 or number < 1:
         raise SessionError("repeat and number must be >= 1")
     if session.max_payload is None:
@@ -665,13 +688,15 @@ def run_session(session: Session, inputs: Any = None, *, fill_mode: str = "rando
         ticks, hz = session.run(number)
         ticks_list.append(ticks)
     timings = [t / hz / number if hz else 0.0 for t in ticks_list]
+    op_ticks = session.profile() if profile else None
     return RunResult(outputs=outputs, inputs=arrays, timings=timings, description=desc, ticks=ticks_list,
-                     tick_hz=hz, round_trip_s=round_trip, number=number)
+                     tick_hz=hz, round_trip_s=round_trip, number=number, op_ticks=op_ticks)
 
 
 def run_project(project_dir: str | Path, inputs: Any = None, *, fill_mode: str = "random", repeat: int = 1,
                 number: int = 1, options: dict[str, Any] | None = None, seed: int | None = 0,
-                timeout: float = 30.0, raw_options: dict[str, str] | None = None) -> RunResult:
+                timeout: float = 30.0, raw_options: dict[str, str] | None = None,
+                profile: bool = False) -> RunResult:
     """`microtvm run`: start the project's server, open its transport, run, close, reap.
 
     The options given at create time (`.tvmc.json`) are passed to open_transport, updated
@@ -702,7 +727,8 @@ def run_project(project_dir: str | Path, inputs: Any = None, *, fill_mode: str =
         try:
             session = Session(ProjectAPITransport(client), timeout=reply_timeout)
             session.hello(timeout=start_timeout)
-            return run_session(session, inputs, fill_mode=fill_mode, repeat=repeat, number=number, seed=seed)
+            return run_session(session, inputs, fill_mode=fill_mode, repeat=repeat, number=number, seed=seed,
+                               profile=profile)
         finally:
             try:
                 client.close_transport()

@@ -30,7 +30,7 @@ from ..errors import CompileError
 #: file suffix -> frontend module (in this package) with load(path, **options) -> ir.Graph
 FRONTENDS: dict[str, str] = {".tflite": "frontend_tflite", ".onnx": "frontend_onnx"}
 
-#: options compile_model understands (forwarded to the frontend)
+#: options compile_model forwards to the frontend
 KNOWN_OPTIONS = ("input_layout",)
 
 GENERATOR = {"name": "microtvm-tasks", "version": "0.1.0"}
@@ -68,15 +68,38 @@ def _tensor_meta(t: Any) -> dict[str, Any]:
     return d
 
 
-def compile_graph(graph: Any, module_name: str = "default") -> tuple[dict[str, bytes], dict[str, Any]]:
-    """Passes, planning and emission for a loaded graph: (archive members, metadata)."""
+def compile_graph(
+    graph: Any,
+    module_name: str = "default",
+    *,
+    target: Any = None,
+    choose: Any = None,
+    tuning_log: str | Path | None = None,
+    profile: bool = False,
+) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """Passes, variant choice, planning and emission for a loaded graph: (archive members,
+    metadata).
+
+    target: a Target or CPU name (default generic): picks each operator's default kernel
+    variant. tuning_log: a tuning log (variants.py) whose fastest measured variant per
+    operator instance wins over the default. choose: a variants.Chooser instead (tests,
+    tuning batches). profile: the run function also records the ticks each operator takes
+    (`<prefix>_op_ticks`, read with the run protocol's PROFILE command), and the archive
+    gets src/<name>.profile.json naming the operators in that order."""
     from .emit_c import emit
     from .memory import plan_memory
     from .passes import run_passes
+    from .target import Target
+    from .variants import assign_variants, log_chooser
 
+    tgt = Target.parse(target)
+    target_string = "c -keys=cpu" if tgt.name == "generic" else f"c -keys=arm_cpu,cpu -mcpu={tgt.name}"
     graph = run_passes(graph)
+    if choose is None and tuning_log is not None:
+        choose = log_chooser(graph, tgt, tuning_log)
+    assign_variants(graph, tgt, choose)
     plan = plan_memory(graph)
-    files, const_bytes = emit(graph, plan, module_name)
+    files, const_bytes = emit(graph, plan, module_name, target=tgt, profile=profile)
     io_bytes = sum(graph.t(n).nbytes for n in graph.inputs + graph.outputs)
     meta = {
         "version": 7,
@@ -85,7 +108,7 @@ def compile_graph(graph: Any, module_name: str = "default") -> tuple[dict[str, b
                 "model_name": module_name,
                 "export_datetime": "1970-01-01 00:00:00Z",
                 "style": "full-model",
-                "target": ["c -keys=cpu"],
+                "target": [target_string],
                 "executors": ["aot"],
                 "memory": {
                     "operator_functions": [],
@@ -107,7 +130,26 @@ def compile_graph(graph: Any, module_name: str = "default") -> tuple[dict[str, b
     members = {k: v.encode("utf-8") for k, v in files.items()}
     members["metadata.json"] = (json.dumps(meta, indent=2, sort_keys=False) + "\n").encode("utf-8")
     members[f"src/{module_name}.ir.txt"] = (graph.dump() + _plan_text(graph, plan)).encode("utf-8")
+    if profile:
+        members[f"src/{module_name}.profile.json"] = (
+            json.dumps({"target": tgt.name, "operators": profiled_operators(graph)}, indent=1) + "\n"
+        ).encode("utf-8")
     return members, meta
+
+
+def profiled_operators(graph: Any) -> list[dict[str, Any]]:
+    """The operators a profiling build times, in the order of its tick table: every node
+    that produces code (aliases do not), with what the tuner needs to file a measurement."""
+    from .ops import spec
+    from .variants import signature
+
+    ops = []
+    for i, node in enumerate(graph.nodes):
+        if spec(node.kind).alias and not node.attrs.get("_copy"):
+            continue
+        ops.append({"node": i, "kind": node.kind, "name": node.name, "signature": signature(node, graph),
+                    "variant": node.attrs.get("_variant")})
+    return ops
 
 
 def _plan_text(graph: Any, plan: Any) -> str:
@@ -115,6 +157,8 @@ def _plan_text(graph: Any, plan: Any) -> str:
     lines = [f"memory plan: arena {plan.arena_size} bytes ({plan.strategy})"]
     for i, node in enumerate(graph.nodes):
         notes = []
+        if node.attrs.get("_variant"):
+            notes.append(f"variant {node.attrs['_variant']}")
         if node.attrs.get("_inplace"):
             notes.append("in place")
         if node.attrs.get("_copy"):
@@ -148,8 +192,20 @@ def load_model(path: str | Path, **options: Any) -> Any:
     return frontend.load(path, **given) if given else frontend.load(path)
 
 
-def compile_model(path: str | Path, out: str | Path, *, module_name: str = "default", **options: Any) -> Path:
+def compile_model(
+    path: str | Path,
+    out: str | Path,
+    *,
+    module_name: str = "default",
+    target: Any = None,
+    choose: Any = None,
+    tuning_log: str | Path | None = None,
+    profile: bool = False,
+    **options: Any,
+) -> Path:
     """Compile a .tflite / .onnx model (or pass an MLF .tar through) to an MLF archive at `out`.
+
+    target, choose, tuning_log, profile: as compile_graph; options go to the frontend.
 
     Raises CompileError for anything the user can fix: unknown format, unsupported
     operator (naming operator, node and model), bad module name or option.
@@ -176,14 +232,25 @@ def compile_model(path: str | Path, out: str | Path, *, module_name: str = "defa
         atomic_write_bytes(out, data)
         return out
     graph = load_model(path, **options)
-    members, _ = compile_graph(graph, module_name)
+    members, _ = compile_graph(graph, module_name, target=target, choose=choose, tuning_log=tuning_log,
+                               profile=profile)
     return write_archive(out, members)
 
 
-def compile_to_members(path: str | Path, *, module_name: str = "default", **options: Any) -> dict[str, bytes]:
+def compile_to_members(
+    path: str | Path,
+    *,
+    module_name: str = "default",
+    target: Any = None,
+    choose: Any = None,
+    tuning_log: str | Path | None = None,
+    profile: bool = False,
+    **options: Any,
+) -> dict[str, bytes]:
     """The archive members compile_model would write (for tests and benchmarks)."""
     graph = load_model(path, **options)
-    return compile_graph(graph, module_name)[0]
+    return compile_graph(graph, module_name, target=target, choose=choose, tuning_log=tuning_log,
+                         profile=profile)[0]
 
 
 __all__ = ["compile_model", "compile_graph", "compile_to_members", "load_model", "FRONTENDS"]

@@ -40,6 +40,14 @@ def register(subparsers: Any) -> None:
         default=None,
         help="layout of 4-D ONNX model inputs (default NCHW as in the model; TFLite is NHWC)",
     )
+    p.add_argument("--target", metavar="CPU", default=None,
+                   help="CPU to tune the kernels for (e.g. cortex-m4, cortex-m7, cortex-m33; default "
+                        "generic). The C stays portable; the target picks each operator's kernel variant")
+    p.add_argument("--tuning-log", metavar="LOG.jsonl", default=None,
+                   help="a log written by `microtvm tune`: each operator gets its fastest measured variant")
+    p.add_argument("--profile", action="store_true",
+                   help="time every operator (for `microtvm run --profile`; costs a few instructions "
+                        "per operator)")
     p.set_defaults(func=compile_command)
 
 
@@ -58,6 +66,12 @@ def compile_command(args: argparse.Namespace) -> int:
     if args.input_layout is not None:
         options["input_layout"] = args.input_layout
     t0 = time.perf_counter()
-    compile_model(model, out, module_name=args.module_name, **options)
+    if args.tuning_log is not None and not Path(args.tuning_log).is_file():
+        from ..errors import CompileError
+
+        raise CompileError(f"{args.tuning_log}: tuning log not found; run `microtvm tune` first, or drop "
+                           "--tuning-log to use the default variants")
+    compile_model(model, out, module_name=args.module_name, target=args.target, tuning_log=args.tuning_log,
+                  profile=args.profile, **options)
     print(f"wrote {out} ({out.stat().st_size} bytes) in {time.perf_counter() - t0:.2f} s")
     return 0

@@ -72,8 +72,11 @@ def _format_array(arr: Any) -> str:
 class EmitContext:
     """What an OpSpec's `lower` uses to produce C (see ops/__init__.py)."""
 
-    def __init__(self, graph: Graph, plan: Plan, module_name: str) -> None:
+    def __init__(self, graph: Graph, plan: Plan, module_name: str, target: Any = None) -> None:
+        from .target import Target
+
         self.graph = graph
+        self.target = Target.parse(target)
         self.plan = plan
         self.module_name = module_name
         self.prefix = f"tvmgen_{module_name}"
@@ -89,6 +92,11 @@ class EmitContext:
     # --- queries ---------------------------------------------------------------
     def t(self, name: str) -> Tensor:
         return self.graph.t(name)
+
+    @property
+    def variant(self) -> str | None:
+        """The kernel variant chosen for the current node (OpSpec.variants), or None."""
+        return None if self.node is None else self.node.attrs.get("_variant")
 
     def error(self, msg: str) -> CompileError:
         n = self.node
@@ -164,9 +172,19 @@ class EmitContext:
         self.emit(f"{fn}({', '.join(str(a) for a in args)});")
 
 
-def emit(graph: Graph, plan: Plan, module_name: str) -> tuple[dict[str, str], int]:
-    """({relative MLF path: text} for the header, lib0.c and lib1.c; constant bytes)."""
-    ctx = EmitContext(graph, plan, module_name)
+def emit(
+    graph: Graph, plan: Plan, module_name: str, *, target: Any = None, profile: bool = False
+) -> tuple[dict[str, str], int]:
+    """({relative MLF path: text} for the header, lib0.c and lib1.c; constant bytes).
+
+    profile: each operator that produces code is bracketed by two mt_platform_ticks()
+    readings (the runtime's platform hook) and the difference stored in
+    `<prefix>_op_ticks[k]`, k counting those operators in graph order (as
+    compiler.profiled_operators lists them); the header declares the table and
+    `<PREFIX>_PROFILE_OPS`, which the runtime glue looks for. The readings sit between
+    whole operators, so they change no kernel's code."""
+    ctx = EmitContext(graph, plan, module_name, target)
+    profiled = 0
     idents: dict[str, str] = {}
     for name in [*graph.inputs, *graph.outputs]:
         other = idents.setdefault(c_ident(name), name)
@@ -181,17 +199,20 @@ def emit(graph: Graph, plan: Plan, module_name: str) -> tuple[dict[str, str], in
         ctx.node_index = i
         ctx.lines.append(f"  /* #{i} {node.kind} {_comment(node.name)} */")
         sp = spec(node.kind)
-        if sp.alias:
-            if node.attrs.get("_copy"):
-                ctx.include("string.h")
-                ctx.emit(
-                    f"memcpy({ctx.ptr(node.outputs[0])}, {ctx.ptr(node.inputs[0])}, "
-                    f"{ctx.t(node.outputs[0]).nbytes});"
-                )
-            else:
-                ctx.lines.append("  /* alias: shares the input's storage, no code */")
+        if sp.alias and not node.attrs.get("_copy"):
+            ctx.lines.append("  /* alias: shares the input's storage, no code */")
             continue
-        sp.lower(node, ctx)
+        if profile:
+            ctx.lines.append("  mt_t0 = mt_platform_ticks();")
+        if sp.alias:
+            ctx.include("string.h")
+            nbytes = ctx.t(node.outputs[0]).nbytes
+            ctx.emit(f"memcpy({ctx.ptr(node.outputs[0])}, {ctx.ptr(node.inputs[0])}, {nbytes});")
+        else:
+            sp.lower(node, ctx)
+        if profile:
+            ctx.lines.append(f"  {ctx.prefix}_op_ticks[{profiled}] = mt_platform_ticks() - mt_t0;")
+            profiled += 1
     ctx.node = None
 
     p = ctx.prefix
@@ -217,6 +238,13 @@ def emit(graph: Graph, plan: Plan, module_name: str) -> tuple[dict[str, str], in
             h.append(f"  void* {c_ident(n)};")
         h.append("};")
         h.append("")
+    if profile:
+        h += [
+            "/* profiling build: ticks of each operator in the last run (mt_platform_ticks units) */",
+            f"#define {upper}_PROFILE_OPS {profiled}",
+            f"extern uint32_t {p}_op_ticks[{max(profiled, 1)}];",
+            "",
+        ]
     h += [
         f"int32_t {p}_run(struct {p}_inputs* inputs, struct {p}_outputs* outputs);",
         "",
@@ -276,7 +304,13 @@ def emit(graph: Graph, plan: Plan, module_name: str) -> tuple[dict[str, str], in
     if plan.arena_size:
         lib1.append(f"static uint8_t {p}_arena[{plan.arena_size}] MT_ALIGN16;")
         lib1.append("")
+    if profile:
+        lib1.append("uint32_t mt_platform_ticks(void); /* the runtime's platform.h hook */")
+        lib1.append(f"uint32_t {p}_op_ticks[{max(profiled, 1)}];")
+        lib1.append("")
     lib1.append(f"int32_t {p}_run(struct {p}_inputs* inputs, struct {p}_outputs* outputs) {{")
+    if profile:
+        lib1.append("  uint32_t mt_t0;")
     lib1.append("  (void)inputs;")
     lib1.append("  (void)outputs;")
     lib1 += ctx.lines

@@ -84,6 +84,8 @@ class ModelInfo:
     has_devices: bool = False
     # the archive's code calls TVMBackendAllocWorkspace (TVM archives without static planning)
     needs_backend_workspace: bool = False
+    # a profiling build (compile profile=True): operators timed in <prefix>_op_ticks
+    profile_ops: int = 0
 
 
 def _c_ident(name: str) -> str:
@@ -262,6 +264,7 @@ def read_model_info(mlf_dir: str | Path) -> ModelInfo:
         header=header,
         workspace_pools=pools,
         has_devices=f"tvmgen_{name}_devices" in params,
+        profile_ops=macros.get(f"TVMGEN_{upper}_PROFILE_OPS", 0),
     )
 
 
@@ -415,7 +418,8 @@ def write_model_glue(
         lines += _backend_workspace(info.workspace_bytes)
     lines.append("const mt_model_t mt_model = {")
     lines.append(f"  {_c_string(n)}, {len(info.inputs)}u, {len(info.outputs)}u, mt_inputs, mt_outputs,")
-    lines.append(f"  {info.workspace_bytes}u, mt_run")
+    ticks = f"tvmgen_{n}_op_ticks" if info.profile_ops else "NULL"
+    lines.append(f"  {info.workspace_bytes}u, mt_run, {info.profile_ops}u, {ticks}")
     lines.append("};")
     written = []
     if standalone_input is None:

@@ -47,6 +47,8 @@ typedef struct {
   mt_tensor_t *outputs;
   uint32_t arena_bytes;          /* workspace_size_bytes from the MLF metadata */
   int32_t (*run)(void);          /* 0 on success */
+  uint32_t num_ops;              /* a profiling build: operators timed by run(), else 0 */
+  const uint32_t *op_ticks;      /* their ticks in the last run() (num_ops entries), or NULL */
 } mt_model_t;
 
 extern const mt_model_t mt_model;

@@ -14,6 +14,7 @@
 #define MT_CMD_SET_INPUT 0x04u
 #define MT_CMD_RUN 0x05u
 #define MT_CMD_GET_OUTPUT 0x06u
+#define MT_CMD_PROFILE 0x07u
 #define MT_REPLY_BIT 0x80u
 #define MT_MSG_ERROR 0x7Fu
 

@@ -232,6 +232,39 @@ static int32_t do_get_output(uint8_t seq, const uint8_t *p, uint16_t len) {
   return mt_frame_send((uint8_t)(MT_CMD_GET_OUTPUT | MT_REPLY_BIT), seq, t->data + offset, count, NULL, 0);
 }
 
+/* at most this many operators per PROFILE reply, so the reply buffer stays small on the stack */
+#define MT_PROFILE_CHUNK 16u
+
+static int32_t do_profile(uint8_t seq, const uint8_t *p, uint16_t len) {
+  uint8_t out[6u + 4u * MT_PROFILE_CHUNK];
+  uint16_t first;
+  uint16_t count;
+  uint16_t i;
+  const uint16_t num = (uint16_t)(mt_model.num_ops > 0xFFFFu ? 0xFFFFu : mt_model.num_ops);
+  if (len != 2u) {
+    return send_error(seq, MT_ERR_BAD_ARGS, MT_MSG("PROFILE needs first(u16)"), NULL);
+  }
+  first = mt_get_u16(p);
+  if (first > num) {
+    return send_error(seq, MT_ERR_RANGE, MT_MSG("PROFILE first past the last operator"), NULL);
+  }
+  count = (uint16_t)(num - first);
+  if (count > (uint16_t)((MT_MAX_PAYLOAD - 6u) / 4u)) {
+    count = (uint16_t)((MT_MAX_PAYLOAD - 6u) / 4u);
+  }
+  if (count > MT_PROFILE_CHUNK) {
+    count = MT_PROFILE_CHUNK;
+  }
+  mt_put_u16(out, num);
+  mt_put_u16(out + 2, first);
+  mt_put_u16(out + 4, count);
+  for (i = 0; i < count; ++i) {
+    mt_put_u32(out + 6u + 4u * i, mt_model.op_ticks[first + i]);
+  }
+  return mt_frame_send((uint8_t)(MT_CMD_PROFILE | MT_REPLY_BIT), seq, out, (uint16_t)(6u + 4u * count), NULL,
+                       0);
+}
+
 static int32_t dispatch(void) {
   uint8_t type = mt_frame_type(&g_rx);
   uint8_t seq = mt_frame_seq(&g_rx);
@@ -254,6 +287,8 @@ static int32_t dispatch(void) {
       return do_run(seq, p, len);
     case MT_CMD_GET_OUTPUT:
       return do_get_output(seq, p, len);
+    case MT_CMD_PROFILE:
+      return do_profile(seq, p, len);
     default:
       return send_error(seq, MT_ERR_UNKNOWN_CMD, MT_MSG("unknown command"), NULL);
   }

@@ -1,3 +1,4 @@
+// requires: mt_dsp.h
 /*
  * dot_s8.h: int8 x int8 -> int32 dot products, the inner loop of FULLY_CONNECTED and
  * CONV_2D. Exact integer arithmetic (the order of additions cannot change the result).
@@ -6,22 +7,9 @@
  * are formed 16 bytes at a time with sign extension + pmaddwd, and mt_dot4_s8 shares the
  * widened input among four weight rows. On Arm cores with the DSP extension (Cortex-M4,
  * M7, M33 ...) four bytes at a time go through SXTB16 + SMLAD (two 16x16 multiply-adds
- * per instruction). Nothing here uses floating point.
+ * per instruction), through mt_dsp.h (so MT_NO_DSP selects the portable C there too).
+ * Nothing here uses floating point.
  */
-#if defined(__ARM_FEATURE_DSP) && !defined(__SSE2__)
-#include <arm_acle.h>
-#include <string.h>
-#define MT_ARM_DSP 1
-
-static inline uint32_t mt_load_u32(const int8_t* p) {
-  uint32_t v;
-  memcpy(&v, p, 4);
-  return v;
-}
-
-static inline uint32_t mt_ror8(uint32_t v) { return (v >> 8) | (v << 24); }
-#endif
-
 #if defined(__SSE2__)
 #include <emmintrin.h>
 
@@ -55,12 +43,12 @@ MT_KERNEL int32_t mt_dot_s8(const int8_t* restrict a, const int8_t* restrict b, 
     }
     acc = mt_hsum_epi32(s);
   }
-#elif defined(MT_ARM_DSP)
+#elif defined(MT_DSP)
   for (; i + 4 <= n; i += 4) {
-    const uint32_t x = mt_load_u32(a + i);
-    const uint32_t y = mt_load_u32(b + i);
-    acc = __smlad(__sxtb16(x), __sxtb16(y), acc);
-    acc = __smlad(__sxtb16(mt_ror8(x)), __sxtb16(mt_ror8(y)), acc);
+    const uint32_t x = mt_ld32(a + i);
+    const uint32_t y = mt_ld32(b + i);
+    acc = mt_smlad(mt_sxtb16(x), mt_sxtb16(y), acc);
+    acc = mt_smlad(mt_sxtb16_ror8(x), mt_sxtb16_ror8(y), acc);
   }
 #endif
   for (; i < n; ++i) {
@@ -112,24 +100,24 @@ MT_KERNEL void mt_dot4_s8(const int8_t* restrict a, const int8_t* restrict b, in
   {
     out[0] = out[1] = out[2] = out[3] = 0;
   }
-#if defined(MT_ARM_DSP)
+#if defined(MT_DSP)
   {
     int32_t a0 = out[0], a1 = out[1], a2 = out[2], a3 = out[3];
     for (; i + 4 <= n; i += 4) {
-      const uint32_t x = mt_load_u32(a + i);
-      const int16x2_t xe = __sxtb16(x), xo = __sxtb16(mt_ror8(x));
-      uint32_t y = mt_load_u32(b + i);
-      a0 = __smlad(xe, __sxtb16(y), a0);
-      a0 = __smlad(xo, __sxtb16(mt_ror8(y)), a0);
-      y = mt_load_u32(b + stride + i);
-      a1 = __smlad(xe, __sxtb16(y), a1);
-      a1 = __smlad(xo, __sxtb16(mt_ror8(y)), a1);
-      y = mt_load_u32(b + 2 * stride + i);
-      a2 = __smlad(xe, __sxtb16(y), a2);
-      a2 = __smlad(xo, __sxtb16(mt_ror8(y)), a2);
-      y = mt_load_u32(b + 3 * stride + i);
-      a3 = __smlad(xe, __sxtb16(y), a3);
-      a3 = __smlad(xo, __sxtb16(mt_ror8(y)), a3);
+      const uint32_t x = mt_ld32(a + i);
+      const uint32_t xe = mt_sxtb16(x), xo = mt_sxtb16_ror8(x);
+      uint32_t y = mt_ld32(b + i);
+      a0 = mt_smlad(xe, mt_sxtb16(y), a0);
+      a0 = mt_smlad(xo, mt_sxtb16_ror8(y), a0);
+      y = mt_ld32(b + stride + i);
+      a1 = mt_smlad(xe, mt_sxtb16(y), a1);
+      a1 = mt_smlad(xo, mt_sxtb16_ror8(y), a1);
+      y = mt_ld32(b + 2 * stride + i);
+      a2 = mt_smlad(xe, mt_sxtb16(y), a2);
+      a2 = mt_smlad(xo, mt_sxtb16_ror8(y), a2);
+      y = mt_ld32(b + 3 * stride + i);
+      a3 = mt_smlad(xe, mt_sxtb16(y), a3);
+      a3 = mt_smlad(xo, mt_sxtb16_ror8(y), a3);
     }
     out[0] = a0;
     out[1] = a1;

@@ -60,6 +60,11 @@ registered kinds in topological order) and add its file suffix to `FRONTENDS` in
 are found with `onnx_spec(op_type)`; each spec's `from_onnx(ctx)` decides how an ONNX
 node becomes IR nodes.
 
+Variants: a spec may offer several kernels for one node (`variants(node, graph, target)`,
+the target's default first); the compiler records the chosen one in node.attrs["_variant"]
+(default, tuning log, or a test's choice; compiler/variants.py) before planning, and
+scratch_bytes / lower read it. `ctx.target` is the compiler.target.Target.
+
 Aliases: a spec with `alias = True` (RESHAPE, SQUEEZE) produces no code; its output
 shares the input's storage (the memory planner merges them). In place: a spec whose
 `inplace(node, graph)` returns True may get node.attrs["_inplace"] (output over input 0);
@@ -124,6 +129,15 @@ class OpSpec:
         then sets node.attrs["_inplace"] = True before asking scratch_bytes and lowering;
         the kernel must then be correct with the two pointers equal (no `restrict` on them)."""
         return False
+
+    def variants(self, node: Node, graph: Graph, target: Any) -> tuple[str, ...]:
+        """Names of the kernels that can implement this node on `target` (a
+        compiler.target.Target), the target's default first; () when there is one kernel.
+
+        Every variant must compute the same bits on every target (SIMD paths have portable C
+        beside them); only speed may differ. The chosen name is in node.attrs["_variant"]
+        before scratch_bytes and lower are asked (compiler/variants.py)."""
+        return ()
 
     def scratch_bytes(self, node: Node, graph: Graph) -> int:
         """Bytes of temporary arena space the kernel needs while it runs (ctx.scratch_ptr())."""

@@ -1,6 +1,15 @@
 """CONV_2D: NHWC input, OHWI filter; int8 (per-channel weights, TFLite reference integer
 semantics) and float32; stride, dilation, SAME/VALID or explicit (top, left, bottom, right)
-padding (`_common.window_padding`), fused activation."""
+padding (`_common.window_padding`), fused activation.
+
+int8 kernel variants (OpSpec.variants; all bit-exact everywhere, only speed differs):
+- "dot4" (kernels/conv_2d.h mt_conv_s8): an int8 patch per output pixel, dot products four
+  output channels at a time, SSE2 requantisation on x86 hosts. The generic default.
+- "im2col_s16" (kernels/conv_s8_dsp.h mt_conv_s8_s16): two output pixels sign-extended
+  once into an int16 scratch, a 2-pixel x 2-channel SMLAD kernel over a filter reordered at
+  compile time, and a one-SMLAL requantisation. The default where the target has the Arm
+  DSP extension.
+"""
 
 from __future__ import annotations
 
@@ -102,6 +111,44 @@ def check_conv(node, graph, err, depthwise: bool) -> None:
     conv_geometry(node, graph, err, depthwise)
 
 
+VARIANT_DOT4 = "dot4"
+VARIANT_S16 = "im2col_s16"
+
+
+def s16_blocks(g: dict[str, int]) -> int:
+    """Blocks of four depth values (kh * kw * in_c, rounded up) of the im2col_s16 kernel."""
+    return (g["kh"] * g["kw"] * g["ic"] + 3) // 4
+
+
+def pack_filter_s16(w, nblk: int):
+    """The OHWI int8 filter in the order mt_conv_s8_s16 reads it, as little-endian words:
+    each output channel's depth zero-padded to nblk * 4; for every pair of channels, per
+    block the two channels' four bytes; an odd last channel's blocks alone at the end.
+    Same bytes as the filter plus the padding (never more than 3 per channel)."""
+    import numpy as np
+
+    oc = int(w.shape[0])
+    flat = np.asarray(w, np.int8).reshape(oc, -1)
+    padded = np.zeros((oc, nblk * 4), np.int8)
+    padded[:, : flat.shape[1]] = flat
+    blocks = padded.reshape(oc, nblk, 4)
+    pairs = oc // 2
+    parts = [blocks[: 2 * pairs].reshape(pairs, 2, nblk, 4).transpose(0, 2, 1, 3).reshape(-1)]
+    if oc % 2:
+        parts.append(blocks[-1].reshape(-1))
+    return np.ascontiguousarray(np.concatenate(parts)).view("<u4").astype(np.uint32)
+
+
+def s16_round_table(shifts: list[int]):
+    """2^(r - 2) per channel for conv_s8_dsp.h's one-SMLAL requantisation, which needs every
+    channel to shift right by r = 2..31; None otherwise (the kernel then uses mt_mbqm)."""
+    import numpy as np
+
+    if not shifts or any(s > -2 or s < -31 for s in shifts):
+        return None
+    return np.asarray([1 << (-s - 2) for s in shifts], dtype=np.int32)
+
+
 def int8_params(node, ctx, wsum_axes: tuple[int, ...], channels: int):
     """(folded bias, multipliers, shifts, per-channel flag, SSE2 rmul table) of an int8
     convolution-like op, as C expressions."""
@@ -148,8 +195,18 @@ class Conv2D(OpSpec):
             g["oc"] <= g["ic"] and (g["oh"], g["ow"]) == (g["ih"], g["iw"])
         )
 
+    def variants(self, node, graph, target):
+        """int8: "im2col_s16" first on targets with the Arm DSP extension, "dot4" first
+        elsewhere (its SSE2 path suits x86 hosts); float32 has one kernel."""
+        if graph.t(node.inputs[0]).dtype != "int8":
+            return ()
+        if getattr(target, "dsp", False):
+            return (VARIANT_S16, VARIANT_DOT4)
+        return (VARIANT_DOT4, VARIANT_S16)
+
     def scratch_bytes(self, node, graph):
-        """int8 needs a kh*kw*in_c patch buffer unless the filter is 1x1 without padding
+        """im2col_s16: two pixels of int16 depth (4 bytes per depth value, padded to four).
+        dot4 needs a kh*kw*in_c patch buffer unless the filter is 1x1 without padding
         (and the convolution does not run in place); float32 with a fused max pool one
         convolution output row (the columns the pool uses)."""
         g = conv_geometry(node, graph, lambda m: ValueError(m), depthwise=False)
@@ -157,6 +214,8 @@ class Conv2D(OpSpec):
             if node.attrs.get("pool") is None:
                 return 0
             return (g["ow"] // g["pool_w"]) * g["pool_w"] * g["oc"] * 4
+        if node.attrs.get("_variant") == VARIANT_S16:
+            return 4 * 4 * s16_blocks(g)
         if g["kh"] == g["kw"] == 1 and g["ph"] == g["pw"] == 0 and not node.attrs.get("_inplace"):
             h_ok = (g["oh"] - 1) * g["sh"] < g["ih"]
             w_ok = (g["ow"] - 1) * g["sw"] < g["iw"]
@@ -172,7 +231,9 @@ class Conv2D(OpSpec):
         lo, hi = activation_range(node.attrs.get("activation"), out)
         geo = kernel_geometry_args(g, g["oc"])
         ctx.kernel("conv_2d.h")
-        if x.dtype == "int8":
+        if x.dtype == "int8" and node.attrs.get("_variant") == VARIANT_S16:
+            self._lower_s16(node, ctx, g, geo, lo, hi)
+        elif x.dtype == "int8":
             bias, mult, shift, pc, rmul = int8_params(node, ctx, (1, 2, 3), g["oc"])
             ctx.call(
                 "mt_conv_s8",
@@ -223,3 +284,36 @@ class Conv2D(OpSpec):
                 c_float(plo),
                 c_float(phi),
             )
+
+    def _lower_s16(self, node, ctx, g: dict[str, int], geo: list[int], lo: int, hi: int) -> None:
+        """The im2col_s16 call: reordered filter, and the rounding table of the fast
+        requantisation where every channel allows it (and every multiplier is >= 0)."""
+        import numpy as np
+
+        x, w, out = ctx.t(node.inputs[0]), ctx.t(node.inputs[1]), ctx.t(node.outputs[0])
+        ctx.kernel("conv_s8_dsp.h")
+        bias, mult, shift, pc, _ = int8_params(node, ctx, (1, 2, 3), g["oc"])
+        mults, shifts = conv_multipliers(x, w, out, g["oc"])
+        rnd = s16_round_table(shifts)
+        if rnd is not None and min(mults) < 0:
+            rnd = None
+        if rnd is not None and not pc:
+            rnd = rnd[:1]
+        nblk = s16_blocks(g)
+        ctx.call(
+            "mt_conv_s8_s16",
+            ctx.ptr(node.inputs[0]),
+            ctx.const(pack_filter_s16(w.data, nblk), "filter s16 order"),
+            bias,
+            mult,
+            shift,
+            "(const int32_t*)0" if rnd is None else ctx.const(rnd, "rounding"),
+            pc,
+            ctx.ptr(node.outputs[0]),
+            ctx.scratch_ptr("uint32_t"),
+            *geo,
+            x.zero_point,
+            out.zero_point,
+            lo,
+            hi,
+        )
