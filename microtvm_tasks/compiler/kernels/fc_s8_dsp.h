@@ -167,26 +167,69 @@ MT_KERNEL void mt_fc_pairs(const void* x, int wide, const uint32_t* restrict w, 
   }
 }
 
-/* requantise one int32 row sum (bias included) of output channel ch and store it */
-static inline void mt_fc_store(int8_t* restrict y, int32_t acc, const int32_t* restrict mult,
-                               const int8_t* restrict shift, int ch, int32_t out_zp, int32_t act_min,
-                               int32_t act_max) {
-  const int32_t v = mt_mbqm(acc, mult[ch], shift[ch]) + out_zp;
-  *y = (int8_t)mt_clamp_i32(v, act_min, act_max);
+/* v clamped to -128..127: one SSAT where the core has it */
+#if defined(__ARM_FEATURE_SAT) && defined(__GNUC__) && !defined(__SSE2__)
+static inline int32_t mt_fc_sat8(int32_t v) {
+  int32_t r;
+  __asm__("ssat %0, #8, %1" : "=r"(r) : "r"(v));
+  return r;
+}
+#else
+static inline int32_t mt_fc_sat8(int32_t v) { return mt_clamp_i32(v, -128, 127); }
+#endif
+
+/* MultiplyByQuantizedMultiplier(x, m, shift) + out_zp, clamped to act_min..act_max (within
+ * -128..127), stored. fast (every channel shifts right by r = 2..23 and m >= 0;
+ * rnd = 2^(r-2) + out_zp * 2^(r-1)): TFLite's RoundingDivideByPOT(
+ * SaturatingRoundingDoublingHighMul(x, m), r) is one floor division
+ *     floor((x * m + 2^30 + 2^(30+r) - [x < 0] * 2^31) / 2^(31+r))
+ * (the nested floors merge; the sign test of the high product may use x, as for
+ * -2^30 <= x * m < 0 both give 0), and adding out_zp * 2^(31+r) to the numerator adds
+ * out_zp to the quotient. The 64-bit sum starts at high word rnd - [x < 0], low word
+ * 2^30 + [x < 0] * 2^31, takes x * m in one SMLAL, and its high word shifted right by
+ * r - 1 is the result; |high word| < 2^30 + 2^29 for r <= 23, so nothing wraps.
+ * Otherwise mt_mbqm + out_zp. Bit-identical either way. */
+static inline void mt_fc_out(int8_t* restrict y, int32_t x, int32_t m, int32_t shift, int32_t rnd, int fast,
+                             int32_t out_zp, int32_t act_min, int32_t act_max) {
+  int32_t v;
+  if (fast) {
+    const uint32_t neg = x < 0 ? 0xffffffffu : 0u;
+    const uint64_t init = ((uint64_t)(neg + (uint32_t)rnd) << 32) | (0x40000000u + (neg << 31));
+    const uint32_t hi = (uint32_t)((init + (uint64_t)((int64_t)x * (int64_t)m)) >> 32);
+    v = (int32_t)hi >> (-shift - 1);
+  } else {
+    v = mt_mbqm(x, m, shift) + out_zp;
+  }
+  v = mt_fc_sat8(v);
+  if (act_min > -128 && v < act_min) {
+    v = act_min;
+  }
+  if (act_max < 127 && v > act_max) {
+    v = act_max;
+  }
+  *y = (int8_t)v;
 }
 
+/* Output channel ch's requantisation parameters: per channel from the tables, else the
+ * per-tensor values given as arguments (compile-time constants once inlined). */
+#define MT_FC_OUT(y, x, ch)                                                                  \
+  mt_fc_out((y), (x), per_channel ? mult[ch] : m0, per_channel ? shift[ch] : s0,             \
+            per_channel ? rnd[ch] : rnd0, fast, out_zp, act_min, act_max)
+
 /* expand: 0 reads the int8 input in the loop; 1 first widens each batch row into xs
- * (2 * (in_dim / 4) words of scratch) */
+ * (2 * (in_dim / 4) words of scratch). Per tensor (per_channel 0) the requantisation is
+ * m0, s0, rnd0 and the tables are not read; fast: see mt_fc_out (rnd may be null if 0). */
 MT_KERNEL void mt_fc_s8_pairs(const int8_t* restrict in, const uint32_t* restrict wp,
-                              const int8_t* restrict wr, const int32_t* restrict bp,
-                              const int32_t* restrict mult, const int8_t* restrict shift, int per_channel,
+                              const int8_t* restrict wr, const int32_t* restrict bp, int per_channel,
+                              const int32_t* restrict mult, const int8_t* restrict shift,
+                              const int32_t* restrict rnd, int32_t m0, int32_t s0, int32_t rnd0, int fast,
                               int8_t* restrict out, int batches, int in_dim, int out_dim, int32_t out_zp,
                               int32_t act_min, int32_t act_max, int expand, uint32_t* restrict xs) {
   const int k4 = in_dim >> 2;
   const int tail = in_dim & 3;
   const int o4 = out_dim & ~3;
   const int o2 = out_dim & ~1;
-  int b, o, k, j, r;
+  int b, o, k, j;
   for (b = 0; b < batches; ++b) {
     const int8_t* restrict x = in + b * in_dim;
     const int8_t* restrict xt = x + 4 * k4;
@@ -205,26 +248,47 @@ MT_KERNEL void mt_fc_s8_pairs(const int8_t* restrict in, const uint32_t* restric
     }
     /* 128 * sum(x) = 128 * (usum - 128 * 4 * k4), modulo 2^32 */
     corr = 128u * usum - 65536u * (uint32_t)k4;
-    for (o = 0; o < o2; o += 4) {
-      const int np = o + 4 <= o4 ? 2 : 1;
-      const int nr = 2 * np;
+    for (o = 0; o < o4; o += 4) {
       int32_t acc[4];
-      for (r = 0; r < nr; r += 2) {
-        acc[r] = (int32_t)((uint32_t)bp[o + r] - corr);
-        acc[r + 1] = bp[o + r + 1];
+      int32_t r0, r1, r2, r3;
+      acc[0] = (int32_t)((uint32_t)bp[o] - corr);
+      acc[1] = bp[o + 1];
+      acc[2] = (int32_t)((uint32_t)bp[o + 2] - corr);
+      acc[3] = bp[o + 3];
+      mt_fc_pairs(xsrc, expand, w, 2, k4, acc);
+      w += 4 * k4;
+      r0 = (int32_t)((uint32_t)acc[0] - ((uint32_t)acc[1] << 8));
+      r1 = acc[1];
+      r2 = (int32_t)((uint32_t)acc[2] - ((uint32_t)acc[3] << 8));
+      r3 = acc[3];
+      for (j = 0; j < tail; ++j) {
+        const int32_t xj = xt[j];
+        r0 += xj * wt[j];
+        r1 += xj * wt[tail + j];
+        r2 += xj * wt[2 * tail + j];
+        r3 += xj * wt[3 * tail + j];
       }
-      mt_fc_pairs(xsrc, expand, w, np, k4, acc);
-      w += 2 * np * k4;
-      for (r = 0; r < nr; r += 2) {
-        acc[r] = (int32_t)((uint32_t)acc[r] - ((uint32_t)acc[r + 1] << 8));
+      wt += 4 * tail;
+      MT_FC_OUT(y + o, r0, o);
+      MT_FC_OUT(y + o + 1, r1, o + 1);
+      MT_FC_OUT(y + o + 2, r2, o + 2);
+      MT_FC_OUT(y + o + 3, r3, o + 3);
+    }
+    if (o4 < o2) {
+      int32_t acc[2];
+      int32_t r0, r1;
+      acc[0] = (int32_t)((uint32_t)bp[o4] - corr);
+      acc[1] = bp[o4 + 1];
+      mt_fc_pairs(xsrc, expand, w, 1, k4, acc);
+      r0 = (int32_t)((uint32_t)acc[0] - ((uint32_t)acc[1] << 8));
+      r1 = acc[1];
+      for (j = 0; j < tail; ++j) {
+        r0 += (int32_t)xt[j] * wt[j];
+        r1 += (int32_t)xt[j] * wt[tail + j];
       }
-      for (r = 0; r < nr; ++r) {
-        for (j = 0; j < tail; ++j) {
-          acc[r] += (int32_t)xt[j] * (int32_t)wt[j];
-        }
-        wt += tail;
-        mt_fc_store(y + o + r, acc[r], mult, shift, per_channel ? o + r : 0, out_zp, act_min, act_max);
-      }
+      wt += 2 * tail;
+      MT_FC_OUT(y + o4, r0, o4);
+      MT_FC_OUT(y + o4 + 1, r1, o4 + 1);
     }
     if (o2 < out_dim) {
       int32_t acc = bp[o2];
@@ -238,7 +302,9 @@ MT_KERNEL void mt_fc_s8_pairs(const int8_t* restrict in, const uint32_t* restric
       for (j = 0; j < tail; ++j) {
         acc += (int32_t)xt[j] * (int32_t)wt[4 * k4 + j];
       }
-      mt_fc_store(y + o2, acc, mult, shift, per_channel ? o2 : 0, out_zp, act_min, act_max);
+      MT_FC_OUT(y + o2, acc, o2);
     }
   }
 }
+
+#undef MT_FC_OUT

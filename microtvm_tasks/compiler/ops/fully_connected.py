@@ -192,15 +192,26 @@ class FullyConnected(OpSpec):
         wp, wr, bp = pack_fc_pairs(w.data, bias)
         ctx.kernel("fc_s8_dsp.h")
         scratch = expand and self.scratch_bytes(node, ctx.graph) > 0
+        # the one-SMLAL requantisation (fc_s8_dsp.h mt_fc_out) needs right shifts 2..23
+        # and non-negative multipliers in every channel; else mt_mbqm
+        fast = all(-23 <= s <= -2 for s in shifts) and min(mults) >= 0
+        zp = int(out.zero_point)
+        rnd = [(1 << (-s - 2)) + zp * (1 << (-s - 1)) for s in shifts] if fast else [0] * len(shifts)
+        i32 = np.int32
         ctx.call(
             "mt_fc_s8_pairs",
             ctx.ptr(node.inputs[0]),
             ctx.const(wp, "weights (row pairs)"),
             ctx.const(wr, "weights (rest)"),
             ctx.const(bp, "bias (row pairs)"),
-            ctx.const(np.asarray(mults, np.int32), "mult"),
-            ctx.const(np.asarray(shifts, np.int8), "shift"),
             int(per_channel),
+            ctx.const(np.asarray(mults, i32), "mult") if per_channel else "(const int32_t*)0",
+            ctx.const(np.asarray(shifts, np.int8), "shift") if per_channel else "(const int8_t*)0",
+            ctx.const(np.asarray(rnd, i32), "rounding") if per_channel else "(const int32_t*)0",
+            int(mults[0]),
+            int(shifts[0]),
+            int(rnd[0]),
+            int(fast),
             ctx.ptr(node.outputs[0]),
             x.size // in_dim,
             in_dim,
