@@ -40,6 +40,9 @@ pytest.importorskip("tflite_micro", reason="TFLite Micro (PyPI tflite-micro) is 
 VARIANTS = (GENERIC, PAIRS, PAIRS_X16)
 IN_DIMS = (1, 3, 4, 17, 640)
 OUT_DIMS = (1, 3, 4, 5, 128)
+#: every remainder of packed steps modulo 4 (in_dim // 4 = 1, 2, 3, 5, 6, 4, 160, 0; the
+#: assembly does 1, 2, then 4 at a time), tails, lone rows and pairs
+QEMU_SHAPES = [(4, 5), (11, 4), (14, 5), (23, 3), (27, 8), (17, 1), (20, 128), (640, 4), (3, 4), (128, 7)]
 KERNELS = Path(__file__).resolve().parents[1] / "microtvm_tasks" / "compiler" / "kernels"
 HAVE_ARM_GCC = shutil.which("arm-none-eabi-gcc") is not None
 
@@ -275,8 +278,8 @@ OPT_LEVELS = ("-O0", "-O1", "-O2", "-O3", "-Os")
 def test_dsp_variants_build_warning_free_on_every_core_and_level(variant, tmp_path):
     from compiler_harness import arm_compile
 
-    model = fc_bank([(17, 5), (640, 128), (3, 1), (128, 7)], batch=3, per_channel=True, activation="RELU",
-                    seed=7)
+    shapes = [(i, o) for i in IN_DIMS for o in OUT_DIMS] + QEMU_SHAPES
+    model = fc_bank(shapes, batch=3, per_channel=True, activation="RELU", seed=7)
     members = _members(model, tmp_path, variant)
     for cpu, flags in ARM_CPUS.items():
         for opt in OPT_LEVELS:
@@ -301,8 +304,6 @@ def test_dsp_variants_build_warning_free_on_every_core_and_level(variant, tmp_pa
 
 HAVE_QEMU = HAVE_ARM_GCC and shutil.which("qemu-system-arm") is not None
 needs_qemu = pytest.mark.skipif(not HAVE_QEMU, reason="arm-none-eabi-gcc or qemu-system-arm not installed")
-#: odd and even numbers of packed steps (in_dim // 4 = 1, 5, 160), tails, lone rows and pairs
-QEMU_SHAPES = [(4, 5), (23, 3), (20, 128), (640, 4), (17, 1), (3, 4), (128, 7)]
 
 
 def _qemu_run(tmp_path: Path, mlf: Path, model: Path, board: str, trials: int = 2) -> list[int]:

@@ -81,7 +81,7 @@ static inline uint32_t mt_fc_sum_u8(uint32_t x, uint32_t acc) {
       [xa] "=&r"(xa), [xb] "=&r"(xb), [w0] "=&r"(w0), [w1] "=&r"(w1), [w2] "=&r"(w2),      \
       [w3] "=&r"(w3)
 
-/* acc[0..3] (t0, s0, t1, s1) += the packed products of k4 steps; x advances by
+/* acc[0..3] (t0, s0, t1, s1) += the packed products of k4 steps (inputs 4k..4k+3 each); x advances by
  * 8 (int16 scratch) or 4 (int8 input) bytes per step, w by 16 */
 MT_KERNEL void mt_fc_pairs2_asm(const void* x, int wide, const uint32_t* w, int k4, int32_t* acc) {
   register uint32_t w0 __asm__("r8");
@@ -93,13 +93,17 @@ MT_KERNEL void mt_fc_pairs2_asm(const void* x, int wide, const uint32_t* w, int 
   const uint8_t* xp = (const uint8_t*)x;
   const uint32_t* wq = w;
   const uint8_t* end;
+  /* 1, 2, then 4 steps at a time (the loop's CMP + BNE once per 64 multiply-adds) */
   if (wide) {
     if (k4 & 1) {
       __asm__(MT_FC_STEP16 : MT_FC_OUTS : : "memory");
     }
-    if (k4 >> 1) {
-      end = xp + 8 * (k4 - (k4 & 1));
-      __asm__("1:\n\t" MT_FC_STEP16 MT_FC_STEP16
+    if (k4 & 2) {
+      __asm__(MT_FC_STEP16 MT_FC_STEP16 : MT_FC_OUTS : : "memory");
+    }
+    if (k4 >> 2) {
+      end = xp + 8 * (k4 & ~3);
+      __asm__("1:\n\t" MT_FC_STEP16 MT_FC_STEP16 MT_FC_STEP16 MT_FC_STEP16
               "cmp %[x], %[end]\n\t"
               "bne 1b\n\t"
               : MT_FC_OUTS
@@ -110,9 +114,12 @@ MT_KERNEL void mt_fc_pairs2_asm(const void* x, int wide, const uint32_t* w, int 
     if (k4 & 1) {
       __asm__(MT_FC_STEP8 : MT_FC_OUTS : : "memory");
     }
-    if (k4 >> 1) {
-      end = xp + 4 * (k4 - (k4 & 1));
-      __asm__("1:\n\t" MT_FC_STEP8 MT_FC_STEP8
+    if (k4 & 2) {
+      __asm__(MT_FC_STEP8 MT_FC_STEP8 : MT_FC_OUTS : : "memory");
+    }
+    if (k4 >> 2) {
+      end = xp + 4 * (k4 & ~3);
+      __asm__("1:\n\t" MT_FC_STEP8 MT_FC_STEP8 MT_FC_STEP8 MT_FC_STEP8
               "cmp %[x], %[end]\n\t"
               "bne 1b\n\t"
               : MT_FC_OUTS
@@ -238,7 +245,28 @@ MT_KERNEL void mt_fc_s8_pairs(const int8_t* restrict in, const uint32_t* restric
     const int8_t* restrict wt = wr;
     int8_t* restrict y = out + b * out_dim;
     uint32_t usum = 0, corr;
-    for (k = 0; k < k4; ++k) {
+    if (!expand) {
+      /* four words a step: the loop overhead is most of the cost of a one-block layer */
+      uint32_t u1 = 0, u2 = 0, u3 = 0;
+      for (k = 0; k < (k4 & ~3); k += 4) {
+        usum = mt_fc_sum_u8(mt_ld32(x + 4 * k), usum);
+        u1 = mt_fc_sum_u8(mt_ld32(x + 4 * k + 4), u1);
+        u2 = mt_fc_sum_u8(mt_ld32(x + 4 * k + 8), u2);
+        u3 = mt_fc_sum_u8(mt_ld32(x + 4 * k + 12), u3);
+      }
+      usum += u1 + u2 + u3;
+    } else {
+      for (k = 0; k < (k4 & ~1); k += 2) {
+        const uint32_t v0 = mt_ld32(x + 4 * k), v1 = mt_ld32(x + 4 * k + 4);
+        usum = mt_fc_sum_u8(v0, usum);
+        usum = mt_fc_sum_u8(v1, usum);
+        mt_st32(xs + 2 * k, mt_sxtb16(v0));
+        mt_st32(xs + 2 * k + 1, mt_sxtb16_ror8(v0));
+        mt_st32(xs + 2 * k + 2, mt_sxtb16(v1));
+        mt_st32(xs + 2 * k + 3, mt_sxtb16_ror8(v1));
+      }
+    }
+    for (k = k4 & ~(expand ? 1 : 3); k < k4; ++k) {
       const uint32_t v = mt_ld32(x + 4 * k);
       usum = mt_fc_sum_u8(v, usum);
       if (expand) {
