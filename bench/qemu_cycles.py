@@ -51,10 +51,26 @@ def tflm_arena(model: Path, peers: Path) -> dict:
         return {}
 
 
-def measure(model: Path, board: str, work: Path) -> dict:
-    """Compile, generate, build and run `model` once; a row of the table."""
+def draw_inputs(specs: list[tuple[list[int], str]]) -> list:
+    """The fixed inputs of one run: numpy default_rng(0), in input order, standard normal for
+    floats and uniform over the whole range for integers. One function, because the TFLite
+    Micro peer (bench/tflm_peer) bakes the very same bytes into its firmware."""
     import numpy as np
 
+    rng = np.random.default_rng(0)
+    arrays = []
+    for shape, dtype_name in specs:
+        dtype = np.dtype(dtype_name)
+        if dtype.kind == "f":
+            arrays.append(rng.standard_normal(shape).astype(dtype))
+        else:
+            info = np.iinfo(dtype)
+            arrays.append(rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype))
+    return arrays
+
+
+def measure(model: Path, board: str, work: Path) -> dict:
+    """Compile, generate, build and run `model` once; a row of the table."""
     from microtvm_tasks.compiler import compile_model
     from microtvm_tasks.errors import MicrotvmError
     from microtvm_tasks.project_api.client import instantiate_from_dir
@@ -88,15 +104,10 @@ def measure(model: Path, board: str, work: Path) -> dict:
                 session = Session(ProjectAPITransport(client), timeout=600)
                 session.hello(timeout=30)
                 desc = session.describe()
-                rng = np.random.default_rng(0)
-                for i, t in enumerate(desc.inputs):
-                    dtype = np.dtype(t.dtype)
-                    if dtype.kind == "f":
-                        x = rng.standard_normal(t.shape).astype(dtype)
-                    else:
-                        info = np.iinfo(dtype)
-                        x = rng.integers(info.min, info.max, size=t.shape, endpoint=True).astype(dtype)
+                arrays = draw_inputs([(list(t.shape), t.dtype) for t in desc.inputs])
+                for i, x in enumerate(arrays):
                     session.set_input(i, x)
+                row["input_bytes"] = [x.tobytes() for x in arrays]
                 ticks, hz = session.run(1)
                 again, _ = session.run(1)
                 row["instructions"] = ticks
