@@ -11,13 +11,19 @@ RAM (data + bss, including the 16 KiB stack) from arm-none-eabi-size, the model'
 (workspace bytes from the MLF), and TFLite Micro's arena for the same model measured in the
 same run with ../shared/peers/tflm_reference.py, with the ratio arena / TFLM total.
 
-Usage: python bench/qemu_cycles.py [--models DIR] [--board mps2_an386] [--json]
-Needs arm-none-eabi-gcc, qemu-system-arm, tflite-micro (for the TFLM column).
+With --tflm-peer DIR (a build of bench/tflm_peer/build.py, see bench/tflm_peer/README.md) the
+table also has TFLite Micro's own instructions per inference for the same model, board files,
+counter and input bytes, with reference and CMSIS-NN kernels, the ratio ours / CMSIS-NN, and
+whether TFLM's output bytes equal ours.
+
+Usage: python bench/qemu_cycles.py [--models DIR] [--board mps2_an386] [--tflm-peer DIR] [--json]
+Needs arm-none-eabi-gcc, qemu-system-arm, tflite-micro (for the TFLM arena columns).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import subprocess
 import sys
@@ -51,10 +57,26 @@ def tflm_arena(model: Path, peers: Path) -> dict:
         return {}
 
 
-def measure(model: Path, board: str, work: Path) -> dict:
-    """Compile, generate, build and run `model` once; a row of the table."""
+def draw_inputs(specs: list[tuple[list[int], str]]) -> list:
+    """The fixed inputs of one run: numpy default_rng(0), in input order, standard normal for
+    floats and uniform over the whole range for integers. One function, because the TFLite
+    Micro peer (bench/tflm_peer) bakes the very same bytes into its firmware."""
     import numpy as np
 
+    rng = np.random.default_rng(0)
+    arrays = []
+    for shape, dtype_name in specs:
+        dtype = np.dtype(dtype_name)
+        if dtype.kind == "f":
+            arrays.append(rng.standard_normal(shape).astype(dtype))
+        else:
+            info = np.iinfo(dtype)
+            arrays.append(rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype))
+    return arrays
+
+
+def measure(model: Path, board: str, work: Path) -> dict:
+    """Compile, generate, build and run `model` once; a row of the table."""
     from microtvm_tasks.compiler import compile_model
     from microtvm_tasks.errors import MicrotvmError
     from microtvm_tasks.project_api.client import instantiate_from_dir
@@ -88,17 +110,13 @@ def measure(model: Path, board: str, work: Path) -> dict:
                 session = Session(ProjectAPITransport(client), timeout=600)
                 session.hello(timeout=30)
                 desc = session.describe()
-                rng = np.random.default_rng(0)
-                for i, t in enumerate(desc.inputs):
-                    dtype = np.dtype(t.dtype)
-                    if dtype.kind == "f":
-                        x = rng.standard_normal(t.shape).astype(dtype)
-                    else:
-                        info = np.iinfo(dtype)
-                        x = rng.integers(info.min, info.max, size=t.shape, endpoint=True).astype(dtype)
+                arrays = draw_inputs([(list(t.shape), t.dtype) for t in desc.inputs])
+                for i, x in enumerate(arrays):
                     session.set_input(i, x)
+                row["input_bytes"] = [x.tobytes() for x in arrays]
                 ticks, hz = session.run(1)
                 again, _ = session.run(1)
+                row["output_bytes"] = [session.get_output_bytes(i) for i in range(len(desc.outputs))]
                 row["instructions"] = ticks
                 row["deterministic"] = ticks == again
                 row["tick_hz"] = hz
@@ -113,11 +131,50 @@ def measure(model: Path, board: str, work: Path) -> dict:
     return row
 
 
+def tflm_peer_columns(row: dict, model: Path, board: str, peer_dir: Path) -> None:
+    """TFLite Micro's own instruction counts for `model` (reference and CMSIS-NN kernels),
+    from the peer firmwares of bench/tflm_peer/build.py booted now, and whether their
+    input and output bytes equal ours."""
+    sys.path.insert(0, str(REPO / "bench" / "tflm_peer"))
+    import peer
+
+    try:
+        manifest = peer.load_manifest(peer_dir)
+    except peer.PeerError as exc:
+        row["tflm_peer_error"] = str(exc)
+        return
+    info = manifest.get("models", {}).get(model.stem)
+    if info is None or "error" in info:
+        row["tflm_peer_error"] = "not in the peer build" if info is None else info["error"]
+        return
+    ours_in = row.get("input_bytes")
+    peer_in = [bytes.fromhex(t["hex"]) for t in info.get("inputs", [])]
+    row["tflm_same_input"] = None if ours_in is None else ours_in == peer_in
+    for kernels, res in peer.run_model(peer_dir, manifest, model.stem, board).items():
+        if "error" in res:
+            row[f"tflm_{kernels}_error"] = res["error"]
+            continue
+        row[f"tflm_{kernels}_instructions"] = res.get("ticks")
+        row[f"tflm_{kernels}_deterministic"] = res.get("ticks") == res.get("ticks_again")
+        row[f"tflm_{kernels}_arena_bytes"] = res.get("arena_bytes")
+        ours_out = row.get("output_bytes")
+        if ours_out is not None:
+            theirs = [bytes.fromhex(res["outputs"].get(i, "")) for i in range(len(res["outputs"]))]
+            row[f"tflm_{kernels}_same_output"] = ours_out == theirs
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", type=Path, default=SHARED / "models")
     ap.add_argument("--peers", type=Path, default=SHARED / "peers")
     ap.add_argument("--board", default="mps2_an386")
+    ap.add_argument(
+        "--tflm-peer",
+        type=Path,
+        metavar="DIR",
+        help="a bench/tflm_peer/build.py output: add TFLite Micro's instructions (reference and CMSIS-NN "
+        "kernels, same board files and counter) and whether its outputs equal ours",
+    )
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = ap.parse_args()
 
@@ -129,6 +186,12 @@ def main() -> int:
             peer = tflm_arena(model, args.peers)
             row["tflm_arena_total_bytes"] = peer.get("tflm_arena_total_bytes")
             row["tflm_arena_head_bytes"] = peer.get("tflm_arena_head_bytes")
+            if args.tflm_peer is not None:
+                tflm_peer_columns(row, model, args.board, args.tflm_peer.resolve())
+            row.pop("input_bytes", None)
+            outputs = row.pop("output_bytes", None)
+            if outputs is not None:
+                row["output_sha256"] = [hashlib.sha256(o).hexdigest() for o in outputs]
             rows.append(row)
             print(f"# {model.name}: done", file=sys.stderr, flush=True)
     if args.json:
@@ -138,33 +201,54 @@ def main() -> int:
     def fmt(v: object) -> str:
         return "-" if v is None else str(v)
 
+    def yes(v: object) -> str:
+        return "-" if v is None else ("yes" if v else "NO")
+
+    peer_cols = args.tflm_peer is not None
     print(f"board {args.board} (QEMU -icount: 1 tick = 1 guest instruction)")
     head = (
         "| model | instructions/inference | ms at 25 MHz, 1 instr/cycle | same twice | "
         "flash B | RAM B | arena B | "
         "TFLM arena head B | TFLM arena total B | arena / TFLM total |"
     )
+    if peer_cols:
+        head += (
+            " TFLM ref instructions | TFLM CMSIS-NN instructions | ours / CMSIS-NN | "
+            "same input | outputs = TFLM ref | outputs = TFLM CMSIS-NN |"
+        )
     print(head)
-    print("|---" * 10 + "|")
+    print("|---" * (16 if peer_cols else 10) + "|")
     for r in rows:
         ratio = None
         if r.get("arena_bytes") is not None and r.get("tflm_arena_total_bytes"):
             ratio = f"{r['arena_bytes'] / r['tflm_arena_total_bytes']:.2f}"
         if "error" in r and "instructions" not in r:
-            print(
-                f"| {r['model']} | {r['error']} | - | - | {fmt(r.get('flash_bytes'))} | "
-                f"{fmt(r.get('ram_bytes'))} | {fmt(r.get('arena_bytes'))} | "
-                f"{fmt(r['tflm_arena_head_bytes'])} | "
-                f"{fmt(r['tflm_arena_total_bytes'])} | {fmt(ratio)} |"
-            )
-            continue
-        print(
-            f"| {r['model']} | {r['instructions']} | {1e3 * r['instructions'] / r['tick_hz']:.2f} | "
-            f"{'yes' if r['deterministic'] else 'NO'} | "
-            f"{r['flash_bytes']} | {r['ram_bytes']} | {r['arena_bytes']} | "
-            f"{fmt(r['tflm_arena_head_bytes'])} | "
-            f"{fmt(r['tflm_arena_total_bytes'])} | {fmt(ratio)} |"
-        )
+            cells = [
+                r["model"], r["error"], "-", "-", fmt(r.get("flash_bytes")), fmt(r.get("ram_bytes")),
+                fmt(r.get("arena_bytes")), fmt(r["tflm_arena_head_bytes"]), fmt(r["tflm_arena_total_bytes"]),
+                fmt(ratio),
+            ]
+        else:
+            cells = [
+                r["model"], str(r["instructions"]), f"{1e3 * r['instructions'] / r['tick_hz']:.2f}",
+                "yes" if r["deterministic"] else "NO", str(r["flash_bytes"]), str(r["ram_bytes"]),
+                str(r["arena_bytes"]), fmt(r["tflm_arena_head_bytes"]), fmt(r["tflm_arena_total_bytes"]),
+                fmt(ratio),
+            ]
+        if peer_cols:
+            ref = r.get("tflm_ref_instructions")
+            nn = r.get("tflm_cmsis_nn_instructions")
+            vs = f"{r['instructions'] / nn:.2f}" if nn and r.get("instructions") else None
+            err = r.get("tflm_peer_error")
+            cells += [
+                fmt(ref if ref is not None else (err or r.get("tflm_ref_error"))),
+                fmt(nn if nn is not None else (err or r.get("tflm_cmsis_nn_error"))),
+                fmt(vs),
+                yes(r.get("tflm_same_input")),
+                yes(r.get("tflm_ref_same_output")),
+                yes(r.get("tflm_cmsis_nn_same_output")),
+            ]
+        print("| " + " | ".join(cells) + " |")
     return 0
 
 
