@@ -75,8 +75,9 @@ def draw_inputs(specs: list[tuple[list[int], str]]) -> list:
     return arrays
 
 
-def measure(model: Path, board: str, work: Path) -> dict:
-    """Compile, generate, build and run `model` once; a row of the table."""
+def measure(model: Path, board: str, work: Path, **compile_kwargs: object) -> dict:
+    """Compile (target / tuning_log in compile_kwargs), generate, build and run `model` once;
+    a row of the table."""
     from microtvm_tasks.compiler import compile_model
     from microtvm_tasks.errors import MicrotvmError
     from microtvm_tasks.project_api.client import instantiate_from_dir
@@ -84,7 +85,7 @@ def measure(model: Path, board: str, work: Path) -> dict:
 
     row: dict = {"model": model.name}
     try:
-        mlf = compile_model(model, work / f"{model.stem}.tar")
+        mlf = compile_model(model, work / f"{model.stem}.tar", **compile_kwargs)
     except MicrotvmError as exc:
         row["error"] = f"compile: {str(exc).splitlines()[0][:100]}"
         return row
@@ -175,14 +176,35 @@ def main() -> int:
         help="a bench/tflm_peer/build.py output: add TFLite Micro's instructions (reference and CMSIS-NN "
         "kernels, same board files and counter) and whether its outputs equal ours",
     )
+    ap.add_argument("--target", default=None,
+                    help="compiler target (default: the board's CPU from templates/qemu_arm/boards.json)")
+    ap.add_argument("--tune", action="store_true",
+                    help="tune each model on the board first (microtvm tune) and compile with the log; the "
+                    "untuned figure (generic target, no log) is measured too, in the same run")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = ap.parse_args()
+    from microtvm_tasks.tune import project_target, tune_model
+
+    target = project_target(TEMPLATE, {"board": args.board}, args.target)
+    print(f"# target {target}", file=sys.stderr, flush=True)
 
     models = sorted(p for p in args.models.iterdir() if p.suffix in (".tflite", ".onnx"))
     rows = []
     with tempfile.TemporaryDirectory(prefix="qemu_cycles.") as tmp:
         for model in models:
-            row = measure(model, args.board, Path(tmp))
+            kwargs: dict = {"target": target}
+            if args.tune:
+                log = Path(tmp) / f"{model.stem}.tune.jsonl"
+                try:
+                    tune_model(model, TEMPLATE, {"board": args.board, "project_type": "host_driven"}, log,
+                               work_dir=Path(tmp) / "tune", target=target, say=lambda _s: None)
+                    kwargs["tuning_log"] = log
+                except Exception as exc:  # noqa: BLE001 - the untuned row still says something
+                    print(f"# {model.name}: tuning failed: {exc}", file=sys.stderr)
+            row = measure(model, args.board, Path(tmp), **kwargs)
+            if args.tune:
+                untuned = measure(model, args.board, Path(tmp) / "untuned")
+                row["untuned_instructions"] = untuned.get("instructions")
             peer = tflm_arena(model, args.peers)
             row["tflm_arena_total_bytes"] = peer.get("tflm_arena_total_bytes")
             row["tflm_arena_head_bytes"] = peer.get("tflm_arena_head_bytes")
@@ -205,7 +227,13 @@ def main() -> int:
         return "-" if v is None else ("yes" if v else "NO")
 
     peer_cols = args.tflm_peer is not None
-    print(f"board {args.board} (QEMU -icount: 1 tick = 1 guest instruction)")
+    print(f"board {args.board}, target {target}{', tuned' if args.tune else ''} "
+          "(QEMU -icount: 1 tick = 1 guest instruction)")
+    if args.tune:
+        for r in rows:
+            if r.get("untuned_instructions") and r.get("instructions"):
+                print(f"  {r['model']}: untuned (generic) {r['untuned_instructions']} -> tuned "
+                      f"{r['instructions']} ({r['instructions'] / r['untuned_instructions']:.2f}x)")
     head = (
         "| model | instructions/inference | ms at 25 MHz, 1 instr/cycle | same twice | "
         "flash B | RAM B | arena B | "
