@@ -13,8 +13,10 @@ and the sine model compiled once (`sine_mlf`).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -94,3 +96,23 @@ def write_tar(path: Path, members: dict[str, bytes]) -> Path:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return path
+
+
+@contextlib.contextmanager
+def device_session(project: Path, *, reply_timeout: float = 120.0, hello_timeout: float = 20.0) -> Iterator:
+    """Build and flash a generated project, open its transport and yield (session, model
+    description) after the HELLO handshake; the transport is closed and the server reaped
+    after the block, whatever happens in it."""
+    from microtvm_tasks.project_api.client import instantiate_from_dir
+    from microtvm_tasks.session import ProjectAPITransport, Session
+
+    with instantiate_from_dir(project, timeout=300) as client:
+        client.build({})
+        client.flash({})
+        client.open_transport({})
+        try:
+            session = Session(ProjectAPITransport(client), timeout=reply_timeout)
+            session.hello(timeout=hello_timeout)
+            yield session, session.describe()
+        finally:
+            client.close_transport()

@@ -21,6 +21,7 @@ import model_builders as mb
 import numpy as np
 import pytest
 from compiler_harness import CompiledModel, arm_compile
+from conftest import device_session
 from conv_variants import forced_variant
 
 from microtvm_tasks.compiler import compile_to_members
@@ -270,7 +271,6 @@ def test_keyword_spotting_with_im2col_s16_on_the_m4_matches_tflite_micro(tmp_pat
 
     from microtvm_tasks.compiler import compile_model
     from microtvm_tasks.project_api.client import instantiate_from_dir
-    from microtvm_tasks.session import ProjectAPITransport, Session
 
     model = MODELS / "kws.tflite"
     with forced_variant(VARIANT_S16) as opts:
@@ -289,25 +289,16 @@ def test_keyword_spotting_with_im2col_s16_on_the_m4_matches_tflite_micro(tmp_pat
     tflm = mb.TFLMRunner(model.read_bytes())
     rng = np.random.default_rng(7)
     unsaturated = 0
-    with instantiate_from_dir(project, timeout=300) as client:
-        client.build({})
-        client.flash({})
-        client.open_transport({})
-        try:
-            session = Session(ProjectAPITransport(client), timeout=120)
-            session.hello(timeout=20)
-            desc = session.describe()
-            shape = tuple(desc.inputs[0].shape)
-            for _ in range(5):
-                x = rng.integers(-100, 0, size=shape, endpoint=True).astype(np.int8)
-                session.set_input(0, x)
-                session.run(1)
-                got = session.get_output(0)
-                (want,) = tflm([x])
-                np.testing.assert_array_equal(got.reshape(-1), want.reshape(-1))
-                unsaturated += int(np.sum((want > -128) & (want < 127)))
-        finally:
-            client.close_transport()
+    with device_session(project) as (session, desc):
+        shape = tuple(desc.inputs[0].shape)
+        for _ in range(5):
+            x = rng.integers(-100, 0, size=shape, endpoint=True).astype(np.int8)
+            session.set_input(0, x)
+            session.run(1)
+            got = session.get_output(0)
+            (want,) = tflm([x])
+            np.testing.assert_array_equal(got.reshape(-1), want.reshape(-1))
+            unsaturated += int(np.sum((want > -128) & (want < 127)))
     # the softmax output is peaked: still, some scores must lie strictly inside the range
     assert unsaturated >= 3, "the outputs are all saturated: the comparison would prove little"
 

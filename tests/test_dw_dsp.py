@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import device_session
 
 sys.path.insert(0, str(Path(__file__).parent))
 import model_builders as mb  # noqa: E402
@@ -229,8 +230,6 @@ def test_kws_with_dsp_depthwise_on_the_m4_matches_tflite_micro(tmp_path):
     from test_qemu_arm import MODELS, _generate, _tflm_outputs
 
     from microtvm_tasks.compiler import compile_model
-    from microtvm_tasks.project_api.client import instantiate_from_dir
-    from microtvm_tasks.session import ProjectAPITransport, Session
 
     model = MODELS / "kws.tflite"
     if not model.exists():
@@ -241,24 +240,15 @@ def test_kws_with_dsp_depthwise_on_the_m4_matches_tflite_micro(tmp_path):
     assert ir.count("variant dsp_c4") == 4 and "variant dsp_c4, in place" in ir
     project = _generate(tmp_path, mlf, "mps2_an386")
     rng = np.random.default_rng(4)
-    with instantiate_from_dir(project, timeout=300) as client:
-        client.build({})
-        client.flash({})
-        client.open_transport({})
-        try:
-            session = Session(ProjectAPITransport(client), timeout=120)
-            session.hello(timeout=20)
-            desc = session.describe()
-            seen = set()
-            for _ in range(3):
-                xs = [rng.integers(-40, 40, size=t.shape).astype(np.int8) for t in desc.inputs]
-                for i, x in enumerate(xs):
-                    session.set_input(i, x)
-                session.run(1)
-                (want,) = _tflm_outputs(model, xs, 1)
-                got = session.get_output(0)
-                np.testing.assert_array_equal(got, want.reshape(got.shape))
-                seen.add(tuple(want.reshape(-1).tolist()))
-            assert len(seen) > 1 and any(len(set(s)) > 2 for s in seen), "outputs too saturated"
-        finally:
-            client.close_transport()
+    with device_session(project) as (session, desc):
+        seen = set()
+        for _ in range(3):
+            xs = [rng.integers(-40, 40, size=t.shape).astype(np.int8) for t in desc.inputs]
+            for i, x in enumerate(xs):
+                session.set_input(i, x)
+            session.run(1)
+            (want,) = _tflm_outputs(model, xs, 1)
+            got = session.get_output(0)
+            np.testing.assert_array_equal(got, want.reshape(got.shape))
+            seen.add(tuple(want.reshape(-1).tolist()))
+        assert len(seen) > 1 and any(len(set(s)) > 2 for s in seen), "outputs too saturated"

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import device_session
 
 sys.path.insert(0, str(Path(__file__).parent))
 import model_builders as mb  # noqa: E402
@@ -313,30 +314,19 @@ def _qemu_run(tmp_path: Path, mlf: Path, model: Path, board: str, trials: int = 
     occasional run counts 4 instructions more, with the generic kernel too)."""
     from test_qemu_arm import _generate, _random_inputs, _tflm_outputs
 
-    from microtvm_tasks.project_api.client import instantiate_from_dir
-    from microtvm_tasks.session import ProjectAPITransport, Session
 
     project = _generate(tmp_path, mlf, board)
     ticks = []
-    with instantiate_from_dir(project, timeout=300) as client:
-        client.build({})
-        client.flash({})
-        client.open_transport({})
-        try:
-            session = Session(ProjectAPITransport(client), timeout=120)
-            session.hello(timeout=20)
-            desc = session.describe()
-            rng = np.random.default_rng(1)
-            for _ in range(trials):
-                xs = _random_inputs(desc, rng)
-                for i, x in enumerate(xs):
-                    session.set_input(i, x)
-                ticks.append(session.run(1)[0])
-                for i, want in enumerate(_tflm_outputs(model, xs, len(desc.outputs))):
-                    got = session.get_output(i)
-                    np.testing.assert_array_equal(got, want.reshape(got.shape), err_msg=f"output {i}")
-        finally:
-            client.close_transport()
+    with device_session(project) as (session, desc):
+        rng = np.random.default_rng(1)
+        for _ in range(trials):
+            xs = _random_inputs(desc, rng)
+            for i, x in enumerate(xs):
+                session.set_input(i, x)
+            ticks.append(session.run(1)[0])
+            for i, want in enumerate(_tflm_outputs(model, xs, len(desc.outputs))):
+                got = session.get_output(i)
+                np.testing.assert_array_equal(got, want.reshape(got.shape), err_msg=f"output {i}")
     return ticks
 
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TEMPLATES_DIR, generate_project, load_server_module, write_tar
+from conftest import TEMPLATES_DIR, device_session, generate_project, load_server_module, write_tar
 
 import microtvm_tasks.runtime as runtime_pkg
 from microtvm_tasks.project_api import server
@@ -496,35 +496,23 @@ def _random_inputs(desc, rng):
 def _run_against_tflm(project: Path, model: Path, trials: int, *, exact: bool) -> list[int]:
     import numpy as np
 
-    from microtvm_tasks.project_api.client import instantiate_from_dir
-    from microtvm_tasks.session import ProjectAPITransport, Session
-
     all_ticks = []
-    with instantiate_from_dir(project, timeout=300) as client:
-        client.build({})
-        client.flash({})
-        client.open_transport({})
-        try:
-            session = Session(ProjectAPITransport(client), timeout=120)
-            session.hello(timeout=20)
-            desc = session.describe()
-            rng = np.random.default_rng(1)
-            for _ in range(trials):
-                xs = _random_inputs(desc, rng)
-                for i, x in enumerate(xs):
-                    session.set_input(i, x)
-                ticks, _ = session.run(1)
-                assert session.run(1)[0] == ticks  # same input, same instruction count
-                all_ticks.append(ticks)
-                want = _tflm_outputs(model, xs, len(desc.outputs))
-                for i, w in enumerate(want):
-                    got = session.get_output(i)
-                    if exact:
-                        np.testing.assert_array_equal(got, w.reshape(got.shape))
-                    else:
-                        np.testing.assert_allclose(got, w.reshape(got.shape), rtol=1e-5, atol=1e-5)
-        finally:
-            client.close_transport()
+    with device_session(project) as (session, desc):
+        rng = np.random.default_rng(1)
+        for _ in range(trials):
+            xs = _random_inputs(desc, rng)
+            for i, x in enumerate(xs):
+                session.set_input(i, x)
+            ticks, _ = session.run(1)
+            assert session.run(1)[0] == ticks  # same input, same instruction count
+            all_ticks.append(ticks)
+            want = _tflm_outputs(model, xs, len(desc.outputs))
+            for i, w in enumerate(want):
+                got = session.get_output(i)
+                if exact:
+                    np.testing.assert_array_equal(got, w.reshape(got.shape))
+                else:
+                    np.testing.assert_allclose(got, w.reshape(got.shape), rtol=1e-5, atol=1e-5)
     return all_ticks
 
 

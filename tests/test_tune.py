@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 import shutil
 import tarfile
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO_ROOT, SINE_TFLITE, TEMPLATES_DIR
+from conftest import REPO_ROOT, SINE_TFLITE, TEMPLATES_DIR, device_session
 
 from microtvm_tasks.compiler import compile_model, compile_to_members, load_model
 from microtvm_tasks.compiler.ops import spec
@@ -174,7 +173,7 @@ def test_profiling_on_the_emulated_m4_sums_to_the_run(tmp_path):
     assert np.array_equal(res.outputs[0], again.outputs[0])
 
 
-def _varied_input(model: Path, desc, rng) -> np.ndarray:
+def _varied_input(desc, rng) -> np.ndarray:
     """An int8 input whose TFLite Micro outputs vary (uniform int8 saturates kws)."""
     t = desc.inputs[0]
     return np.clip(rng.normal(0, 24, size=t.shape), -128, 127).astype(np.int8)
@@ -203,17 +202,8 @@ def test_tuned_kws_on_the_m4_runs_fewer_instructions_than_untuned_and_stays_exac
         build_project(project)
         flash_project(project)
         if x is None:
-            from microtvm_tasks.project_api.client import instantiate_from_dir
-            from microtvm_tasks.session import ProjectAPITransport, Session
-
-            with instantiate_from_dir(project) as client:
-                client.open_transport({})
-                try:
-                    s = Session(ProjectAPITransport(client), timeout=60)
-                    s.hello(timeout=30)
-                    x = _varied_input(KWS, s.describe(), rng)
-                finally:
-                    client.close_transport()
+            with device_session(project) as (_, desc):
+                x = _varied_input(desc, rng)
         res = run_project(project, [x], timeout=60)
         counts[label] = res.ticks[0]
         outputs[label] = res.outputs
