@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import HandEditError, MLFError, StateError, TemplateError
-from .fsutil import IGNORED_NAMES, iter_tree, sha256_file
+from .fsutil import IGNORED_NAMES, ContentChecker, iter_tree, sha256_file, walk_files
 from .state import STATE_FILE, ProjectState, load_state, save_state, try_load_state
 
 #: Stages whose outputs inside the project are recorded (and so are not "user files").
@@ -40,28 +40,7 @@ OUTPUT_STAGES = ("build", "flash", "run")
 _TMP_INFIX = ".gen-"
 
 
-# ------------------------------------------------------------------ snapshots
-
-
-def snapshot(project_dir: str | os.PathLike[str], previous: Mapping[str, list[Any]] | None = None
-             ) -> dict[str, list[Any]]:
-    """{relpath: [mtime_ns, size, sha256]} of every file of the project but .tvmc.json.
-
-    Hashes are reused from `previous` when a file's (mtime_ns, size) did not change.
-    """
-    root = Path(project_dir)
-    prev = previous or {}
-    out: dict[str, list[Any]] = {}
-    for rel in iter_tree(root, IGNORED_NAMES):
-        if rel == STATE_FILE:
-            continue
-        st = (root / rel).stat()
-        old = prev.get(rel)
-        if old and old[0] == st.st_mtime_ns and old[1] == st.st_size:
-            out[rel] = list(old)
-        else:
-            out[rel] = [st.st_mtime_ns, st.st_size, sha256_file(root / rel)]
-    return out
+# ------------------------------------------------------------------ what a stage wrote
 
 
 def stat_tree(project_dir: str | os.PathLike[str]) -> dict[str, tuple[int, int]]:
@@ -70,13 +49,12 @@ def stat_tree(project_dir: str | os.PathLike[str]) -> dict[str, tuple[int, int]]
     Taken before and after a stage to find what it wrote, without hashing build outputs
     (a Zephyr build writes thousands of files).
     """
-    root = Path(project_dir)
     out: dict[str, tuple[int, int]] = {}
-    for rel in iter_tree(root, IGNORED_NAMES):
+    for rel, path in sorted(walk_files(project_dir)):
         if rel == STATE_FILE:
             continue
         try:
-            st = (root / rel).stat()
+            st = os.stat(path)
         except OSError:
             continue
         out[rel] = (st.st_mtime_ns, st.st_size)
@@ -87,22 +65,6 @@ def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
     """Files new in `after` or whose (mtime, size) differs from `before`: what a stage wrote."""
     return sorted(rel for rel, sig in after.items()
                   if rel not in before or tuple(before[rel][:2]) != tuple(sig[:2]))
-
-
-def _hash_inputs(project_dir: Path, stats: Mapping[str, tuple[int, int]], exclude: set[str],
-                 previous: Mapping[str, list[Any]] | None) -> dict[str, list[Any]]:
-    """[mtime_ns, size, sha256] of the files in `stats` but `exclude`, reusing `previous` hashes."""
-    prev = previous or {}
-    out: dict[str, list[Any]] = {}
-    for rel, (mtime, size) in stats.items():
-        if rel in exclude:
-            continue
-        old = prev.get(rel)
-        if old and old[0] == mtime and old[1] == size:
-            out[rel] = list(old)
-        else:
-            out[rel] = [mtime, size, sha256_file(project_dir / rel)]
-    return out
 
 
 def stage_outputs(state: ProjectState, stages: Iterable[str] = OUTPUT_STAGES) -> set[str]:
@@ -277,7 +239,7 @@ def create_project(
             )
         if not target.is_dir():
             raise TemplateError(f"{template}: generate_project did not create {target}")
-        files = snapshot(target)
+        files = ContentChecker().tree_state(target, exclude={STATE_FILE})
         state = ProjectState(
             platform=platform or info.get("platform_name"),
             template_dir=str(template),
@@ -362,7 +324,9 @@ def build_project(project_dir: str | os.PathLike[str], options: Mapping[str, Any
     def record(state: ProjectState, before: dict, after: dict, outputs: list[str],
                call_options: dict, started: float) -> None:
         out_set = set(outputs) | stage_outputs(state, [s for s in OUTPUT_STAGES if s != "build"])
-        inputs = _hash_inputs(project_dir, before, out_set, previous_inputs)
+        checker, prev = ContentChecker(), previous_inputs or {}
+        inputs = {rel: checker.get_state(project_dir / rel, sig, prev.get(rel))
+                  for rel, sig in before.items() if rel not in out_set}
         state.artefacts["build"] = {
             "complete": True,
             "id": uuid.uuid4().hex,

@@ -7,21 +7,21 @@ a no-op run slow, so the answer is kept as `<template tree hash>.json` and a tem
 already seen never starts a server again. Edit any file of the template and its hash,
 hence the cache key, changes.
 
-Hashing a template must itself be cheap, so file hashes are remembered by
-(path, mtime_ns, size, executable bit) in `hashes.json` beside the cache entries: an
-unchanged file is a `stat`, not a read (the shortcut git and doit take too).
+Hashing a template must itself be cheap, so `TreeHasher` (fsutil's one change checker,
+`ContentChecker`, with its records on disk) remembers file hashes by (path, mtime_ns,
+size) in `hashes.json` beside the cache entries: an unchanged file is a `stat`, not a
+read (the shortcut git and doit take too).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from .errors import TemplateError
-from .fsutil import IGNORED_NAMES, atomic_write_json, iter_tree, sha256_file
+from .fsutil import IGNORED_NAMES, ContentChecker, FileState, atomic_write_json
 
 #: What we tell a server our "TVM version" is: the Project API we speak is TVM v0.18's.
 TVM_VERSION = "0.18.0"
@@ -34,14 +34,17 @@ def default_cache_dir() -> Path:
     return Path.cwd() / ".tvmc" / "server_info"
 
 
-class TreeHasher:
-    """Content hashes of directory trees with a persistent (path, stat) -> sha256 cache.
+class TreeHasher(ContentChecker):
+    """`fsutil.ContentChecker` with its file records kept in `<cache_dir>/hashes.json`.
 
-    One instance per process is enough; `tree_hash` results are also memoised for the
-    life of the instance, since within one doit run a template does not change.
+    Records are keyed by absolute path, so hashing an unchanged template in a later
+    process is a `stat` per file, not a read. One instance per process is enough;
+    `tree_hash` results are also memoised for the life of the instance, since within
+    one doit run a template does not change.
     """
 
     def __init__(self, cache_dir: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(IGNORED_NAMES)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._stat_cache: dict[str, list[Any]] | None = None
         self._dirty = False
@@ -59,19 +62,17 @@ class TreeHasher:
                     pass
         return self._stat_cache
 
-    def file_hash(self, path: Path, st: os.stat_result | None = None) -> str:
-        """sha256 of one file, read only when its stat differs from the cached one."""
-        st = st or path.stat()
-        key = str(path)
-        sig = [st.st_mtime_ns, st.st_size]
+    def get_state(self, path: str | os.PathLike[str], sig: tuple[int, int] | None = None,
+                  previous: Any = None) -> FileState:
+        """As ContentChecker's, with the stored record as `previous` (and the new one stored)."""
+        key = os.fspath(path)
         cache = self._load()
         hit = cache.get(key)
-        if isinstance(hit, list) and len(hit) == 3 and hit[:2] == sig:
-            return str(hit[2])
-        digest = sha256_file(path)
-        cache[key] = [*sig, digest]
-        self._dirty = True
-        return digest
+        state = super().get_state(path, sig, hit if previous is None else previous)
+        if hit != state:
+            cache[key] = state
+            self._dirty = True
+        return state
 
     def tree_hash(self, root: str | os.PathLike[str], *, memo: bool = True) -> str:
         """Same value as `fsutil.tree_hash(root)`: names, executable bits and contents."""
@@ -81,13 +82,7 @@ class TreeHasher:
             return self._memo[key]
         if not root.is_dir():
             raise TemplateError(f"{root}: template directory not found")
-        h = hashlib.sha256()
-        for rel in iter_tree(root, IGNORED_NAMES):
-            p = root / rel
-            st = p.stat()
-            mode = "x" if os.access(p, os.X_OK) else "-"
-            h.update(f"{rel}\0{mode}\0{self.file_hash(p, st)}\n".encode())
-        digest = h.hexdigest()
+        digest = super().tree_hash(root)
         self._memo[key] = digest
         self.save()
         return digest

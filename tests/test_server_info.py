@@ -76,17 +76,20 @@ def test_hash_matches_fsutil_and_reads_only_changed_files(tmp_path: Path, monkey
     cache = tmp_path / "cache"
     assert template_hash(tpl, cache) == tree_hash(tpl)
 
-    import microtvm_tasks.server_info as si
+    import microtvm_tasks.fsutil as fsutil
 
     reads: list[str] = []
-    real = si.sha256_file
-    monkeypatch.setattr(si, "sha256_file", lambda p: reads.append(Path(p).name) or real(p))
+    real = fsutil.sha256_file
+    monkeypatch.setattr(fsutil, "sha256_file", lambda p: reads.append(Path(p).name) or real(p))
     fresh = TreeHasher(cache)  # a new process: only the on-disk stat cache is known
-    assert fresh.tree_hash(tpl) == tree_hash(tpl)
+    got = fresh.tree_hash(tpl)
     assert reads == [], "unchanged files were read again"
+    assert got == tree_hash(tpl)  # (fsutil.tree_hash keeps no record: it reads every file)
+    reads.clear()
     (tpl / "data.txt").write_text("new content\n")
-    assert TreeHasher(cache).tree_hash(tpl) == tree_hash(tpl)
+    got = TreeHasher(cache).tree_hash(tpl)
     assert reads == ["data.txt"]
+    assert got == tree_hash(tpl)
     # the executable bit is part of the hash
     before = tree_hash(tpl)
     os.chmod(tpl / "sub" / "run.sh", 0o644)
