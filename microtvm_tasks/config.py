@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, TemplateError
 
 #: Model compilers: our own AOT compiler, TVM's `tvmc compile` (TVM <= 0.18), or an MLF archive as is.
 COMPILERS = ("builtin", "tvmc", "mlf")
@@ -409,24 +409,6 @@ def _schema_error(exc: Any, text: str, path: Path, data: Any = None) -> ConfigEr
 # ---------------------------------------------------------------- loading
 
 
-def _resolve_template(name: str) -> Path:
-    """A platform name -> its template directory (built-ins first: no entry-point scan)."""
-    base = _builtin_templates_dir()
-    if base is not None and (base / name / "microtvm_api_server.py").is_file():
-        return base / name
-    from .platforms import find_template
-
-    return Path(find_template(name))
-
-
-def _builtin_templates_dir() -> Path | None:
-    try:
-        import microtvm_tasks.templates as t  # the `templates/` directory, installed as a package
-    except ImportError:
-        return None
-    return Path(next(iter(t.__path__)))
-
-
 def load_workspace(
     path: str | os.PathLike[str] = "projects.yaml", *, check_templates: bool = True
 ) -> Workspace:
@@ -513,14 +495,13 @@ def load_workspace(
                     ), ["matrix", i])
 
     if check_templates:
+        from .platforms import find_template, is_template_dir
+
         resolved: dict[str, Path] = {}
         for name, spec in projects.items():
             jpath = origins[name]
             if spec.template is not None:
-                if not (spec.template / "microtvm_api_server.py").is_file() and not any(
-                    (spec.template / s).is_file()
-                    for s in ("microtvm_api_server.sh", "launch_microtvm_api_server.sh")
-                ):
+                if not is_template_dir(spec.template):
                     raise err(jpath + ["template"],
                               f"template directory {spec.template} has no microtvm_api_server.py; "
                               "point `template:` at a Project API template directory")
@@ -528,8 +509,8 @@ def load_workspace(
             assert spec.platform is not None
             if spec.platform not in resolved:
                 try:
-                    resolved[spec.platform] = _resolve_template(spec.platform)
-                except Exception as e:  # TemplateError, or platforms.py not there yet
+                    resolved[spec.platform] = find_template(spec.platform)
+                except TemplateError as e:
                     raise err(jpath + (["platform"] if spec.origin == "projects" else ["platforms"]),
                               f"unknown platform '{spec.platform}' ({e}); "
                               "use a built-in platform (see `microtvm templates`) or `template: DIR`"

@@ -110,14 +110,11 @@ def find_hand_edits(project_dir: str | os.PathLike[str], state: ProjectState) ->
 
 
 def _resolve_template(template_dir: str | os.PathLike[str]) -> Path:
+    """A template directory (an existing directory is taken as a path) or a platform name."""
+    from .platforms import find_template
+
     path = Path(template_dir)
-    if path.is_dir():
-        return path.resolve()
-    try:
-        from .platforms import find_template
-    except ImportError:  # pragma: no cover - platforms.py is part of the package
-        raise TemplateError(f"{template_dir}: no such template directory") from None
-    return Path(find_template(str(template_dir))).resolve()
+    return find_template(path if path.is_dir() else os.fspath(template_dir))
 
 
 def _runtime_dir() -> str:

@@ -109,6 +109,15 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only
 PROTOCOL_VERSION = 1
 """The Project API protocol version spoken here, reported by ``server_info_query``."""
 
+SERVER_PYTHON_FILENAME = "microtvm_api_server.py"
+SERVER_SHELL_FILENAME = "microtvm_api_server.sh"
+SERVER_LAUNCH_SCRIPT_FILENAME = "launch_microtvm_api_server.sh"
+SERVER_FILENAMES = (SERVER_LAUNCH_SCRIPT_FILENAME, SERVER_PYTHON_FILENAME, SERVER_SHELL_FILENAME)
+"""What makes a directory a template (or a generated project): one of these files, which
+start its server. In the order a client prefers them, as TVM's: the launch script (it
+prepares an environment and is given the Python script's path), the Python script, the
+shell script."""
+
 # The methods a client may call, with each named parameter and the JSON types it accepts.
 # TVM derives this table from the handler's type hints at every call; a static table is
 # faster to start and makes the wire contract visible in one place.

@@ -20,8 +20,8 @@ from typing import Any
 
 from microtvm_tasks.errors import OptionError, TemplateError
 from microtvm_tasks.mlf import extract_mlf
+from microtvm_tasks.project_api.server import SERVER_PYTHON_FILENAME
 
-SERVER_SCRIPT = "microtvm_api_server.py"
 PROJECT_CONFIG = "microtvm_project.json"
 
 
@@ -34,7 +34,7 @@ def copy_files(src_dir: Path, dest_dir: Path, names: Iterable[str]) -> None:
 def copy_server(template_dir: Path, project_dir: Path, impl_file: str, *data_files: str) -> None:
     """Put the server script, its implementation file and its data (boards.json...) into the
     project: a project answers the Project API with its own copy of the server."""
-    copy_files(template_dir, project_dir, (SERVER_SCRIPT, impl_file, *data_files))
+    copy_files(template_dir, project_dir, (SERVER_PYTHON_FILENAME, impl_file, *data_files))
 
 
 def generate_atomically(project_dir: Path, platform: str, fill: Callable[[Path], None]) -> None:

@@ -51,7 +51,6 @@ from microtvm_tasks.project_api import server
 IMPL_FILE = "qemu_arm_impl.py"
 BOARDS_FILE = "boards.json"
 PROJECT_CONFIG = "qemu_arm_project.json"
-SERVER_FILE = "microtvm_api_server.py"
 _SERVER_DIR = os.path.dirname(os.path.realpath(__file__))
 
 PROJECT_TYPES = ("host_driven", "aot_standalone_demo")
