@@ -207,7 +207,7 @@ def _typed_cli_options(items: list[str] | None, info: dict[str, Any] | None) -> 
 
 def cmd_create_project(args: argparse.Namespace) -> int:
     from .mlf import read_mlf
-    from .options import check_required, merge_options, options_for_method
+    from .options import resolve
 
     platform, template = _template_for(args)
     info = server_info(template)
@@ -217,9 +217,7 @@ def cmd_create_project(args: argparse.Namespace) -> int:
             title=f"Project options of platform '{platform}' (template: {template})"))
         return 0
     options = _typed_cli_options(args.options, info)
-    po = info.get("project_options") or []
-    check_required(merge_options(options_for_method({}, po, "generate_project", with_defaults=True), options),
-                   po, "generate_project", WHERE_CLI)
+    resolve("generate_project", options, server_info=info, where=WHERE_CLI)  # before any server starts
     mlf = read_mlf(args.mlf)  # a bad archive is reported before a server starts
     from .project import create_project
 

@@ -215,10 +215,9 @@ def create_project(
 
     info = get_server_info(template, cache_dir)
     po = info.get("project_options", [])
-    typed = opts.coerce_options(dict(options or {}), po, where=where)
-    check_typed = opts.merge_options(opts.options_for_method({}, po, "generate_project", with_defaults=True),
-                                     typed)
-    opts.check_required(check_typed, po, "generate_project", where)
+    typed = opts.coerce_options(dict(options or {}), po, where=where)  # all of them: kept in .tvmc.json
+    call_options = opts.resolve("generate_project", opts.Layer(typed, where, typed=True), server_info=po,
+                                where=where)
 
     project_dir.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_tmp(project_dir)
@@ -232,7 +231,7 @@ def create_project(
                 model_library_format_path=str(mlf_path),
                 standalone_crt_dir=_runtime_dir(),
                 project_dir=str(target),
-                options=opts.options_for_method(typed, po, "generate_project", with_defaults=True),
+                options=call_options,
             )
         if not target.is_dir():
             raise TemplateError(f"{template}: generate_project did not create {target}")
@@ -293,10 +292,8 @@ def _run_stage(
         with instantiate_from_dir(str(project_dir), echo_stderr=True) as client:
             po = _project_options(client)
             where = f"options of {project_dir}"
-            given = opts.coerce_options(dict(overrides or {}), po, where=where) if overrides else {}
-            merged = opts.merge_options(state.options, given)
-            opts.check_required(merged, po, method, where)
-            call_options = opts.options_for_method(merged, po, method, with_defaults=True)
+            call_options = opts.resolve(method, opts.Layer(state.options, where, typed=True),
+                                        opts.Layer(overrides, where), server_info=po, where=where)
             getattr(client, method)(call_options)
     finally:
         after = stat_tree(project_dir)
