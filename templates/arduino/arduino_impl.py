@@ -3,7 +3,7 @@
 Runs in the namespace of ``microtvm_api_server.py`` (which describes the template), loaded
 by ``server.LazyImplementation`` (microtvm_tasks.project_api.server) on the first call other than
 server_info_query; names the script defines
-(`Handler`, `BOARD_PROPERTIES`, ...) are used here as they are.
+(`Handler`, `BOARD_NAMES`, ...) are used here as they are.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from microtvm_tasks.errors import MicrotvmError, OptionError, TemplateError, ToolNotFoundError
 from microtvm_tasks.project_api import server
+from microtvm_tasks.template_support import boards as board_data
 from microtvm_tasks.template_support import generate as gen
 from microtvm_tasks.template_support.emulator import launch_on_loopback
 from microtvm_tasks.template_support.processes import kill_group, run_logged
@@ -33,7 +34,6 @@ from microtvm_tasks.template_support.tools import find_tool
 if TYPE_CHECKING:  # defined by microtvm_api_server.py, in whose namespace this file runs
     from microtvm_api_server import (
         ARDUINO_CLI_CMD,
-        BOARD_PROPERTIES,
         IMPL_FILE,
         PROJECT_TYPES,
         Handler,
@@ -43,14 +43,18 @@ _LOG = logging.getLogger(__name__)
 
 API_SERVER_DIR = pathlib.Path(__file__).resolve().parent
 BOARDS_PATH = API_SERVER_DIR / "boards.json"
+#: The boards' data, checked against the boards schema (template_support/boards.schema.json).
+BOARD_PROPERTIES: dict[str, dict[str, Any]] = board_data.load_boards(BOARDS_PATH)["boards"]
 MODEL_LIBRARY_FORMAT_RELPATH = pathlib.Path("model.tar")
 BUILD_DIR = API_SERVER_DIR / "build"
 
 # Debian's arduino-mk layout (overridable with the usual ARDUINO_DIR / ARDMK_DIR variables).
 DEFAULT_ARDUINO_DIR = "/usr/share/arduino"
+#: The boards Debian's arduino-mk builds (those with an arduino_mk entry).
+AVR_BOARDS = [name for name, props in BOARD_PROPERTIES.items() if "arduino_mk" in props]
 AVR_TOOLS_HINT = (
     "install arduino-cli (https://arduino.github.io/arduino-cli/) and the board's core, or, for "
-    "the AVR boards (uno, nano, mega2560, leonardo) on Debian/Ubuntu: "
+    f"the AVR boards ({', '.join(AVR_BOARDS)}) on Debian/Ubuntu: "
     "apt-get install gcc-avr avr-libc arduino-core-avr arduino-mk"
 )
 QEMU_HINT = "apt-get install qemu-system-misc (it provides qemu-system-avr)"
@@ -154,11 +158,12 @@ def check_fits(board: str, sizes: dict[str, int], elf: pathlib.Path) -> None:
         )
     if problems:
         # One line: callers (the CLI, doit) may show only a message's first line.
-        bigger = "a 32-bit board (due, nano33ble, rpipico, ...)" if board == "mega2560" else "board=mega2560"
+        larger = props.get("larger_boards") or []
+        bigger = f" ({' or '.join(f'board={b}' for b in larger)})" if larger else ""
         raise FirmwareTooBigError(
             f"arduino: the firmware {elf} does not fit the {board} ({props.get('mcu', '')}): "
             + "; ".join(problems)
-            + f". Use a smaller model or a board with more memory ({bigger})."
+            + f". Use a smaller model or a board with more memory{bigger}."
         )
 
 
@@ -256,14 +261,15 @@ def qemu_skip_hazards(elf: pathlib.Path) -> list[str]:
     return found
 
 
-def start_qemu_avr(elf: pathlib.Path, machine: str, log_path: pathlib.Path) -> SerialTransport:
+def start_qemu_avr(elf: pathlib.Path, machine: str, log_path: pathlib.Path,
+                   binary: str = "qemu-system-avr") -> SerialTransport:
     """Boot `elf` in qemu-system-avr with UART0 on a loopback TCP socket and connect to it.
 
     The listening socket is created here and handed to QEMU (chardev fd=), so there is no
     port race; QEMU waits for our connection before starting the CPU (wait=on), so not even
     the boot banner is lost. QEMU runs in its own process group and dies with this server.
     """
-    qemu = find_tool("qemu-system-avr", f"arduino: emulate=true needs qemu-system-avr; {QEMU_HINT}")
+    qemu = find_tool(binary, f"arduino: emulate=true needs {binary}; {QEMU_HINT}")
     def argv(fd: int) -> list[str]:
         return [
             qemu,
@@ -314,13 +320,13 @@ def find_serial_port(board: str, port: str | None, serial_number: str | None) ->
         hits = [p for p in ports if (p.serial_number or "") == serial_number]
         what = f"serial number {serial_number}"
     else:
-        props = _board(board)
-        vid, pid = props.get("vid_hex", ""), props.get("pid_hex", "")
-        if not vid or not pid:
+        ids = _board(board)["usb_ids"]
+        if not ids:
             raise BoardNotFoundError(
                 f"arduino: the {board} has no USB VID:PID in boards.json; pass port=/dev/tty... "
                 "or serial_number=..."
             )
+        vid, pid = ids[0].split(":")
         hits = [p for p in ports if p.vid == int(vid, 16) and p.pid == int(pid, 16)]
         what = f"USB id {vid}:{pid}"
     seen = (
@@ -330,7 +336,8 @@ def find_serial_port(board: str, port: str | None, serial_number: str | None) ->
     if not hits:
         raise BoardNotFoundError(
             f"arduino: no serial port with {what} for board {board}; is it plugged in? Ports "
-            f"seen: {seen}. Pass port=... or serial_number=..., or emulate=true for uno/mega2560."
+            f"seen: {seen}. Pass port=... or serial_number=..., or emulate=true for "
+            f"{'/'.join(board_data.emulated_boards(BOARD_PROPERTIES))}."
         )
     if len(hits) > 1:
         raise BoardNotFoundError(
@@ -363,8 +370,8 @@ class ArduinoHandler(TransportHandlerMixin, Handler):
                 f"arduino: project_type must be one of {', '.join(PROJECT_TYPES)}, got {project_type!r}"
             )
         emulate = bool(options.get("emulate"))
-        if emulate and "qemu_machine" not in _board(board):
-            emulatable = sorted(b for b, p in BOARD_PROPERTIES.items() if "qemu_machine" in p)
+        if emulate and not _board(board)["emulator"]:
+            emulatable = board_data.emulated_boards(BOARD_PROPERTIES)
             raise OptionError(
                 f"arduino: emulate=true is only available for {', '.join(emulatable)}, not {board}"
             )
@@ -664,9 +671,10 @@ class ArduinoHandler(TransportHandlerMixin, Handler):
         elf, board = self._image()
         props = _board(board)
         if _option(options, "emulate"):
-            machine = props.get("qemu_machine")
-            if not machine:
-                raise OptionError(f"arduino: the {board} cannot be emulated; use uno or mega2560")
+            emulator = props["emulator"]
+            if not emulator:
+                raise OptionError(f"arduino: the {board} cannot be emulated; use "
+                                  f"{' or '.join(board_data.emulated_boards(BOARD_PROPERTIES))}")
             hazards = qemu_skip_hazards(elf)
             if hazards:
                 _LOG.warning(
@@ -676,7 +684,8 @@ class ArduinoHandler(TransportHandlerMixin, Handler):
                     ", ".join(hazards),
                     board,
                 )
-            self._transport = start_qemu_avr(elf, machine, BUILD_DIR / "qemu.log")
+            self._transport = start_qemu_avr(elf, emulator.get("machine", board), BUILD_DIR / "qemu.log",
+                                             binary=emulator["binary"])
             timeouts = server.TransportTimeouts(
                 session_start_retry_timeout_sec=2.0,
                 session_start_timeout_sec=20.0,

@@ -40,7 +40,11 @@ _SERVER_DIR = os.path.dirname(os.path.realpath(__file__))
 IS_TEMPLATE = not os.path.exists(os.path.join(_SERVER_DIR, "model.tar"))
 
 with open(os.path.join(_SERVER_DIR, "boards.json"), encoding="utf-8") as _f:
-    BOARD_PROPERTIES: dict[str, dict[str, Any]] = json.load(_f)
+    _BOARDS: dict[str, dict[str, Any]] = json.load(_f)["boards"]
+#: The `board` choices, and those `emulate` takes; the implementation loads the boards'
+#: data and checks it.
+BOARD_NAMES = list(_BOARDS)
+EMULATED_BOARDS = [name for name, props in _BOARDS.items() if props.get("emulator")]
 
 PROJECT_TYPES = ["host_driven", "aot_standalone_demo"]
 ALL_STAGES = ["generate_project", "build", "flash", "open_transport"]
@@ -52,7 +56,7 @@ ARDUINO_CLI_CMD = server.find_executable("arduino-cli")
 
 PROJECT_OPTIONS = server.default_project_options(
     project_type={"choices": tuple(PROJECT_TYPES)},
-    board={"choices": list(BOARD_PROPERTIES), "optional": ["build", "flash", "open_transport"]},
+    board={"choices": BOARD_NAMES, "optional": ["build", "flash", "open_transport"]},
     verbose={"optional": ["generate_project", "build", "flash"]},
     warning_as_error={"optional": ["generate_project", "build", "flash"]},
 ) + [
@@ -83,7 +87,7 @@ PROJECT_OPTIONS = server.default_project_options(
         optional=ALL_STAGES,
         type="bool",
         default=False,
-        help="Run the image in qemu-system-avr instead of on a board (uno, nano, mega2560 only).",
+        help=f"Run the image in qemu-system-avr instead of on a board ({', '.join(EMULATED_BOARDS)} only).",
     ),
 ]
 

@@ -40,7 +40,8 @@ _SERVER_DIR = os.path.dirname(os.path.realpath(__file__))
 IS_TEMPLATE = not os.path.exists(os.path.join(_SERVER_DIR, "model.tar"))
 
 with open(os.path.join(_SERVER_DIR, "boards.json"), encoding="utf-8") as _f:
-    BOARD_PROPERTIES: dict[str, dict[str, Any]] = json.load(_f)
+    #: The `board` choices; the implementation loads the boards' data and checks it.
+    BOARD_NAMES: list[str] = list(json.load(_f)["boards"])
 
 PROJECT_TYPES = ["host_driven", "aot_standalone_demo"]
 ALL_STAGES = ["generate_project", "build", "flash", "open_transport"]
@@ -78,7 +79,7 @@ ZEPHYR_BASE = os.environ.get("ZEPHYR_BASE")
 
 PROJECT_OPTIONS = server.default_project_options(
     project_type={"choices": tuple(PROJECT_TYPES)},
-    board={"choices": list(BOARD_PROPERTIES), "optional": ["build", "flash", "open_transport"]},
+    board={"choices": BOARD_NAMES, "optional": ["build", "flash", "open_transport"]},
     verbose={"optional": ["generate_project", "build", "flash"]},
     warning_as_error={"optional": ["generate_project", "build"]},
 ) + [

@@ -3,7 +3,7 @@
 Runs in the namespace of ``microtvm_api_server.py`` (which describes the template), loaded
 by ``server.LazyImplementation`` (microtvm_tasks.project_api.server) on the first call other than
 server_info_query; names the script defines
-(`Handler`, `BOARD_PROPERTIES`, ...) are used here as they are.
+(`Handler`, `BOARD_NAMES`, ...) are used here as they are.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from microtvm_tasks.errors import MicrotvmError, OptionError, TemplateError, ToolNotFoundError
 from microtvm_tasks.project_api import server
+from microtvm_tasks.template_support import boards as board_data
 from microtvm_tasks.template_support import generate as gen
 from microtvm_tasks.template_support.processes import kill_group, parent_death_preexec, run_logged
 from microtvm_tasks.template_support.processes import tail_lines as _tail
@@ -33,7 +34,6 @@ from microtvm_tasks.template_support.serial_transport import SerialTransport, Tr
 
 if TYPE_CHECKING:  # defined by microtvm_api_server.py, in whose namespace this file runs
     from microtvm_api_server import (
-        BOARD_PROPERTIES,
         DEFAULT_MAIN_STACK_SIZE,
         IMPL_FILE,
         PROJECT_TYPES,
@@ -46,6 +46,8 @@ _LOG = logging.getLogger(__name__)
 
 API_SERVER_DIR = pathlib.Path(__file__).resolve().parent
 BOARDS_PATH = API_SERVER_DIR / "boards.json"
+#: The boards' data, checked against the boards schema (template_support/boards.schema.json).
+BOARD_PROPERTIES: dict[str, dict[str, Any]] = board_data.load_boards(BOARDS_PATH)["boards"]
 MODEL_LIBRARY_FORMAT_RELPATH = pathlib.Path("model.tar")
 BUILD_DIR = API_SERVER_DIR / "build"
 
@@ -158,10 +160,7 @@ def _env_with_base(zephyr_base: pathlib.Path, extra: dict[str, str] | None = Non
 
 
 def _usb_ids(props: dict[str, Any]) -> list[tuple[int, int]]:
-    ids = list(props.get("usb_ids") or [])
-    if not ids and props.get("vid_hex") and props.get("pid_hex"):
-        ids = [f"{props['vid_hex']}:{props['pid_hex']}"]
-    return [(int(i.split(":")[0], 16), int(i.split(":")[1], 16)) for i in ids]
+    return [(int(i.split(":")[0], 16), int(i.split(":")[1], 16)) for i in props["usb_ids"]]
 
 
 def find_serial_port(board: str, serial_number: str | None) -> str:
@@ -444,7 +443,7 @@ class ZephyrHandler(TransportHandlerMixin, Handler):
             "cmake_minimum_required(VERSION 3.20.0)",
             "",
         ]
-        if props.get("is_qemu"):
+        if props["emulator"]:
             lines += [
                 "# `west build -t run` puts the emulated UART on a pseudo-terminal, which the",
                 "# Project API transport opens (delete these lines to use the QEMU console instead).",
@@ -560,7 +559,7 @@ class ZephyrHandler(TransportHandlerMixin, Handler):
         options = dict(options or {})
         board = self._built_board()
         props = _board(board)
-        if props.get("is_qemu"):
+        if props["emulator"]:
             return  # QEMU boots the image in open_transport
         west_argv, zephyr_base = resolve_tools(options)
         runner = props.get("flash_runner")
@@ -588,7 +587,7 @@ class ZephyrHandler(TransportHandlerMixin, Handler):
         board = self._built_board()
         props = _board(board)
         baud = int(props.get("baud", 115200))
-        if props.get("is_qemu"):
+        if props["emulator"]:
             west_argv, zephyr_base = resolve_tools(options)
             self._transport = start_qemu(
                 west_argv, zephyr_base, baud, options.get("gdbserver_port"), BUILD_DIR / "qemu.log"
