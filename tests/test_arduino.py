@@ -398,7 +398,7 @@ def test_missing_tool_message_travels_through_the_project_api(tmp_path):
 def test_serial_port_lookup_errors_name_the_way_out(monkeypatch):
     from serial.tools import list_ports
 
-    monkeypatch.setattr(list_ports, "comports", lambda: [])
+    monkeypatch.setattr(list_ports, "comports", lambda include_links=False: [])
     with pytest.raises(ard.BoardNotFoundError) as info:
         ard.find_serial_port("uno", None, None)
     assert "2341:0043" in str(info.value) and "emulate=true" in str(info.value)

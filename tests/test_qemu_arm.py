@@ -217,11 +217,12 @@ def test_server_info_lists_the_options():
 
 
 def test_opening_the_uart_keeps_what_the_firmware_already_sent(monkeypatch):
-    """pyserial's open() drops pending input; a firmware that prints at once must not lose it."""
+    """pyserial's open() drops pending input; a firmware that prints at once must not lose it
+    (QemuSession's UART is template_support's SerialTransport on a socket:// URL)."""
     import socket
     import threading
 
-    import serial.urlhandler.protocol_socket as protocol_socket
+    from microtvm_tasks.template_support import serial_transport
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -235,20 +236,17 @@ def test_opening_the_uart_keeps_what_the_firmware_already_sent(monkeypatch):
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    real_connect = protocol_socket.socket.create_connection
+    real_connect = serial_transport.socket.create_connection
 
     def slow_connect(*args, **kwargs):  # the banner is surely there before open() finishes
         sock = real_connect(*args, **kwargs)
         time.sleep(0.3)
         return sock
 
-    monkeypatch.setattr(protocol_socket.socket, "create_connection", slow_connect)
-    import serial
-
-    port = qa._open_keeping_input(serial, f"socket://127.0.0.1:{listener.getsockname()[1]}")
+    monkeypatch.setattr(serial_transport.socket, "create_connection", slow_connect)
+    port = serial_transport.SerialTransport(f"socket://127.0.0.1:{listener.getsockname()[1]}")
     try:
-        port.timeout = 2
-        assert port.read(12) == b"boot banner\n"
+        assert port.read(12, 2) == b"boot banner\n"
     finally:
         port.close()
         listener.close()

@@ -473,16 +473,13 @@ def test_missing_tools_message_travels_through_the_project_api(template_client, 
 
 def test_serial_port_found_by_usb_id_or_serial_number(monkeypatch):
     from serial.tools import list_ports
+    from serial.tools.list_ports_common import ListPortInfo
 
-    class Port:
-        def __init__(self, device, vid, pid, sn, location):
-            self.device, self.vid, self.pid, self.serial_number, self.location = (
-                device,
-                vid,
-                pid,
-                sn,
-                location,
-            )
+    def Port(device, vid, pid, sn, location):  # noqa: N802 - a port as pyserial describes one
+        port = ListPortInfo(device, skip_link_detection=True)
+        port.vid, port.pid, port.serial_number, port.location = vid, pid, sn, location
+        port.apply_usb_info()
+        return port
 
     ports = [
         Port("/dev/ttyACM0", 0x0483, 0x374B, "066AFF", "1-1:1.2"),
@@ -491,7 +488,7 @@ def test_serial_port_found_by_usb_id_or_serial_number(monkeypatch):
         Port("/dev/ttyACM4", 0x1366, 0x1055, "001050012345", "1-2:1.2"),
         Port("/dev/ttyACM5", 0x1366, 0x1055, "001050012345", "1-2:1.4"),
     ]
-    monkeypatch.setattr(list_ports, "comports", lambda: ports)
+    monkeypatch.setattr(list_ports, "comports", lambda include_links=False: ports)
     assert zs.find_serial_port("nucleo_f746zg", None) == "/dev/ttyACM0"
     assert zs.find_serial_port("nucleo_f746zg", "066AFF") == "/dev/ttyACM0"
     assert zs.find_serial_port("nrf5340dk_nrf5340_cpuapp", None) == "/dev/ttyACM5"

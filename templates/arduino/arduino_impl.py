@@ -28,6 +28,7 @@ from microtvm_tasks.template_support import generate as gen
 from microtvm_tasks.template_support.emulator import launch_on_loopback
 from microtvm_tasks.template_support.processes import kill_group, run_logged
 from microtvm_tasks.template_support.processes import tail_lines as _tail
+from microtvm_tasks.template_support.serial_ports import find_board_port
 from microtvm_tasks.template_support.serial_transport import SerialTransport, TransportHandlerMixin
 from microtvm_tasks.template_support.tools import find_tool
 
@@ -313,38 +314,10 @@ def find_serial_port(board: str, port: str | None, serial_number: str | None) ->
         raise OptionError("arduino: give either port or serial_number, not both")
     if port:
         return str(port)
-    from serial.tools import list_ports  # lazy
-
-    ports = list(list_ports.comports())
-    if serial_number:
-        hits = [p for p in ports if (p.serial_number or "") == serial_number]
-        what = f"serial number {serial_number}"
-    else:
-        ids = _board(board)["usb_ids"]
-        if not ids:
-            raise BoardNotFoundError(
-                f"arduino: the {board} has no USB VID:PID in boards.json; pass port=/dev/tty... "
-                "or serial_number=..."
-            )
-        vid, pid = ids[0].split(":")
-        hits = [p for p in ports if p.vid == int(vid, 16) and p.pid == int(pid, 16)]
-        what = f"USB id {vid}:{pid}"
-    seen = (
-        ", ".join(f"{p.device} ({p.vid and f'{p.vid:04x}:{p.pid:04x}'} sn={p.serial_number})" for p in ports)
-        or "none"
-    )
-    if not hits:
-        raise BoardNotFoundError(
-            f"arduino: no serial port with {what} for board {board}; is it plugged in? Ports "
-            f"seen: {seen}. Pass port=... or serial_number=..., or emulate=true for "
-            f"{'/'.join(board_data.emulated_boards(BOARD_PROPERTIES))}."
-        )
-    if len(hits) > 1:
-        raise BoardNotFoundError(
-            f"arduino: {len(hits)} ports match {what}: {', '.join(p.device for p in hits)}; "
-            "pick one with serial_number=... or port=..."
-        )
-    return hits[0].device
+    emulated = "/".join(board_data.emulated_boards(BOARD_PROPERTIES))
+    return find_board_port(board, _board(board)["usb_ids"], serial_number, error=BoardNotFoundError,
+                           prefix="arduino: ", choose="serial_number=... or port=/dev/tty...",
+                           hint=f" Pass port=... or serial_number=..., or emulate=true for {emulated}.")
 
 
 # --------------------------------------------------------------------------- handler

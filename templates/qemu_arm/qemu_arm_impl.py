@@ -32,7 +32,7 @@ from microtvm_tasks.template_support.generate import (
     write_project_config,
 )
 from microtvm_tasks.template_support.processes import kill_group
-from microtvm_tasks.template_support.serial_transport import read_available
+from microtvm_tasks.template_support.serial_transport import SerialTransport
 from microtvm_tasks.template_support.tools import find_tool
 
 if TYPE_CHECKING:  # defined by microtvm_api_server.py, in whose namespace this file runs
@@ -338,29 +338,14 @@ def io_timeout(detail: str) -> server.IoTimeoutError:
     return server.IoTimeoutError(data={"detail": detail})
 
 
-def _open_keeping_input(serial: Any, url: str) -> Any:
-    """pyserial's socket:// port, opened without discarding what has already arrived.
-
-    pyserial's open() ends with reset_input_buffer(), which for a socket reads and drops
-    everything pending. QEMU starts the firmware the moment our connection is accepted, so a
-    short program (an aot_standalone_demo) may have printed everything by then.
-    """
-    port = serial.serial_for_url(url, do_not_open=True, timeout=1.0)
-    port.reset_input_buffer = lambda: None  # instance attribute: shadows the method for open()
-    try:
-        port.open()
-    finally:
-        del port.reset_input_buffer
-    return port
-
-
 class QemuSession:
     """One QEMU run of a firmware image, its UART reached over a loopback TCP socket.
 
     The listening socket is created here (port 0: the kernel picks a free port) and handed
     to QEMU as ``-chardev socket,fd=N,server=on,wait=on``, so QEMU cannot lose a race for the
     port, and it waits for our connection before starting the CPU: nothing the firmware
-    prints at boot is lost.
+    prints at boot is lost. The UART is template_support's SerialTransport (``socket://``);
+    this class adds QEMU's lifetime and the firmware's fault and exit reports.
     """
 
     def __init__(
@@ -380,7 +365,7 @@ class QemuSession:
         self.qemu_binary = qemu_binary
         self.connect_timeout = connect_timeout
         self.proc: subprocess.Popen[bytes] | None = None
-        self.serial: Any = None
+        self.serial: SerialTransport | None = None
         self.tail: collections.deque[int] = collections.deque(maxlen=TAIL_BYTES)
         self.exit_code: int | None = None
         self.fault: str | None = None
@@ -410,8 +395,6 @@ class QemuSession:
 
     def start(self) -> None:
         """Boot QEMU and connect to its UART; on any failure QEMU is killed and we raise."""
-        import serial  # pyserial, imported only when a transport is opened
-
         qemu = shutil.which(self.qemu_binary)
         if qemu is None:
             raise QemuArmError(f"{self.qemu_binary} not found on PATH; install Debian's qemu-system-arm")
@@ -433,9 +416,9 @@ class QemuSession:
             if self.proc.poll() is not None:
                 break
             try:
-                self.serial = _open_keeping_input(serial, f"socket://127.0.0.1:{port}")
+                self.serial = SerialTransport(f"socket://127.0.0.1:{port}")
                 return
-            except serial.SerialException as exc:  # pragma: no cover - QEMU normally accepts at once
+            except OSError as exc:  # pragma: no cover - QEMU normally accepts at once
                 last_exc = exc
                 time.sleep(0.05)
         exited = self.proc.poll() is not None
@@ -508,11 +491,12 @@ class QemuSession:
             raise self._closed(f"the firmware faulted: {self.fault}")
 
     def _raw_read(self, n: int, timeout_sec: float | None) -> bytes:
-        """Wait up to `timeout_sec` for one byte, then take whatever else is there (up to n).
-
-        pyserial's read(n) would wait for all n bytes; the Project API wants what is there.
-        """
-        return read_available(self.serial, n, timeout_sec)
+        """Between 1 and n bytes (what has arrived), or b"" when none came in time."""
+        assert self.serial is not None
+        try:
+            return self.serial.read(n, timeout_sec)
+        except server.IoTimeoutError:
+            return b""
 
     def _read_more_until(self, terminator: bytes, timeout: float) -> bytes:
         """Read (into the tail too) until `terminator` arrives or `timeout` passes."""
@@ -531,16 +515,14 @@ class QemuSession:
 
     def read(self, n: int, timeout_sec: float | None) -> bytes:
         """Between 1 and n bytes, or IoTimeoutError / TransportClosedError."""
-        import serial
-
         if self.exit_code is not None:
             raise self._closed(f"the firmware stopped (main returned {self.exit_code})")
         if self.serial is None:
             raise transport_closed("the transport is not open")
         try:
             data = self._raw_read(n, timeout_sec)
-        except serial.SerialException as exc:
-            raise self._closed(f"QEMU's UART closed ({exc})") from None
+        except server.TransportClosedError as exc:
+            raise self._closed(f"QEMU's UART closed ({_detail(exc)})") from None
         if not data:
             if not self.alive():
                 raise self._closed("QEMU is gone")
@@ -560,19 +542,22 @@ class QemuSession:
         return data
 
     def write(self, data: bytes, timeout_sec: float | None) -> None:
-        import serial
-
         if self.serial is None:
             raise transport_closed("the transport is not open")
         if not self.alive():
             raise self._closed("QEMU is gone")
         try:
-            self.serial.write_timeout = timeout_sec
-            self.serial.write(data)
-        except serial.SerialTimeoutException:
+            self.serial.write(data, timeout_sec)
+        except server.IoTimeoutError:
             raise io_timeout(f"could not write {len(data)} bytes within {timeout_sec} s") from None
-        except serial.SerialException as exc:
-            raise self._closed(f"QEMU's UART closed ({exc})") from None
+        except server.TransportClosedError as exc:
+            raise self._closed(f"QEMU's UART closed ({_detail(exc)})") from None
+
+
+def _detail(exc: BaseException) -> str:
+    """The explanation a TransportClosedError carries in its data (else its text)."""
+    data = getattr(exc, "data", None)
+    return str(data.get("detail")) if isinstance(data, dict) and data.get("detail") else str(exc)
 
 
 #: sessions still running, killed at interpreter exit (belt and braces beside PDEATHSIG).

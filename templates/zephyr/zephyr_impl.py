@@ -30,6 +30,7 @@ from microtvm_tasks.template_support import boards as board_data
 from microtvm_tasks.template_support import generate as gen
 from microtvm_tasks.template_support.processes import kill_group, parent_death_preexec, run_logged
 from microtvm_tasks.template_support.processes import tail_lines as _tail
+from microtvm_tasks.template_support.serial_ports import find_board_port
 from microtvm_tasks.template_support.serial_transport import SerialTransport, TransportHandlerMixin
 
 if TYPE_CHECKING:  # defined by microtvm_api_server.py, in whose namespace this file runs
@@ -159,45 +160,13 @@ def _env_with_base(zephyr_base: pathlib.Path, extra: dict[str, str] | None = Non
 # --------------------------------------------------------------------------- serial ports
 
 
-def _usb_ids(props: dict[str, Any]) -> list[tuple[int, int]]:
-    return [(int(i.split(":")[0], 16), int(i.split(":")[1], 16)) for i in props["usb_ids"]]
-
-
 def find_serial_port(board: str, serial_number: str | None) -> str:
     """The board's serial device: the one whose USB serial number is `serial_number`, else the
-    single port with one of the board's USB VID:PIDs (boards.json). A probe with several
-    virtual COM ports (J-Link OB) is one board: boards.json names which port is the UART."""
-    from serial.tools import list_ports  # lazy
-
+    single board with one of its USB VID:PIDs (boards.json). A probe with several virtual COM
+    ports (J-Link OB) is one board: boards.json names which port is the UART."""
     props = _board(board)
-    ports = list(list_ports.comports())
-    if serial_number:
-        hits = [p for p in ports if (p.serial_number or "").lstrip("0") == serial_number.lstrip("0")]
-        what = f"serial number {serial_number}"
-    else:
-        ids = _usb_ids(props)
-        if not ids:
-            raise BoardNotFoundError(
-                f"zephyr: the {board} has no USB VID:PID in boards.json; pass serial_number=..."
-            )
-        hits = [p for p in ports if (p.vid, p.pid) in ids]
-        what = "USB id " + " or ".join(f"{v:04x}:{p:04x}" for v, p in ids)
-    if not hits:
-        seen = ", ".join(f"{p.device} (sn={p.serial_number})" for p in ports) or "none"
-        raise BoardNotFoundError(
-            f"zephyr: no serial port with {what} for board {board}; is it plugged in? Ports seen: {seen}"
-        )
-    probes = {p.serial_number for p in hits}
-    if len(hits) > 1 and (len(probes) > 1 or probes == {None}):
-        devices = ", ".join(sorted(p.device for p in hits))
-        raise BoardNotFoundError(
-            f"zephyr: {len(hits)} ports match {what}: {devices}; pick one board with serial_number=..."
-        )
-    hits.sort(key=lambda p: (p.location or "", p.device))
-    index = int((props.get("uart_vcom_by_pid") or {}).get(f"{hits[0].pid or 0:04x}", 0))
-    if index >= len(hits):
-        index = len(hits) - 1
-    return hits[index].device
+    return find_board_port(board, props["usb_ids"], serial_number, error=BoardNotFoundError,
+                           prefix="zephyr: ", uart_vcom_by_pid=props.get("uart_vcom_by_pid"))
 
 
 def flash_serial_args(runner: str | None, serial_number: str | None) -> list[str]:
