@@ -78,3 +78,16 @@ def test_no_boards_and_unreadable_files_are_errors_too(tmp_path):
 def test_emulated_boards_come_from_the_data():
     data = boards.load_boards(TEMPLATES_DIR / "arduino" / "boards.json")["boards"]
     assert boards.emulated_boards(data) == ["mega2560", "nano", "uno"]
+
+
+def test_fit_reads_the_limits_and_the_linker_report():
+    from microtvm_tasks.template_support import fit
+
+    board = {"flash_bytes": 1000, "ram_bytes": 100}
+    assert fit.over_limits(board, flash=1000, ram=100) == []
+    assert fit.over_limits(board, flash=1001, ram=101) == [("flash", 1001, 1000), ("ram", 101, 100)]
+    assert fit.over_limits({"flash_bytes": 0, "ram_bytes": 100}, flash=10**9, ram=1) == []  # 0: no limit
+    log = ("ld: region `RAM' overflowed by 12 bytes\nld: region `data' overflowed by 3 bytes\n"
+           "ld: region `FLASH' overflowed by 5 bytes\nld: region `RAM' overflowed by 12 bytes\n")
+    assert fit.link_overflows(log, board) == [("ram", "RAM", 112, 100), ("ram", "data", 103, 100),
+                                              ("flash", "FLASH", 1005, 1000)]

@@ -262,6 +262,23 @@ model_library_format_path: in a generated project, the path of the MLF archive i
 project_options: list of `ProjectOption` the server accepts.
 """
 
+#: What generate_project copies the model to, beside the server: what tells a generated
+#: project (it has one) from its template (it has none) in `template_server_info`.
+PROJECT_MLF_FILENAME = "model.tar"
+
+
+def template_server_info(platform_name: str, server_dir: str, project_options: Sequence[ProjectOption]
+                         ) -> ServerInfo:
+    """The server_info_query answer of a template whose generate_project copies the model
+    to `PROJECT_MLF_FILENAME` beside the server: a generated project (with the path of that
+    copy) when it is there, the template (path None) when it is not."""
+    mlf = os.path.join(server_dir, PROJECT_MLF_FILENAME)
+    project = os.path.exists(mlf)
+    return ServerInfo(platform_name=platform_name, is_template=not project,
+                      model_library_format_path=mlf if project else None,
+                      project_options=list(project_options))
+
+
 TransportTimeouts = collections.namedtuple(
     "TransportTimeouts",
     ("session_start_retry_timeout_sec", "session_start_timeout_sec", "session_established_timeout_sec"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import tarfile
 import tempfile
@@ -80,6 +81,16 @@ def recorded_option(
     if value is None:
         value = read_project_config(project_dir).get(name)
     return default if value is None else value
+
+
+def compile_definitions(value: Any) -> list[str]:
+    """The compile_definitions option as compiler flags, however it was given: TVM passes a
+    list of strings, a command line one space-separated string (shell quoting kept). A bare
+    NAME[=VALUE] becomes -DNAME[=VALUE]; a word that already is a flag (-DX, -UY) stays."""
+    if not value:
+        return []
+    items = [str(v) for v in value] if isinstance(value, (list, tuple)) else shlex.split(str(value))
+    return [item if item.startswith("-") else f"-D{item}" for item in items if item and item != "-D"]
 
 
 def unpack_extra_files(

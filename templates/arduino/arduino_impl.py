@@ -21,9 +21,17 @@ import subprocess
 import time
 from typing import TYPE_CHECKING, Any
 
-from microtvm_tasks.errors import MicrotvmError, OptionError, TemplateError, ToolNotFoundError
+from microtvm_tasks.errors import (
+    BoardNotFoundError,
+    BuildFailedError,
+    MicrotvmError,
+    OptionError,
+    TemplateError,
+    ToolNotFoundError,
+)
 from microtvm_tasks.project_api import server
 from microtvm_tasks.template_support import boards as board_data
+from microtvm_tasks.template_support import fit
 from microtvm_tasks.template_support import generate as gen
 from microtvm_tasks.template_support.emulator import launch_on_loopback
 from microtvm_tasks.template_support.processes import kill_group, run_logged
@@ -46,7 +54,7 @@ API_SERVER_DIR = pathlib.Path(__file__).resolve().parent
 BOARDS_PATH = API_SERVER_DIR / "boards.json"
 #: The boards' data, checked against the boards schema (template_support/boards.schema.json).
 BOARD_PROPERTIES: dict[str, dict[str, Any]] = board_data.load_boards(BOARDS_PATH)["boards"]
-MODEL_LIBRARY_FORMAT_RELPATH = pathlib.Path("model.tar")
+MODEL_LIBRARY_FORMAT_RELPATH = pathlib.Path(server.PROJECT_MLF_FILENAME)
 BUILD_DIR = API_SERVER_DIR / "build"
 
 # Debian's arduino-mk layout (overridable with the usual ARDUINO_DIR / ARDMK_DIR variables).
@@ -68,14 +76,6 @@ class FirmwareTooBigError(MicrotvmError):
     """The firmware does not fit the board's flash or RAM; the message carries both numbers."""
 
 
-class BuildFailedError(MicrotvmError):
-    """The compiler or make failed; the message carries the tail of the build log."""
-
-
-class BoardNotFoundError(MicrotvmError):
-    """No (or more than one) serial port matches the board; say how to pick one."""
-
-
 # --------------------------------------------------------------------------- helpers
 
 
@@ -95,22 +95,6 @@ def fqbn(board: str) -> str:
 def is_avr(board: str) -> bool:
     """True for boards Debian's arduino-core-avr can build (those with an arduino_mk entry)."""
     return "arduino_mk" in _board(board)
-
-
-def _definitions(value: Any) -> list[str]:
-    """compile_definitions as a list: TVM passed a list; on a command line it is one string."""
-    if not value:
-        return []
-    if isinstance(value, (list, tuple)):
-        items = [str(v) for v in value]
-    else:
-        items = shlex.split(str(value))
-    out = []
-    for item in items:
-        if not item.startswith("-"):
-            item = "-D" + item
-        out.append(item)
-    return out
 
 
 #: The options recorded at generate time, and an option from a call falling back on them.
@@ -142,16 +126,18 @@ def avr_sizes(elf: pathlib.Path, size_cmd: str = "avr-size") -> dict[str, int]:
 def check_fits(board: str, sizes: dict[str, int], elf: pathlib.Path) -> None:
     """Refuse an image that cannot work on `board`, naming both numbers (needed, available)."""
     props = _board(board)
-    flash_avail = int(props["flash_bytes"])
-    ram_avail = int(props["ram_bytes"])
     reserve = int(props.get("stack_reserve_bytes", 0))
+    over = {memory: avail for memory, _, avail in fit.over_limits(props, flash=sizes["flash"],
+                                                                  ram=sizes["ram"] + reserve)}
     problems = []
-    if sizes["flash"] > flash_avail:
+    if "flash" in over:
+        flash_avail = over["flash"]
         problems.append(
             f"flash: needs {sizes['flash']} bytes (.text {sizes.get('text', 0)} + .data "
             f"{sizes.get('data', 0)}), the {board} has {flash_avail} bytes"
         )
-    if sizes["ram"] + reserve > ram_avail:
+    if "ram" in over:
+        ram_avail = over["ram"]
         problems.append(
             f"RAM: needs {sizes['ram']} bytes of static data (.data {sizes.get('data', 0)} + .bss "
             f"{sizes.get('bss', 0)} + .noinit {sizes.get('noinit', 0)}) plus {reserve} bytes kept "
@@ -168,18 +154,11 @@ def check_fits(board: str, sizes: dict[str, int], elf: pathlib.Path) -> None:
         )
 
 
-_OVERFLOW_RE = re.compile(r"region [`'\"]?(\w+)[`'\"]? overflowed by (\d+) bytes")
-
-
 def overflow_from_log(log_text: str, board: str) -> str | None:
     """A linker's "region `data' overflowed by N bytes" as a message with both numbers (for
     toolchains whose ELF is not left behind to measure)."""
-    props = _board(board)
-    lines = []
-    for region, over in _OVERFLOW_RE.findall(log_text):
-        avail = int(props["ram_bytes"] if region in ("data", "ram", "RAM") else props["flash_bytes"])
-        what = "RAM" if region in ("data", "ram", "RAM") else "flash"
-        lines.append(f"{what}: needs {avail + int(over)} bytes, the {board} has {avail} bytes")
+    lines = [f"{'RAM' if memory == 'ram' else 'flash'}: needs {needed} bytes, the {board} has {avail} bytes"
+             for memory, _, needed, avail in fit.link_overflows(log_text, _board(board))]
     if not lines:
         return None
     return f"arduino: the firmware does not fit the {board}: " + "; ".join(dict.fromkeys(lines))
@@ -426,7 +405,7 @@ class ArduinoHandler(TransportHandlerMixin, Handler):
         flags = [f"-DMT_MAX_PAYLOAD={int(props.get('max_payload', 256))}"]
         if props.get("serial_rx_buffer"):
             flags.append(f"-DSERIAL_RX_BUFFER_SIZE={int(props['serial_rx_buffer'])}")
-        return flags + _definitions(options.get("compile_definitions"))
+        return flags + gen.compile_definitions(options.get("compile_definitions"))
 
     def _write_makefile(
         self, out: pathlib.Path, sketch: str, board: str, props: dict[str, Any], options: dict[str, Any]

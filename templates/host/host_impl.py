@@ -16,7 +16,12 @@ import sys
 from typing import TYPE_CHECKING
 
 from microtvm_tasks.project_api import server
-from microtvm_tasks.template_support.generate import copy_server, standalone_inputs, unpack_extra_files
+from microtvm_tasks.template_support.generate import (
+    compile_definitions,
+    copy_server,
+    standalone_inputs,
+    unpack_extra_files,
+)
 from microtvm_tasks.template_support.tools import find_tool, run_streamed
 
 if TYPE_CHECKING:  # defined by microtvm_api_server.py, in whose namespace this file runs
@@ -30,17 +35,6 @@ HOST_MAX_PAYLOAD = 4096
 
 def _log(msg: str) -> None:
     print(f"[host] {msg}", file=sys.stderr, flush=True)
-
-
-def _split_words(value: str | list[str] | None) -> list[str]:
-    """Space-separated words (TVM callers may also pass a list of strings)."""
-    import shlex
-
-    if not value:
-        return []
-    if isinstance(value, (list, tuple)):
-        return [str(v) for v in value]
-    return shlex.split(value)
 
 
 #: (step, modulus, offset, divisor) of the demo's fixed input (see `standalone_inputs`).
@@ -91,7 +85,7 @@ class HostHandler(Handler):
             )
         glue.write_model_glue(model_dir, src, standalone_input=standalone)
 
-        defines = _split_words(options.get("compile_definitions"))
+        defines = compile_definitions(options.get("compile_definitions"))
         if not any("MT_MAX_PAYLOAD" in d for d in defines):
             # Pipes have no tiny UART buffer: big frames mean fewer round trips per tensor.
             defines.append(f"-DMT_MAX_PAYLOAD={HOST_MAX_PAYLOAD}")
@@ -117,7 +111,9 @@ class HostHandler(Handler):
         find_tool("make", "make not found: install it (Debian/Ubuntu: apt-get install make)", RuntimeError)
         cc = options.get("cc") or "cc"
         missing_cc = f"C compiler {cc!r} not found: install gcc or pass -o cc=<compiler>"
-        find_tool(_split_words(cc)[0], missing_cc, RuntimeError)
+        import shlex
+
+        find_tool(shlex.split(cc)[0], missing_cc, RuntimeError)
         # make -s keeps a quiet build quiet (warnings and errors still show); verbose shows all
         argv = ["make", "-C", str(API_SERVER_DIR), f"CC={cc}"]
         if not options.get("verbose"):

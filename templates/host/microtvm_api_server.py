@@ -29,11 +29,10 @@ import os
 from microtvm_tasks.project_api import server
 
 IMPL_FILE = "host_impl.py"
-MODEL_TAR = "model.tar"
+MODEL_TAR = server.PROJECT_MLF_FILENAME
 MODEL_DIR = "model"
 _SERVER_DIR = os.path.dirname(os.path.realpath(__file__))
 # A project (as opposed to the template) has its MLF beside the server.
-IS_TEMPLATE = not os.path.exists(os.path.join(_SERVER_DIR, MODEL_DIR, "metadata.json"))
 
 PROJECT_TYPES = ["host_driven", "aot_standalone_demo"]
 
@@ -85,12 +84,7 @@ class Handler(server.DelegatingProjectAPIHandler):
         return _load_impl()["HostHandler"]()
 
     def server_info_query(self, tvm_version: str) -> server.ServerInfo:
-        return server.ServerInfo(
-            platform_name="host",
-            is_template=IS_TEMPLATE,
-            model_library_format_path="" if IS_TEMPLATE else os.path.join(_SERVER_DIR, MODEL_TAR),
-            project_options=PROJECT_OPTIONS,
-        )
+        return server.template_server_info("host", _SERVER_DIR, PROJECT_OPTIONS)
 
 
 if __name__ == "__main__":

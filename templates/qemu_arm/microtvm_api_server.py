@@ -120,13 +120,7 @@ class Handler(server.DelegatingProjectAPIHandler):
         return _load_impl()["QemuArmHandler"]()
 
     def server_info_query(self, tvm_version: str) -> server.ServerInfo:
-        project = os.path.isfile(os.path.join(self.project_dir, PROJECT_CONFIG))
-        return server.ServerInfo(
-            platform_name="qemu_arm",
-            is_template=not project,
-            model_library_format_path=os.path.join(self.project_dir, "model.tar") if project else None,
-            project_options=_project_options(),
-        )
+        return server.template_server_info("qemu_arm", self.project_dir, _project_options())
 
 
 if __name__ == "__main__":

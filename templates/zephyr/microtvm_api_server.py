@@ -36,8 +36,6 @@ if TYPE_CHECKING:
 
 IMPL_FILE = "zephyr_impl.py"
 _SERVER_DIR = os.path.dirname(os.path.realpath(__file__))
-# A project (as opposed to the template) has its MLF beside the server.
-IS_TEMPLATE = not os.path.exists(os.path.join(_SERVER_DIR, "model.tar"))
 
 with open(os.path.join(_SERVER_DIR, "boards.json"), encoding="utf-8") as _f:
     #: The `board` choices; the implementation loads the boards' data and checks it.
@@ -137,12 +135,7 @@ class Handler(server.DelegatingProjectAPIHandler):
         return _load_impl()["ZephyrHandler"]()
 
     def server_info_query(self, tvm_version: str) -> server.ServerInfo:
-        return server.ServerInfo(
-            platform_name="zephyr",
-            is_template=IS_TEMPLATE,
-            model_library_format_path="" if IS_TEMPLATE else os.path.join(_SERVER_DIR, "model.tar"),
-            project_options=PROJECT_OPTIONS,
-        )
+        return server.template_server_info("zephyr", _SERVER_DIR, PROJECT_OPTIONS)
 
 
 if __name__ == "__main__":
