@@ -75,10 +75,11 @@ def find_template(name_or_path: str | os.PathLike[str]) -> Path:
 
 
 def server_info(template_dir: Path) -> dict[str, Any]:
-    """The template's server_info_query answer (cached by template hash)."""
-    from .server_info import get_server_info
+    """The template's server_info_query answer, cached by template hash in the CLI's cache
+    (`.tvmc/server_info` of the current directory)."""
+    from .server_info import default_cache_dir, get_server_info
 
-    return get_server_info(template_dir)
+    return get_server_info(template_dir, default_cache_dir())
 
 
 class _LazyPlatforms:
@@ -222,8 +223,11 @@ def cmd_create_project(args: argparse.Namespace) -> int:
     from .project import create_project
 
     # For `template -d DIR` the server's own platform_name is the more telling record.
+    from .server_info import default_cache_dir
+
     state = create_project(args.project_dir, args.mlf, template, options, force=args.force,
-                           platform=None if platform == "template" else platform)
+                           platform=None if platform == "template" else platform,
+                           cache_dir=default_cache_dir())
     models = ", ".join(m.name for m in mlf.modules)
     print(f"{PROG}: created {args.project_dir} (platform {state.platform or platform}, model {models}); "
           f"next: {PROG} build {args.project_dir}")
@@ -250,7 +254,9 @@ def _list_project_options(args: argparse.Namespace, command: str) -> int:
         from .project_api.client import instantiate_from_dir
 
         with instantiate_from_dir(args.project_dir) as client:
-            info = dict(client.server_info_query("0.18.0"))
+            from .server_info import TVM_VERSION
+
+            info = dict(client.server_info_query(TVM_VERSION))
     remembered = ", ".join(f"{k}={v}" for k, v in sorted(state.options.items())) or "(none)"
     sys.stdout.write(format_options(
         info, command=command,

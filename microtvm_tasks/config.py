@@ -24,6 +24,8 @@ Layout::
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -126,9 +128,7 @@ SCHEMA: dict[str, Any] = {
     },
 }
 
-_validator = None
-
-
+@functools.cache
 def _load_validator(cache_dir: Path | None) -> Any:
     """The schema compiled to a Python function, with its bytecode cached in `cache_dir`.
 
@@ -168,11 +168,9 @@ def _load_validator(cache_dir: Path | None) -> Any:
 
 
 def _validate(data: Any, cache_dir: Path | None = None) -> None:
-    """Run the compiled schema (compiled or loaded on first use, once per process)."""
-    global _validator
-    if _validator is None:
-        _validator = _load_validator(cache_dir)
-    _validator(data)
+    """Run the compiled schema: compiled (or loaded from `cache_dir`) once per process and
+    cache directory, so each workspace's cache holds it, not only the first one's."""
+    _load_validator(cache_dir)(data)
 
 
 @dataclass(frozen=True)
@@ -183,7 +181,6 @@ class ModelSpec:
     path: Path
     compiler: str = "builtin"
     options: dict[str, Any] = field(default_factory=dict)
-    line: int = 0
 
 
 @dataclass(frozen=True)
@@ -202,7 +199,6 @@ class ProjectSpec:
     options: dict[str, Any]
     inputs: Path | None = None
     force_regenerate: bool = False
-    line: int = 0
     origin: str = "projects"
 
 
@@ -218,6 +214,10 @@ class Workspace:
     projects: dict[str, ProjectSpec]
     #: What a bare `doit` runs (`defaults.default_tasks`; every build when not given).
     default_tasks: list[str] = field(default_factory=lambda: ["build"])
+    #: The YAML's text and each project's path in it: lines are found only when an error
+    #: raised after loading (an option's type, say) needs one (`project_location`).
+    text: str = field(default="", repr=False)
+    origins: dict[str, list[Any]] = field(default_factory=dict, repr=False)
 
     @property
     def state_dir(self) -> Path:
@@ -517,28 +517,20 @@ def load_workspace(
                               ) from None
             projects[name] = _with_template(spec, resolved[spec.platform])
 
-    ws = Workspace(path=path, root=root, build_dir=build_dir, default_options=default_options,
-                   models=models, projects=projects,
-                   default_tasks=list(defaults.get("default_tasks") or ["build"]))
-    # Lines are cheap to find only on error; keep them for messages raised later (options).
-    ws._text = text  # type: ignore[attr-defined]
-    ws._origins = origins  # type: ignore[attr-defined]
-    return ws
+    return Workspace(path=path, root=root, build_dir=build_dir, default_options=default_options,
+                     models=models, projects=projects,
+                     default_tasks=list(defaults.get("default_tasks") or ["build"]),
+                     text=text, origins=origins)
 
 
 def _with_template(spec: ProjectSpec, template: Path) -> ProjectSpec:
-    return ProjectSpec(
-        name=spec.name, model=spec.model, platform=spec.platform, template=template,
-        options=spec.options, inputs=spec.inputs, force_regenerate=spec.force_regenerate,
-        line=spec.line, origin=spec.origin,
-    )
+    return dataclasses.replace(spec, template=template)
 
 
 def project_location(ws: Workspace, project: str, *sub: Any) -> str:
     """'file:line (field)' of a project (or one of its fields), for error messages raised after load."""
-    origins = getattr(ws, "_origins", {})
-    text = getattr(ws, "_text", None)
-    jpath = list(origins.get(project, []))
+    text = ws.text
+    jpath = list(ws.origins.get(project, []))
     spec = ws.projects.get(project)
     if spec is not None and spec.origin == "projects":
         jpath += list(sub)

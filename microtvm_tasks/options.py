@@ -20,8 +20,6 @@ project.py all go through it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -302,12 +300,6 @@ def methods_of(opt: Mapping[str, Any]) -> tuple[list[str], list[str]]:
         return sorted(dict.fromkeys(ms), key=lambda m: (order.get(m, len(order)), m))
 
     return ordered(opt.get("required") or []), ordered(opt.get("optional") or [])
-
-
-def options_hash(options: Mapping[str, Any] | None) -> str:
-    """A stable sha256 of the options (sorted-key JSON), for up-to-date checks."""
-    text = json.dumps(dict(options or {}), sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class Layer(NamedTuple):

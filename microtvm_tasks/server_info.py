@@ -30,7 +30,8 @@ _STAT_CACHE_FILE = "hashes.json"
 
 
 def default_cache_dir() -> Path:
-    """`.tvmc/server_info` under the current directory (the workspace when run by doit)."""
+    """`.tvmc/server_info` under the current directory: the CLI's cache (the doit tasks keep
+    theirs beside projects.yaml). Callers pass it explicitly; nothing here falls back on it."""
     return Path.cwd() / ".tvmc" / "server_info"
 
 
@@ -111,8 +112,10 @@ def hasher_for(cache_dir: str | os.PathLike[str] | None) -> TreeHasher:
 
 def template_hash(template_dir: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None,
                   *, memo: bool = False) -> str:
-    """The template's content hash (the server-info cache key), cheap when nothing changed."""
-    cache_dir = default_cache_dir() if cache_dir is None else cache_dir
+    """The template's content hash (the server-info cache key), cheap when nothing changed.
+
+    File hashes are kept in `cache_dir` when one is given, else for this process only.
+    """
     return hasher_for(cache_dir).tree_hash(template_dir, memo=memo)
 
 
@@ -140,24 +143,25 @@ def get_server_info(
 ) -> dict[str, Any]:
     """`server_info_query` of a template, from `<cache_dir>/<template hash>.json` when present.
 
-    `cache_dir` defaults to `.tvmc/server_info` in the current directory. With `memo`,
-    the template's hash is computed once per process (what task loading wants).
-    The answer gains `template_hash`. A corrupt cache entry is ignored and rewritten.
+    Without `cache_dir` nothing is cached on disk (the server is asked). With `memo`, the
+    template's hash is computed once per process (what task loading wants). The answer
+    gains `template_hash`. A corrupt cache entry is ignored and rewritten.
     """
-    cache_dir = Path(default_cache_dir() if cache_dir is None else cache_dir)
     digest = template_hash(template_dir, cache_dir, memo=memo)
-    entry = cache_dir / f"{digest}.json"
-    try:
-        cached = json.loads(entry.read_text(encoding="utf-8"))
-        if isinstance(cached, dict) and cached.get("template_hash") == digest:
-            return cached
-    except (OSError, ValueError):
-        pass
+    entry = Path(cache_dir) / f"{digest}.json" if cache_dir is not None else None
+    if entry is not None:
+        try:
+            cached = json.loads(entry.read_text(encoding="utf-8"))
+            if isinstance(cached, dict) and cached.get("template_hash") == digest:
+                return cached
+        except (OSError, ValueError):
+            pass
     info = dict(query_server_info(template_dir))
     info["template_hash"] = digest
     info["template_dir"] = str(Path(template_dir).resolve())
-    try:
-        atomic_write_json(entry, info)
-    except OSError:
-        pass  # a read-only workspace still works, just slower
+    if entry is not None:
+        try:
+            atomic_write_json(entry, info)
+        except OSError:
+            pass  # a read-only workspace still works, just slower
     return info

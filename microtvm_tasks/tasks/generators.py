@@ -114,7 +114,8 @@ class WorkspaceTasks:
         except ValueError:
             return text
 
-    def _common(self, name: str) -> dict[str, Any]:
+    def _common(self) -> dict[str, Any]:
+        """What every task dict shares: output not captured by doit (run_logged tees it)."""
         return {"io": {"capture": False}, "verbosity": 2}
 
     def _logged(self, task_name: str, func: Callable[..., Any], *args: Any) -> tuple:
@@ -145,7 +146,7 @@ class WorkspaceTasks:
             "uptodate": [options_unchanged("compile", {"compiler": compiler_id, "options": m.options,
                                                        "module_name": module, "version": __version__})],
             "clean": True,
-            **self._common(m.name),
+            **self._common(),
         }
 
     # ------------------------------------------------------------ generate
@@ -177,7 +178,7 @@ class WorkspaceTasks:
                                                "options": p.by_stage["generate"]}),
             ],
             "clean": [(clean_project, [p.dir, p.run_dir])],
-            **self._common(name),
+            **self._common(),
         }
 
     # ------------------------------------------------------------ build
@@ -199,7 +200,7 @@ class WorkspaceTasks:
                 options_unchanged("build", p.by_stage["build"]),
             ],
             "clean": [(clean_build_outputs, [p.dir])],
-            **self._common(name),
+            **self._common(),
         }
 
     # ------------------------------------------------------------ flash
@@ -220,7 +221,7 @@ class WorkspaceTasks:
                 (flashed_current_build, [p.dir]),
                 options_unchanged("flash", p.by_stage["flash"]),
             ],
-            **self._common(name),
+            **self._common(),
         }
 
     # ------------------------------------------------------------ run
@@ -247,7 +248,7 @@ class WorkspaceTasks:
                 options_unchanged("run", {"options": p.by_stage["run"], "inputs": inputs}),
             ],
             "clean": [(clean_dir, [p.run_dir])],
-            **self._common(name),
+            **self._common(),
         }
 
     # ------------------------------------------------------------ doit glue
