@@ -577,6 +577,41 @@ class LazyImplementation:
         raise AttributeError(f"module {self.namespace.get('__name__')!r} has no attribute {name!r}")
 
 
+class LazyTemplateHandler(DelegatingProjectAPIHandler):
+    """The handler of a template script that keeps its bulk in a `LazyImplementation`
+    (not part of TVM's API): `server_info_query` is `template_server_info` of the
+    script's directory, and every other call goes to the implementation's handler class,
+    built on first use. A script makes its `Handler` with `for_template`.
+    """
+
+    platform_name: str = ""
+    implementation: LazyImplementation
+    full_handler_name: str = ""
+    project_options: Any = ()  # the options, or a function returning them (read per query)
+
+    @classmethod
+    def for_template(cls, platform_name: str, implementation: LazyImplementation, full_handler_name: str,
+                     project_options: Any) -> type[LazyTemplateHandler]:
+        """A `Handler` class for the script: ``Handler = server.LazyTemplateHandler.for_template(
+        "host", _IMPL, "HostHandler", PROJECT_OPTIONS)``; the implementation's handler class
+        (named `full_handler_name`) subclasses it."""
+        return type("Handler", (cls,), {
+            "__doc__": f"The {platform_name} template's Project API handler: server_info_query here, "
+                       f"every other call in {full_handler_name} ({os.path.basename(implementation.path)}).",
+            "__module__": implementation.namespace.get("__name__", __name__),
+            "platform_name": platform_name, "implementation": implementation,
+            "full_handler_name": full_handler_name, "project_options": staticmethod(project_options)
+            if callable(project_options) else project_options,
+        })
+
+    def create_full_handler(self) -> ProjectAPIHandler:
+        return self.implementation.load()[self.full_handler_name]()
+
+    def server_info_query(self, tvm_version: str) -> ServerInfo:
+        options = self.project_options() if callable(self.project_options) else self.project_options
+        return template_server_info(self.platform_name, os.path.dirname(self.implementation.path), options)
+
+
 def find_executable(name: str) -> str | None:
     """`shutil.which(name)` for a bare command name, without importing shutil (and the
     compression modules it loads) into a server that may only answer server_info_query."""

@@ -17,27 +17,10 @@ from typing import Any
 from ..config import ModelSpec, ProjectSpec, Workspace, c_identifier, load_workspace, project_location
 from ..errors import ConfigError, MicrotvmError, OptionError
 from ..state import STATE_FILE
-from .actions import (
-    build_action,
-    clean_build_outputs,
-    clean_dir,
-    clean_project,
-    compile_action,
-    flash_action,
-    generate_action,
-    run_action,
-)
+from . import actions, rules
 from .locks import device_key
 from .logs import run_logged
 from .reporter import ProgressReporter
-from .rules import (
-    built_from_current_generation,
-    flashed_current_build,
-    generated_from_current_template,
-    options_unchanged,
-    project_files_unchanged,
-    ran_current_flash,
-)
 
 #: Project API methods -> our stage names (the task whose options_unchanged holds them).
 STAGE_OF_METHOD = {"generate_project": "generate", "build": "build", "flash": "flash",
@@ -139,11 +122,11 @@ class WorkspaceTasks:
         return {
             "name": m.name,
             "doc": f"compile {self._rel(m.path)} with the {m.compiler} compiler -> {self._rel(out)}",
-            "actions": [self._logged(f"compile:{m.name}", compile_action, str(m.path), m.compiler,
+            "actions": [self._logged(f"compile:{m.name}", actions.compile_action, str(m.path), m.compiler,
                                      dict(m.options), module, out)],
             "file_dep": [str(m.path)],
             "targets": [out],
-            "uptodate": [options_unchanged("compile", {"compiler": compiler_id, "options": m.options,
+            "uptodate": [rules.options_unchanged("compile", {"compiler": compiler_id, "options": m.options,
                                                        "module_name": module, "version": __version__})],
             "clean": True,
             **self._common(),
@@ -166,18 +149,18 @@ class WorkspaceTasks:
             "name": name,
             "doc": f"generate {self._rel(p.dir)} from {spec.platform or self._rel(template)} "
                    f"and model {spec.model} (force=1 to overwrite hand edits)",
-            "actions": [self._logged(f"generate:{name}", generate_action, p.dir, mlf, template, p.options,
-                                     spec.platform, spec.force_regenerate, self.cache_dir, where)],
+            "actions": [self._logged(f"generate:{name}", actions.generate_action, p.dir, mlf, template,
+                                     p.options, spec.platform, spec.force_regenerate, self.cache_dir, where)],
             "params": [{"name": "force", "long": "force", "type": bool, "default": False,
                         "help": "regenerate even over files edited by hand (the old project is backed up)"}],
             "file_dep": [mlf],
             "targets": [os.path.join(p.dir, STATE_FILE)],
             "uptodate": [
-                (generated_from_current_template, [p.dir, template, self.hasher]),
-                options_unchanged("generate", {"template": template, "platform": spec.platform,
+                (rules.generated_from_current_template, [p.dir, template, self.hasher]),
+                rules.options_unchanged("generate", {"template": template, "platform": spec.platform,
                                                "options": p.by_stage["generate"]}),
             ],
-            "clean": [(clean_project, [p.dir, p.run_dir])],
+            "clean": [(actions.clean_project, [p.dir, p.run_dir])],
             **self._common(),
         }
 
@@ -192,14 +175,14 @@ class WorkspaceTasks:
         return {
             "name": name,
             "doc": f"build {self._rel(p.dir)} (reruns after hand edits of its files)",
-            "actions": [self._logged(f"build:{name}", build_action, p.dir, p.options)],
+            "actions": [self._logged(f"build:{name}", actions.build_action, p.dir, p.options)],
             "task_dep": [f"generate:{name}"],
             "uptodate": [
-                (built_from_current_generation, [p.dir]),
-                (project_files_unchanged, [p.dir]),
-                options_unchanged("build", p.by_stage["build"]),
+                (rules.built_from_current_generation, [p.dir]),
+                (rules.project_files_unchanged, [p.dir]),
+                rules.options_unchanged("build", p.by_stage["build"]),
             ],
-            "clean": [(clean_build_outputs, [p.dir])],
+            "clean": [(actions.clean_build_outputs, [p.dir])],
             **self._common(),
         }
 
@@ -214,12 +197,12 @@ class WorkspaceTasks:
         return {
             "name": name,
             "doc": f"flash the build of {name} onto {p.device}",
-            "actions": [self._logged(f"flash:{name}", flash_action, p.dir, p.options, self.lock_dir,
+            "actions": [self._logged(f"flash:{name}", actions.flash_action, p.dir, p.options, self.lock_dir,
                                      p.device)],
             "task_dep": [f"build:{name}"],
             "uptodate": [
-                (flashed_current_build, [p.dir]),
-                options_unchanged("flash", p.by_stage["flash"]),
+                (rules.flashed_current_build, [p.dir]),
+                rules.options_unchanged("flash", p.by_stage["flash"]),
             ],
             **self._common(),
         }
@@ -238,16 +221,16 @@ class WorkspaceTasks:
         return {
             "name": name,
             "doc": f"run {name} on {p.device}: {self._rel(p.run_dir)}/outputs.npz, summary.json",
-            "actions": [self._logged(f"run:{name}", run_action, p.dir, p.options, self.lock_dir, p.device,
-                                     p.run_dir, inputs)],
+            "actions": [self._logged(f"run:{name}", actions.run_action, p.dir, p.options, self.lock_dir,
+                                     p.device, p.run_dir, inputs)],
             "task_dep": [f"flash:{name}"],
             "file_dep": [inputs] if inputs else [],
             "targets": targets,
             "uptodate": [
-                (ran_current_flash, [p.dir, p.run_dir]),
-                options_unchanged("run", {"options": p.by_stage["run"], "inputs": inputs}),
+                (rules.ran_current_flash, [p.dir, p.run_dir]),
+                rules.options_unchanged("run", {"options": p.by_stage["run"], "inputs": inputs}),
             ],
-            "clean": [(clean_dir, [p.run_dir])],
+            "clean": [(actions.clean_dir, [p.run_dir])],
             **self._common(),
         }
 

@@ -95,18 +95,8 @@ _load_impl = _IMPL.load
 __getattr__ = _IMPL.module_getattr
 
 
-class Handler(server.DelegatingProjectAPIHandler):
-    """The Project API for Arduino (see the module docstring).
-
-    Answers server_info_query itself; every other method goes to `ArduinoHandler` (in
-    `IMPL_FILE`), created on first use.
-    """
-
-    def create_full_handler(self) -> server.ProjectAPIHandler:
-        return _load_impl()["ArduinoHandler"]()
-
-    def server_info_query(self, tvm_version: str) -> server.ServerInfo:
-        return server.template_server_info("arduino", _SERVER_DIR, PROJECT_OPTIONS)
+#: server_info_query answered here; every other call goes to `ArduinoHandler` (in `IMPL_FILE`).
+Handler = server.LazyTemplateHandler.for_template("arduino", _IMPL, "ArduinoHandler", PROJECT_OPTIONS)
 
 
 if __name__ == "__main__":

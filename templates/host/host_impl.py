@@ -16,12 +16,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from microtvm_tasks.project_api import server
-from microtvm_tasks.template_support.generate import (
-    compile_definitions,
-    copy_server,
-    standalone_inputs,
-    unpack_extra_files,
-)
+from microtvm_tasks.template_support import generate as gen
 from microtvm_tasks.template_support.tools import find_tool, run_streamed
 
 if TYPE_CHECKING:  # defined by microtvm_api_server.py, in whose namespace this file runs
@@ -63,7 +58,7 @@ class HostHandler(Handler):
         src = project_dir / "src"
         src.mkdir(exist_ok=True)
 
-        copy_server(API_SERVER_DIR, project_dir, IMPL_FILE)
+        gen.copy_server(API_SERVER_DIR, project_dir, IMPL_FILE)
         for name in ("main.c", "platform_host.c"):
             shutil.copy2(API_SERVER_DIR / "src" / name, src / name)
         for path in glue.runtime_sources():
@@ -80,12 +75,12 @@ class HostHandler(Handler):
 
         standalone = None
         if project_type == "aot_standalone_demo":
-            standalone = standalone_inputs(
+            standalone = gen.standalone_inputs(
                 model_dir, options.get("standalone_input"), pattern=STANDALONE_PATTERN, error=ValueError
             )
         glue.write_model_glue(model_dir, src, standalone_input=standalone)
 
-        defines = compile_definitions(options.get("compile_definitions"))
+        defines = gen.compile_definitions(options.get("compile_definitions"))
         if not any("MT_MAX_PAYLOAD" in d for d in defines):
             # Pipes have no tiny UART buffer: big frames mean fewer round trips per tensor.
             defines.append(f"-DMT_MAX_PAYLOAD={HOST_MAX_PAYLOAD}")
@@ -101,7 +96,7 @@ class HostHandler(Handler):
         (project_dir / "Makefile").write_text(makefile, encoding="utf-8")
         tar = options.get("extra_files_tar")
         if tar:
-            unpack_extra_files(pathlib.Path(tar), project_dir)
+            gen.unpack_extra_files(pathlib.Path(tar), project_dir)
         if options.get("verbose"):
             _log(f"generated {project_type} project in {project_dir}")
 

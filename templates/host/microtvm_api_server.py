@@ -73,18 +73,8 @@ _load_impl = _IMPL.load
 __getattr__ = _IMPL.module_getattr
 
 
-class Handler(server.DelegatingProjectAPIHandler):
-    """The host platform's Project API handler.
-
-    Answers server_info_query itself; every other method goes to `HostHandler` (in
-    `IMPL_FILE`), created on first use.
-    """
-
-    def create_full_handler(self) -> server.ProjectAPIHandler:
-        return _load_impl()["HostHandler"]()
-
-    def server_info_query(self, tvm_version: str) -> server.ServerInfo:
-        return server.template_server_info("host", _SERVER_DIR, PROJECT_OPTIONS)
+#: server_info_query answered here; every other call goes to `HostHandler` (in `IMPL_FILE`).
+Handler = server.LazyTemplateHandler.for_template("host", _IMPL, "HostHandler", PROJECT_OPTIONS)
 
 
 if __name__ == "__main__":

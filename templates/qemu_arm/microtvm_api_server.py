@@ -106,21 +106,8 @@ def _project_options() -> list[server.ProjectOption]:
     ]
 
 
-class Handler(server.DelegatingProjectAPIHandler):
-    """The qemu_arm template's Project API handler.
-
-    Answers server_info_query itself; every other method goes to `QemuArmHandler` (in
-    `IMPL_FILE`), created on first use.
-    """
-
-    def __init__(self) -> None:
-        self.project_dir = _SERVER_DIR
-
-    def create_full_handler(self) -> server.ProjectAPIHandler:
-        return _load_impl()["QemuArmHandler"]()
-
-    def server_info_query(self, tvm_version: str) -> server.ServerInfo:
-        return server.template_server_info("qemu_arm", self.project_dir, _project_options())
+#: server_info_query answered here; every other call goes to `QemuArmHandler` (in `IMPL_FILE`).
+Handler = server.LazyTemplateHandler.for_template("qemu_arm", _IMPL, "QemuArmHandler", _project_options)
 
 
 if __name__ == "__main__":

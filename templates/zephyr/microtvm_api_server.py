@@ -124,18 +124,8 @@ _load_impl = _IMPL.load
 __getattr__ = _IMPL.module_getattr
 
 
-class Handler(server.DelegatingProjectAPIHandler):
-    """The Project API for Zephyr (see the module docstring).
-
-    Answers server_info_query itself; every other method goes to `ZephyrHandler` (in
-    `IMPL_FILE`), created on first use.
-    """
-
-    def create_full_handler(self) -> server.ProjectAPIHandler:
-        return _load_impl()["ZephyrHandler"]()
-
-    def server_info_query(self, tvm_version: str) -> server.ServerInfo:
-        return server.template_server_info("zephyr", _SERVER_DIR, PROJECT_OPTIONS)
+#: server_info_query answered here; every other call goes to `ZephyrHandler` (in `IMPL_FILE`).
+Handler = server.LazyTemplateHandler.for_template("zephyr", _IMPL, "ZephyrHandler", PROJECT_OPTIONS)
 
 
 if __name__ == "__main__":
