@@ -545,14 +545,19 @@ class LazyImplementation:
     `SourceFileLoader.get_code` reads and writes the file's byte code in ``__pycache__``.
 
         _IMPL = server.LazyImplementation(globals(), "mytemplate_impl.py")
-        _load_impl = _IMPL.load            # returns the (now complete) namespace
-        __getattr__ = _IMPL.module_getattr  # names of the implementation, loaded on demand
+        _load_impl, __getattr__ = _IMPL.load, _IMPL.module_getattr  # the namespace; names on demand
+        Handler = _IMPL.handler("mytemplate", "MyTemplateHandler", PROJECT_OPTIONS)
     """
 
     def __init__(self, namespace: dict[str, Any], filename: str) -> None:
         self.namespace = namespace
         self.path = os.path.join(os.path.dirname(os.path.realpath(namespace["__file__"])), filename)
         self.loaded = False
+
+    def handler(self, platform_name: str, full_handler_name: str, project_options: Any
+                ) -> type[LazyTemplateHandler]:
+        """The script's `Handler` class (see `LazyTemplateHandler.for_template`)."""
+        return LazyTemplateHandler.for_template(platform_name, self, full_handler_name, project_options)
 
     def load(self) -> dict[str, Any]:
         if not self.loaded:

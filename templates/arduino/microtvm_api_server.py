@@ -13,14 +13,9 @@ loopback TCP socket, so the whole flow runs on a machine without any board attac
 
 Option names follow TVM v0.18's Arduino template (board, project_type, arduino_cli_cmd, port,
 serial_number, verbose, warning_as_error, compile_definitions, extra_files_tar) plus `emulate`.
-A server is started for every stage and every query, and most are `server_info_query`. So
-this script holds only what that answer needs (the options, with the board names read from
-`boards.json`) and imports nothing beyond the Project API helper. Everything else is in
-`arduino_impl.py` (copied into every project with this script), which `_load_impl` runs in
-this module's namespace on the first other call: a script is compiled at every start, a
-file loaded that way has its byte code cached, and the module looks exactly as if it were
-one file (tests and tools reach the implementation's names through this module). pyserial
-is imported only when a transport opens.
+This script answers server_info_query alone (options, board names from `boards.json`),
+importing nothing beyond the Project API helper; `arduino_impl.py` holds the rest (loaded
+as `server.LazyImplementation` describes).
 """
 
 from __future__ import annotations
@@ -91,12 +86,9 @@ PROJECT_OPTIONS = server.default_project_options(
 
 
 _IMPL = server.LazyImplementation(globals(), IMPL_FILE)
-_load_impl = _IMPL.load
-__getattr__ = _IMPL.module_getattr
-
-
+_load_impl, __getattr__ = _IMPL.load, _IMPL.module_getattr
 #: server_info_query answered here; every other call goes to `ArduinoHandler` (in `IMPL_FILE`).
-Handler = server.LazyTemplateHandler.for_template("arduino", _IMPL, "ArduinoHandler", PROJECT_OPTIONS)
+Handler = _IMPL.handler("arduino", "ArduinoHandler", PROJECT_OPTIONS)
 
 
 if __name__ == "__main__":

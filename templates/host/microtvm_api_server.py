@@ -14,12 +14,9 @@ Project layout written by generate_project:
     src/                     main.c, platform_host.c, the runtime sources, mt_model_glue.c
     build/main               after build
 
-A server is started for every query, and most queries are `server_info_query`. So this
-script holds only what that answer needs (the options) and imports nothing beyond the
-Project API helper. Everything else is in `host_impl.py`, which `_load_impl` runs in this
-module's namespace on the first other call: a script is compiled at every start, a file
-loaded that way has its byte code cached, and the module looks exactly as if it were one
-file (tests and tools reach `host_impl`'s names through this module).
+This script answers server_info_query alone (the options), importing nothing beyond the
+Project API helper; `host_impl.py` holds the rest (loaded as `server.LazyImplementation`
+describes).
 """
 
 from __future__ import annotations
@@ -69,12 +66,9 @@ PROJECT_OPTIONS = [
 ]
 
 _IMPL = server.LazyImplementation(globals(), IMPL_FILE)
-_load_impl = _IMPL.load
-__getattr__ = _IMPL.module_getattr
-
-
+_load_impl, __getattr__ = _IMPL.load, _IMPL.module_getattr
 #: server_info_query answered here; every other call goes to `HostHandler` (in `IMPL_FILE`).
-Handler = server.LazyTemplateHandler.for_template("host", _IMPL, "HostHandler", PROJECT_OPTIONS)
+Handler = _IMPL.handler("host", "HostHandler", PROJECT_OPTIONS)
 
 
 if __name__ == "__main__":

@@ -12,14 +12,9 @@ pseudo-terminal; for hardware it opens the board's serial port, found by serial_
 by the USB VID:PID in boards.json. Without west or a Zephyr tree, build says what to install
 or set. Option names follow TVM v0.18's Zephyr template.
 
-A server is started for every stage and every query, and most are `server_info_query`. So
-this script holds only what that answer needs (the options, with the board names read from
-`boards.json`) and imports nothing beyond the Project API helper. Everything else is in
-`zephyr_impl.py` (copied into every project with this script), which `_load_impl` runs in
-this module's namespace on the first other call: a script is compiled at every start, a
-file loaded that way has its byte code cached, and the module looks exactly as if it were
-one file (tests and tools reach the implementation's names through this module). pyserial
-is imported only when a transport opens.
+This script answers server_info_query alone (options, board names from `boards.json`),
+importing nothing beyond the Project API helper; `zephyr_impl.py` holds the rest (loaded as
+`server.LazyImplementation` describes).
 """
 
 from __future__ import annotations
@@ -120,12 +115,9 @@ PROJECT_OPTIONS = server.default_project_options(
 
 
 _IMPL = server.LazyImplementation(globals(), IMPL_FILE)
-_load_impl = _IMPL.load
-__getattr__ = _IMPL.module_getattr
-
-
+_load_impl, __getattr__ = _IMPL.load, _IMPL.module_getattr
 #: server_info_query answered here; every other call goes to `ZephyrHandler` (in `IMPL_FILE`).
-Handler = server.LazyTemplateHandler.for_template("zephyr", _IMPL, "ZephyrHandler", PROJECT_OPTIONS)
+Handler = _IMPL.handler("zephyr", "ZephyrHandler", PROJECT_OPTIONS)
 
 
 if __name__ == "__main__":
