@@ -1,9 +1,7 @@
 """The bulk of the `arduino` template's Project API server: generate, build, flash, transport.
 
-Runs in the namespace of ``microtvm_api_server.py`` (which describes the template), loaded
-by ``server.LazyImplementation`` (microtvm_tasks.project_api.server) on the first call other than
-server_info_query; names the script defines
-(`Handler`, `BOARD_NAMES`, ...) are used here as they are.
+Runs in the namespace of ``microtvm_api_server.py`` (see ``server.LazyImplementation``):
+the script's names (`Handler`, `BOARD_NAMES`, ...) are used here as they are.
 """
 
 from __future__ import annotations

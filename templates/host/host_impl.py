@@ -1,9 +1,7 @@
 """The bulk of the `host` template's Project API server: generate, build and run the program.
 
-Runs in the namespace of ``microtvm_api_server.py`` (which describes the template), loaded
-by ``server.LazyImplementation`` (microtvm_tasks.project_api.server) on the first call other than
-server_info_query; names the script defines
-(``Handler``, ``PROJECT_TYPES``, ...) are used here as they are.
+Runs in the namespace of ``microtvm_api_server.py`` (see ``server.LazyImplementation``):
+the script's names (``Handler``, ``PROJECT_TYPES``, ...) are used here as they are.
 """
 
 from __future__ import annotations
