@@ -183,7 +183,8 @@ def main() -> int:
                     "untuned figure (generic target, no log) is measured too, in the same run")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = ap.parse_args()
-    from microtvm_tasks.tune import project_target, tune_model
+    from microtvm_tasks.platforms import project_target
+    from microtvm_tasks.tune import tune_model
 
     target = project_target(TEMPLATE, {"board": args.board}, args.target)
     print(f"# target {target}", file=sys.stderr, flush=True)

@@ -55,77 +55,33 @@ _PREFERRED_ORDER = ("host", "qemu_arm", "zephyr", "arduino")
 
 
 # --------------------------------------------------------------------------------------------
-# Platforms and server info (thin wrappers, so the rest reads the same whichever module
-# provides them)
+# Platforms (found by platforms.py only) and server info (server_info.py's cache)
 # --------------------------------------------------------------------------------------------
 
 
 def list_templates() -> dict[str, Path]:
-    """{platform name: template directory}, in display order."""
-    try:
-        from .platforms import list_templates as _list
-    except ModuleNotFoundError as e:
-        if e.name != "microtvm_tasks.platforms":
-            raise
-        _list = _builtin_templates
-    found = {name: Path(p) for name, p in _list().items()}
+    """{platform name: template directory} (platforms.list_templates), in display order."""
+    from .platforms import list_templates as _list
+
+    found = _list()
     order = [n for n in _PREFERRED_ORDER if n in found]
     order += sorted(n for n in found if n not in _PREFERRED_ORDER)
     return {n: found[n] for n in order}
 
 
-def _builtin_templates() -> dict[str, Path]:
-    """Fallback used only while platforms.py is absent: the template directories we ship."""
-    root = Path(__file__).resolve().parent.parent / "templates"
-    try:
-        from . import templates as pkg  # type: ignore[attr-defined]
+def find_template(name_or_path: str | os.PathLike[str]) -> Path:
+    """A platform name or a template directory -> the template directory (platforms.find_template)."""
+    from .platforms import find_template as _find
 
-        root = Path(pkg.__file__).resolve().parent
-    except ImportError:
-        pass
-    return {p.name: p for p in sorted(root.iterdir()) if (p / "microtvm_api_server.py").is_file()}
-
-
-def find_template(name_or_path: str) -> Path:
-    """A platform name or a template directory -> the template directory."""
-    from .errors import TemplateError
-
-    try:
-        from .platforms import find_template as _find
-    except ModuleNotFoundError as e:
-        if e.name != "microtvm_tasks.platforms":
-            raise
-        _find = None
-    if _find is not None:
-        return Path(_find(name_or_path))
-    templates = list_templates()
-    if name_or_path in templates:
-        return templates[name_or_path]
-    p = Path(name_or_path)
-    if p.is_dir():
-        return p
-    raise TemplateError(
-        f"unknown platform {name_or_path!r}; known platforms: {', '.join(templates)} "
-        "(or `template -d DIR` for a template directory)"
-    )
+    return _find(name_or_path)
 
 
 def server_info(template_dir: Path) -> dict[str, Any]:
-    """The template's server_info_query answer (cached by template hash when possible)."""
-    try:
-        from .server_info import get_server_info
-    except ModuleNotFoundError as e:
-        if e.name != "microtvm_tasks.server_info":
-            raise
-        return _query_server_info(template_dir)
-    return get_server_info(template_dir)
+    """The template's server_info_query answer, cached by template hash in the CLI's cache
+    (`.tvmc/server_info` of the current directory)."""
+    from .server_info import default_cache_dir, get_server_info
 
-
-def _query_server_info(template_dir: Path) -> dict[str, Any]:
-    from .project_api.client import instantiate_from_dir
-
-    with instantiate_from_dir(str(template_dir)) as client:
-        return dict(client.server_info_query("0.18.0"))
+    return get_server_info(template_dir, default_cache_dir())
 
 
 class _LazyPlatforms:
@@ -233,7 +189,7 @@ def _template_for(args: argparse.Namespace) -> tuple[str, Path]:
         path = Path(template_dir)
         if not path.is_dir():
             raise TemplateError(f"{template_dir}: no such template directory")
-        return "template", path.resolve()
+        return "template", find_template(path)
     if template_dir:
         raise TemplateError(f"-d is only for the 'template' platform; drop it or write `template -d "
                             f"{template_dir}` instead of {platform!r}")
@@ -254,7 +210,7 @@ def _typed_cli_options(items: list[str] | None, info: dict[str, Any] | None) -> 
 
 def cmd_create_project(args: argparse.Namespace) -> int:
     from .mlf import read_mlf
-    from .options import check_required, merge_options, options_for_method
+    from .options import resolve
 
     platform, template = _template_for(args)
     info = server_info(template)
@@ -264,15 +220,16 @@ def cmd_create_project(args: argparse.Namespace) -> int:
             title=f"Project options of platform '{platform}' (template: {template})"))
         return 0
     options = _typed_cli_options(args.options, info)
-    po = info.get("project_options") or []
-    check_required(merge_options(options_for_method({}, po, "generate_project", with_defaults=True), options),
-                   po, "generate_project", WHERE_CLI)
+    resolve("generate_project", options, server_info=info, where=WHERE_CLI)  # before any server starts
     mlf = read_mlf(args.mlf)  # a bad archive is reported before a server starts
     from .project import create_project
 
     # For `template -d DIR` the server's own platform_name is the more telling record.
+    from .server_info import default_cache_dir
+
     state = create_project(args.project_dir, args.mlf, template, options, force=args.force,
-                           platform=None if platform == "template" else platform)
+                           platform=None if platform == "template" else platform,
+                           cache_dir=default_cache_dir())
     models = ", ".join(m.name for m in mlf.modules)
     print(f"{PROG}: created {args.project_dir} (platform {state.platform or platform}, model {models}); "
           f"next: {PROG} build {args.project_dir}")
@@ -299,7 +256,9 @@ def _list_project_options(args: argparse.Namespace, command: str) -> int:
         from .project_api.client import instantiate_from_dir
 
         with instantiate_from_dir(args.project_dir) as client:
-            info = dict(client.server_info_query("0.18.0"))
+            from .server_info import TVM_VERSION
+
+            info = dict(client.server_info_query(TVM_VERSION))
     remembered = ", ".join(f"{k}={v}" for k, v in sorted(state.options.items())) or "(none)"
     sys.stdout.write(format_options(
         info, command=command,

@@ -24,6 +24,8 @@ Layout::
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -32,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, TemplateError
 
 #: Model compilers: our own AOT compiler, TVM's `tvmc compile` (TVM <= 0.18), or an MLF archive as is.
 COMPILERS = ("builtin", "tvmc", "mlf")
@@ -130,9 +132,7 @@ SCHEMA: dict[str, Any] = {
     },
 }
 
-_validator = None
-
-
+@functools.cache
 def _load_validator(cache_dir: Path | None) -> Any:
     """The schema compiled to a Python function, with its bytecode cached in `cache_dir`.
 
@@ -172,11 +172,9 @@ def _load_validator(cache_dir: Path | None) -> Any:
 
 
 def _validate(data: Any, cache_dir: Path | None = None) -> None:
-    """Run the compiled schema (compiled or loaded on first use, once per process)."""
-    global _validator
-    if _validator is None:
-        _validator = _load_validator(cache_dir)
-    _validator(data)
+    """Run the compiled schema: compiled (or loaded from `cache_dir`) once per process and
+    cache directory, so each workspace's cache holds it, not only the first one's."""
+    _load_validator(cache_dir)(data)
 
 
 def _checked_target(name: str | None, err: Any) -> str | None:
@@ -199,7 +197,6 @@ class ModelSpec:
     path: Path
     compiler: str = "builtin"
     options: dict[str, Any] = field(default_factory=dict)
-    line: int = 0
 
 
 @dataclass(frozen=True)
@@ -218,7 +215,6 @@ class ProjectSpec:
     options: dict[str, Any]
     inputs: Path | None = None
     force_regenerate: bool = False
-    line: int = 0
     origin: str = "projects"
     #: compiler target (a CPU name) when given; else the board's CPU from its boards.json
     target: str | None = None
@@ -238,6 +234,10 @@ class Workspace:
     projects: dict[str, ProjectSpec]
     #: What a bare `doit` runs (`defaults.default_tasks`; every build when not given).
     default_tasks: list[str] = field(default_factory=lambda: ["build"])
+    #: The YAML's text and each project's path in it: lines are found only when an error
+    #: raised after loading (an option's type, say) needs one (`project_location`).
+    text: str = field(default="", repr=False)
+    origins: dict[str, list[Any]] = field(default_factory=dict, repr=False)
 
     @property
     def state_dir(self) -> Path:
@@ -434,24 +434,6 @@ def _schema_error(exc: Any, text: str, path: Path, data: Any = None) -> ConfigEr
 # ---------------------------------------------------------------- loading
 
 
-def _resolve_template(name: str) -> Path:
-    """A platform name -> its template directory (built-ins first: no entry-point scan)."""
-    base = _builtin_templates_dir()
-    if base is not None and (base / name / "microtvm_api_server.py").is_file():
-        return base / name
-    from .platforms import find_template
-
-    return Path(find_template(name))
-
-
-def _builtin_templates_dir() -> Path | None:
-    try:
-        import microtvm_tasks.templates as t  # the `templates/` directory, installed as a package
-    except ImportError:
-        return None
-    return Path(next(iter(t.__path__)))
-
-
 def load_workspace(
     path: str | os.PathLike[str] = "projects.yaml", *, check_templates: bool = True
 ) -> Workspace:
@@ -543,14 +525,13 @@ def load_workspace(
                     ), ["matrix", i])
 
     if check_templates:
+        from .platforms import find_template, is_template_dir
+
         resolved: dict[str, Path] = {}
         for name, spec in projects.items():
             jpath = origins[name]
             if spec.template is not None:
-                if not (spec.template / "microtvm_api_server.py").is_file() and not any(
-                    (spec.template / s).is_file()
-                    for s in ("microtvm_api_server.sh", "launch_microtvm_api_server.sh")
-                ):
+                if not is_template_dir(spec.template):
                     raise err(jpath + ["template"],
                               f"template directory {spec.template} has no microtvm_api_server.py; "
                               "point `template:` at a Project API template directory")
@@ -558,34 +539,28 @@ def load_workspace(
             assert spec.platform is not None
             if spec.platform not in resolved:
                 try:
-                    resolved[spec.platform] = _resolve_template(spec.platform)
-                except Exception as e:  # TemplateError, or platforms.py not there yet
+                    resolved[spec.platform] = find_template(spec.platform)
+                except TemplateError as e:
                     raise err(jpath + (["platform"] if spec.origin == "projects" else ["platforms"]),
                               f"unknown platform '{spec.platform}' ({e}); "
                               "use a built-in platform (see `microtvm templates`) or `template: DIR`"
                               ) from None
             projects[name] = _with_template(spec, resolved[spec.platform])
 
-    ws = Workspace(path=path, root=root, build_dir=build_dir, default_options=default_options,
-                   models=models, projects=projects,
-                   default_tasks=list(defaults.get("default_tasks") or ["build"]))
-    # Lines are cheap to find only on error; keep them for messages raised later (options).
-    ws._text = text  # type: ignore[attr-defined]
-    ws._origins = origins  # type: ignore[attr-defined]
-    return ws
+    return Workspace(path=path, root=root, build_dir=build_dir, default_options=default_options,
+                     models=models, projects=projects,
+                     default_tasks=list(defaults.get("default_tasks") or ["build"]),
+                     text=text, origins=origins)
 
 
 def _with_template(spec: ProjectSpec, template: Path) -> ProjectSpec:
-    import dataclasses
-
     return dataclasses.replace(spec, template=template)
 
 
 def project_location(ws: Workspace, project: str, *sub: Any) -> str:
     """'file:line (field)' of a project (or one of its fields), for error messages raised after load."""
-    origins = getattr(ws, "_origins", {})
-    text = getattr(ws, "_text", None)
-    jpath = list(origins.get(project, []))
+    text = ws.text
+    jpath = list(ws.origins.get(project, []))
     spec = ws.projects.get(project)
     if spec is not None and spec.origin == "projects":
         jpath += list(sub)

@@ -46,3 +46,11 @@ class SessionError(MicrotvmError):
 
 class HandEditError(MicrotvmError):
     """Regenerating a project would overwrite files the user edited by hand."""
+
+
+class BuildFailedError(MicrotvmError):
+    """A template's build or flash tool failed; the message carries the tail of its log."""
+
+
+class BoardNotFoundError(MicrotvmError):
+    """No (or more than one) serial port matches the board; the message says how to pick one."""

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,10 +60,6 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def sha256_file(path: str | os.PathLike[str]) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -72,33 +68,102 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def iter_tree(root: str | os.PathLike[str], ignore: Iterable[str] = IGNORED_NAMES) -> list[str]:
-    """Relative POSIX paths of the regular files under `root`, sorted, skipping `ignore`d names."""
-    root = Path(root)
+def walk_files(root: str | os.PathLike[str],
+               ignore: Iterable[str] = IGNORED_NAMES) -> Iterator[tuple[str, str]]:
+    """(relative POSIX path, path) of every file under `root` but `ignore`d names and .pyc, unsorted.
+
+    Plain os.walk and string slicing: it runs over every project on every no-op `doit`.
+    """
     ignored = frozenset(ignore)
-    out: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in ignored)
-        rel = Path(dirpath).relative_to(root)
+    top = os.fspath(root)
+    top = top.rstrip("/") or ("/" if top.startswith("/") else ".")
+    cut = 1 if top == "/" else len(top) + 1
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames[:] = [d for d in dirnames if d not in ignored]
+        rel_dir = dirpath[cut:]
         for name in filenames:
             if name in ignored or name.endswith(".pyc"):
                 continue
-            out.append((rel / name).as_posix())
-    out.sort()
-    return out
+            yield (f"{rel_dir}/{name}" if rel_dir else name), f"{dirpath}/{name}"
 
 
-def tree_hashes(root: str | os.PathLike[str], ignore: Iterable[str] = IGNORED_NAMES) -> dict[str, str]:
-    """{relative path: sha256} of every file under `root`."""
-    root = Path(root)
-    return {rel: sha256_file(root / rel) for rel in iter_tree(root, ignore)}
+def iter_tree(root: str | os.PathLike[str], ignore: Iterable[str] = IGNORED_NAMES) -> list[str]:
+    """Relative POSIX paths of the files under `root`, sorted, skipping `ignore`d names."""
+    return sorted(rel for rel, _ in walk_files(root, ignore))
+
+
+#: What is recorded of a file to tell later whether it changed: [mtime_ns, size, sha256].
+FileState = list
+
+
+class ContentChecker:
+    """Has a file (or a tree) changed since its recorded state? The one change checker.
+
+    Shaped like doit's own checkers (`MD5Checker`): `get_state` gives what to record,
+    `check_modified` compares a file with its record. A file whose (mtime_ns, size) is as
+    recorded is unchanged without being read (the shortcut git and doit take); otherwise
+    its content decides, so a touch is not a change. The tree methods build on these two:
+    `tree_state` (a snapshot of every file), `tree_modified` (anything edited, added or
+    deleted) and `tree_hash` (one digest of names, executable bits and contents).
+    `server_info.TreeHasher` is this checker with its records kept on disk.
+    """
+
+    def __init__(self, ignore: Iterable[str] = IGNORED_NAMES) -> None:
+        self.ignore = frozenset(ignore)
+
+    def get_state(self, path: str | os.PathLike[str], sig: tuple[int, int] | None = None,
+                  previous: Any = None) -> FileState:
+        """[mtime_ns, size, sha256] of `path`; `previous`'s hash is reused when (mtime, size) match.
+
+        `sig` is a (mtime_ns, size) taken earlier (the file is then only read, not stat'ed).
+        """
+        if sig is None:
+            st = os.stat(path)
+            sig = (st.st_mtime_ns, st.st_size)
+        if isinstance(previous, (list, tuple)) and len(previous) == 3 and \
+                (previous[0], previous[1]) == tuple(sig):
+            return list(previous)
+        return [sig[0], sig[1], sha256_file(path)]
+
+    def check_modified(self, path: str | os.PathLike[str], st: os.stat_result, state: Any) -> bool:
+        """True when the file differs from its recorded `state` ([mtime_ns, size, sha256])."""
+        if (st.st_mtime_ns, st.st_size) == (state[0], state[1]):
+            return False
+        return st.st_size != state[1] or sha256_file(path) != state[2]
+
+    def tree_state(self, root: str | os.PathLike[str], previous: Mapping[str, Any] | None = None,
+                   *, exclude: Iterable[str] = ()) -> dict[str, FileState]:
+        """{relpath: [mtime_ns, size, sha256]} of every file under `root` but `exclude` (sorted)."""
+        prev = previous or {}
+        skip = frozenset(exclude)
+        return {rel: self.get_state(path, None, prev.get(rel))
+                for rel, path in sorted(walk_files(root, self.ignore)) if rel not in skip}
+
+    def tree_modified(self, root: str | os.PathLike[str], state: Mapping[str, Any],
+                      *, exclude: Iterable[str] = ()) -> bool:
+        """True when a file under `root` (but `exclude`) was edited, added or deleted since `state`."""
+        skip = frozenset(exclude)
+        seen = 0
+        for rel, path in walk_files(root, self.ignore):
+            if rel in skip:
+                continue
+            recorded = state.get(rel)
+            if recorded is None:
+                return True  # a new file
+            seen += 1
+            if self.check_modified(path, os.stat(path), recorded):
+                return True
+        return seen != sum(1 for rel in state if rel not in skip)  # else one was deleted
+
+    def tree_hash(self, root: str | os.PathLike[str]) -> str:
+        """One hash over the names, executable bits and contents of every file under `root`."""
+        h = hashlib.sha256()
+        for rel, path in sorted(walk_files(root, self.ignore)):
+            mode = "x" if os.access(path, os.X_OK) else "-"
+            h.update(f"{rel}\0{mode}\0{self.get_state(path)[2]}\n".encode())
+        return h.hexdigest()
 
 
 def tree_hash(root: str | os.PathLike[str], ignore: Iterable[str] = IGNORED_NAMES) -> str:
-    """One hash over the names, executable bits and contents of every file under `root`."""
-    root = Path(root)
-    h = hashlib.sha256()
-    for rel, digest in tree_hashes(root, ignore).items():
-        mode = "x" if os.access(root / rel, os.X_OK) else "-"
-        h.update(f"{rel}\0{mode}\0{digest}\n".encode())
-    return h.hexdigest()
+    """`ContentChecker.tree_hash` without a stored record: every file is read."""
+    return ContentChecker(ignore).tree_hash(root)

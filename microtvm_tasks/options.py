@@ -11,14 +11,17 @@ allowed, before any server is started.
 `project_options` arguments accept the forms found in practice: the list of dicts that
 `server_info_query` returns over the wire, ProjectOption namedtuples, or any object with
 those attributes.
+
+`resolve` is the one way to the options of a Project API call: it merges the layers
+(projects.yaml, `.tvmc.json`, the command line), types and checks each, checks what the
+method requires, and keeps only what the method takes. The CLI, the tasks and
+project.py all go through it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import OptionError
 
@@ -299,7 +302,46 @@ def methods_of(opt: Mapping[str, Any]) -> tuple[list[str], list[str]]:
     return ordered(opt.get("required") or []), ordered(opt.get("optional") or [])
 
 
-def options_hash(options: Mapping[str, Any] | None) -> str:
-    """A stable sha256 of the options (sorted-key JSON), for up-to-date checks."""
-    text = json.dumps(dict(options or {}), sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+class Layer(NamedTuple):
+    """One source of option values for `resolve`, named in its errors.
+
+    `typed`: the values were typed and checked when they were given (`.tvmc.json`): they
+    are taken as they are, and names the template no longer declares are dropped.
+    """
+
+    values: Mapping[str, Any] | None
+    where: str
+    typed: bool = False
+
+
+def _project_options_of(server_info: Any) -> Any:
+    """The option metadata from a server_info_query answer (or the metadata itself)."""
+    if isinstance(server_info, Mapping) and "project_options" in server_info:
+        return server_info.get("project_options") or []
+    return server_info
+
+
+def resolve(method: str, *layers: Layer | Mapping[str, Any] | None, server_info: Any,
+            where: str = "project options") -> dict[str, Any]:
+    """The options to pass to Project API `method`: the one resolver of this package.
+
+    `layers` are merged in order, later ones winning (the usual order: projects.yaml,
+    `.tvmc.json`, the command line); a plain mapping is a `Layer` named `where`. Each
+    layer is typed and checked against the template's metadata (`server_info`: the
+    server_info_query answer or its `project_options`), the options `method` requires are
+    checked, and the result holds only what `method` takes, defaults filled.
+    """
+    po = _project_options_of(server_info)
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        if layer is None:
+            continue
+        if not isinstance(layer, Layer):
+            layer = Layer(layer, where)
+        if layer.typed:
+            merged.update({k: v for k, v in (layer.values or {}).items() if v is not None})
+        else:
+            merged.update(coerce_options(layer.values, po, where=layer.where))
+    call = options_for_method(merged, po, method, with_defaults=True)
+    check_required(call, po, method, where)
+    return call

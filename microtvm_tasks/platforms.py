@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from microtvm_tasks.errors import TemplateError
+from microtvm_tasks.project_api.server import SERVER_FILENAMES, SERVER_PYTHON_FILENAME
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
 ENTRY_POINT_GROUP = "microtvm_tasks.platforms"
-SERVER_FILENAMES = ("microtvm_api_server.py", "microtvm_api_server.sh", "launch_microtvm_api_server.sh")
 
 
 def is_template_dir(path: Path) -> bool:
@@ -132,9 +133,9 @@ def find_template(name_or_path: str | os.PathLike[str]) -> Path:
     """
     text = os.fspath(name_or_path)
     if not isinstance(name_or_path, os.PathLike) and not _looks_like_path(text):
-        builtin = builtin_templates()
-        if text in builtin:
-            return builtin[text]
+        root = _builtin_root()  # a built-in by name: one stat, no listing, no entry-point scan
+        if root is not None and not text.startswith("_") and is_template_dir(root / text):
+            return (root / text).resolve()
         for ep in _entry_points():
             if ep.name == text:
                 return _load_entry_point(ep)
@@ -149,5 +150,18 @@ def find_template(name_or_path: str | os.PathLike[str]) -> Path:
     raise TemplateError(
         f"unknown platform or template directory {text!r}; known platforms: "
         f"{', '.join(known) if known else '(none installed)'}; or give the path of a directory "
-        f"holding {SERVER_FILENAMES[0]}"
+        f"holding {SERVER_PYTHON_FILENAME}"
     )
+
+
+def project_target(template_dir: str | os.PathLike[str], options: Mapping[str, Any],
+                   explicit: str | None = None) -> str:
+    """The compiler target of a project: `explicit` (projects.yaml `target:`) if given, else
+    its board's CPU from the template's boards.json when the compiler tunes for that CPU,
+    else generic."""
+    from microtvm_tasks.compiler.target import Target
+    from microtvm_tasks.template_support.boards import board_cpu
+
+    if explicit:
+        return Target.parse(explicit).name
+    return Target.for_cpu(board_cpu(template_dir, options.get("board"))).name

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import HandEditError, MLFError, StateError, TemplateError
-from .fsutil import IGNORED_NAMES, iter_tree, sha256_file
+from .fsutil import IGNORED_NAMES, ContentChecker, iter_tree, sha256_file, walk_files
 from .state import STATE_FILE, ProjectState, load_state, save_state, try_load_state
 
 #: Stages whose outputs inside the project are recorded (and so are not "user files").
@@ -40,28 +40,7 @@ OUTPUT_STAGES = ("build", "flash", "run")
 _TMP_INFIX = ".gen-"
 
 
-# ------------------------------------------------------------------ snapshots
-
-
-def snapshot(project_dir: str | os.PathLike[str], previous: Mapping[str, list[Any]] | None = None
-             ) -> dict[str, list[Any]]:
-    """{relpath: [mtime_ns, size, sha256]} of every file of the project but .tvmc.json.
-
-    Hashes are reused from `previous` when a file's (mtime_ns, size) did not change.
-    """
-    root = Path(project_dir)
-    prev = previous or {}
-    out: dict[str, list[Any]] = {}
-    for rel in iter_tree(root, IGNORED_NAMES):
-        if rel == STATE_FILE:
-            continue
-        st = (root / rel).stat()
-        old = prev.get(rel)
-        if old and old[0] == st.st_mtime_ns and old[1] == st.st_size:
-            out[rel] = list(old)
-        else:
-            out[rel] = [st.st_mtime_ns, st.st_size, sha256_file(root / rel)]
-    return out
+# ------------------------------------------------------------------ what a stage wrote
 
 
 def stat_tree(project_dir: str | os.PathLike[str]) -> dict[str, tuple[int, int]]:
@@ -70,13 +49,12 @@ def stat_tree(project_dir: str | os.PathLike[str]) -> dict[str, tuple[int, int]]
     Taken before and after a stage to find what it wrote, without hashing build outputs
     (a Zephyr build writes thousands of files).
     """
-    root = Path(project_dir)
     out: dict[str, tuple[int, int]] = {}
-    for rel in iter_tree(root, IGNORED_NAMES):
+    for rel, path in sorted(walk_files(project_dir)):
         if rel == STATE_FILE:
             continue
         try:
-            st = (root / rel).stat()
+            st = os.stat(path)
         except OSError:
             continue
         out[rel] = (st.st_mtime_ns, st.st_size)
@@ -87,22 +65,6 @@ def _changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
     """Files new in `after` or whose (mtime, size) differs from `before`: what a stage wrote."""
     return sorted(rel for rel, sig in after.items()
                   if rel not in before or tuple(before[rel][:2]) != tuple(sig[:2]))
-
-
-def _hash_inputs(project_dir: Path, stats: Mapping[str, tuple[int, int]], exclude: set[str],
-                 previous: Mapping[str, list[Any]] | None) -> dict[str, list[Any]]:
-    """[mtime_ns, size, sha256] of the files in `stats` but `exclude`, reusing `previous` hashes."""
-    prev = previous or {}
-    out: dict[str, list[Any]] = {}
-    for rel, (mtime, size) in stats.items():
-        if rel in exclude:
-            continue
-        old = prev.get(rel)
-        if old and old[0] == mtime and old[1] == size:
-            out[rel] = list(old)
-        else:
-            out[rel] = [mtime, size, sha256_file(project_dir / rel)]
-    return out
 
 
 def stage_outputs(state: ProjectState, stages: Iterable[str] = OUTPUT_STAGES) -> set[str]:
@@ -148,14 +110,11 @@ def find_hand_edits(project_dir: str | os.PathLike[str], state: ProjectState) ->
 
 
 def _resolve_template(template_dir: str | os.PathLike[str]) -> Path:
+    """A template directory (an existing directory is taken as a path) or a platform name."""
+    from .platforms import find_template
+
     path = Path(template_dir)
-    if path.is_dir():
-        return path.resolve()
-    try:
-        from .platforms import find_template
-    except ImportError:  # pragma: no cover - platforms.py is part of the package
-        raise TemplateError(f"{template_dir}: no such template directory") from None
-    return Path(find_template(str(template_dir))).resolve()
+    return find_template(path if path.is_dir() else os.fspath(template_dir))
 
 
 def _runtime_dir() -> str:
@@ -256,10 +215,9 @@ def create_project(
 
     info = get_server_info(template, cache_dir)
     po = info.get("project_options", [])
-    typed = opts.coerce_options(dict(options or {}), po, where=where)
-    check_typed = opts.merge_options(opts.options_for_method({}, po, "generate_project", with_defaults=True),
-                                     typed)
-    opts.check_required(check_typed, po, "generate_project", where)
+    typed = opts.coerce_options(dict(options or {}), po, where=where)  # all of them: kept in .tvmc.json
+    call_options = opts.resolve("generate_project", opts.Layer(typed, where, typed=True), server_info=po,
+                                where=where)
 
     project_dir.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_tmp(project_dir)
@@ -273,11 +231,11 @@ def create_project(
                 model_library_format_path=str(mlf_path),
                 standalone_crt_dir=_runtime_dir(),
                 project_dir=str(target),
-                options=opts.options_for_method(typed, po, "generate_project", with_defaults=True),
+                options=call_options,
             )
         if not target.is_dir():
             raise TemplateError(f"{template}: generate_project did not create {target}")
-        files = snapshot(target)
+        files = ContentChecker().tree_state(target, exclude={STATE_FILE})
         state = ProjectState(
             platform=platform or info.get("platform_name"),
             template_dir=str(template),
@@ -334,10 +292,8 @@ def _run_stage(
         with instantiate_from_dir(str(project_dir), echo_stderr=True) as client:
             po = _project_options(client)
             where = f"options of {project_dir}"
-            given = opts.coerce_options(dict(overrides or {}), po, where=where) if overrides else {}
-            merged = opts.merge_options(state.options, given)
-            opts.check_required(merged, po, method, where)
-            call_options = opts.options_for_method(merged, po, method, with_defaults=True)
+            call_options = opts.resolve(method, opts.Layer(state.options, where, typed=True),
+                                        opts.Layer(overrides, where), server_info=po, where=where)
             getattr(client, method)(call_options)
     finally:
         after = stat_tree(project_dir)
@@ -362,7 +318,9 @@ def build_project(project_dir: str | os.PathLike[str], options: Mapping[str, Any
     def record(state: ProjectState, before: dict, after: dict, outputs: list[str],
                call_options: dict, started: float) -> None:
         out_set = set(outputs) | stage_outputs(state, [s for s in OUTPUT_STAGES if s != "build"])
-        inputs = _hash_inputs(project_dir, before, out_set, previous_inputs)
+        checker, prev = ContentChecker(), previous_inputs or {}
+        inputs = {rel: checker.get_state(project_dir / rel, sig, prev.get(rel))
+                  for rel, sig in before.items() if rel not in out_set}
         state.artefacts["build"] = {
             "complete": True,
             "id": uuid.uuid4().hex,

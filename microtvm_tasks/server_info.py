@@ -7,21 +7,21 @@ a no-op run slow, so the answer is kept as `<template tree hash>.json` and a tem
 already seen never starts a server again. Edit any file of the template and its hash,
 hence the cache key, changes.
 
-Hashing a template must itself be cheap, so file hashes are remembered by
-(path, mtime_ns, size, executable bit) in `hashes.json` beside the cache entries: an
-unchanged file is a `stat`, not a read (the shortcut git and doit take too).
+Hashing a template must itself be cheap, so `TreeHasher` (fsutil's one change checker,
+`ContentChecker`, with its records on disk) remembers file hashes by (path, mtime_ns,
+size) in `hashes.json` beside the cache entries: an unchanged file is a `stat`, not a
+read (the shortcut git and doit take too).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from .errors import TemplateError
-from .fsutil import IGNORED_NAMES, atomic_write_json, iter_tree, sha256_file
+from .fsutil import IGNORED_NAMES, ContentChecker, FileState, atomic_write_json
 
 #: What we tell a server our "TVM version" is: the Project API we speak is TVM v0.18's.
 TVM_VERSION = "0.18.0"
@@ -30,18 +30,22 @@ _STAT_CACHE_FILE = "hashes.json"
 
 
 def default_cache_dir() -> Path:
-    """`.tvmc/server_info` under the current directory (the workspace when run by doit)."""
+    """`.tvmc/server_info` under the current directory: the CLI's cache (the doit tasks keep
+    theirs beside projects.yaml). Callers pass it explicitly; nothing here falls back on it."""
     return Path.cwd() / ".tvmc" / "server_info"
 
 
-class TreeHasher:
-    """Content hashes of directory trees with a persistent (path, stat) -> sha256 cache.
+class TreeHasher(ContentChecker):
+    """`fsutil.ContentChecker` with its file records kept in `<cache_dir>/hashes.json`.
 
-    One instance per process is enough; `tree_hash` results are also memoised for the
-    life of the instance, since within one doit run a template does not change.
+    Records are keyed by absolute path, so hashing an unchanged template in a later
+    process is a `stat` per file, not a read. One instance per process is enough;
+    `tree_hash` results are also memoised for the life of the instance, since within
+    one doit run a template does not change.
     """
 
     def __init__(self, cache_dir: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(IGNORED_NAMES)
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._stat_cache: dict[str, list[Any]] | None = None
         self._dirty = False
@@ -59,19 +63,17 @@ class TreeHasher:
                     pass
         return self._stat_cache
 
-    def file_hash(self, path: Path, st: os.stat_result | None = None) -> str:
-        """sha256 of one file, read only when its stat differs from the cached one."""
-        st = st or path.stat()
-        key = str(path)
-        sig = [st.st_mtime_ns, st.st_size]
+    def get_state(self, path: str | os.PathLike[str], sig: tuple[int, int] | None = None,
+                  previous: Any = None) -> FileState:
+        """As ContentChecker's, with the stored record as `previous` (and the new one stored)."""
+        key = os.fspath(path)
         cache = self._load()
         hit = cache.get(key)
-        if isinstance(hit, list) and len(hit) == 3 and hit[:2] == sig:
-            return str(hit[2])
-        digest = sha256_file(path)
-        cache[key] = [*sig, digest]
-        self._dirty = True
-        return digest
+        state = super().get_state(path, sig, hit if previous is None else previous)
+        if hit != state:
+            cache[key] = state
+            self._dirty = True
+        return state
 
     def tree_hash(self, root: str | os.PathLike[str], *, memo: bool = True) -> str:
         """Same value as `fsutil.tree_hash(root)`: names, executable bits and contents."""
@@ -81,13 +83,7 @@ class TreeHasher:
             return self._memo[key]
         if not root.is_dir():
             raise TemplateError(f"{root}: template directory not found")
-        h = hashlib.sha256()
-        for rel in iter_tree(root, IGNORED_NAMES):
-            p = root / rel
-            st = p.stat()
-            mode = "x" if os.access(p, os.X_OK) else "-"
-            h.update(f"{rel}\0{mode}\0{self.file_hash(p, st)}\n".encode())
-        digest = h.hexdigest()
+        digest = super().tree_hash(root)
         self._memo[key] = digest
         self.save()
         return digest
@@ -116,8 +112,10 @@ def hasher_for(cache_dir: str | os.PathLike[str] | None) -> TreeHasher:
 
 def template_hash(template_dir: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None,
                   *, memo: bool = False) -> str:
-    """The template's content hash (the server-info cache key), cheap when nothing changed."""
-    cache_dir = default_cache_dir() if cache_dir is None else cache_dir
+    """The template's content hash (the server-info cache key), cheap when nothing changed.
+
+    File hashes are kept in `cache_dir` when one is given, else for this process only.
+    """
     return hasher_for(cache_dir).tree_hash(template_dir, memo=memo)
 
 
@@ -145,24 +143,25 @@ def get_server_info(
 ) -> dict[str, Any]:
     """`server_info_query` of a template, from `<cache_dir>/<template hash>.json` when present.
 
-    `cache_dir` defaults to `.tvmc/server_info` in the current directory. With `memo`,
-    the template's hash is computed once per process (what task loading wants).
-    The answer gains `template_hash`. A corrupt cache entry is ignored and rewritten.
+    Without `cache_dir` nothing is cached on disk (the server is asked). With `memo`, the
+    template's hash is computed once per process (what task loading wants). The answer
+    gains `template_hash`. A corrupt cache entry is ignored and rewritten.
     """
-    cache_dir = Path(default_cache_dir() if cache_dir is None else cache_dir)
     digest = template_hash(template_dir, cache_dir, memo=memo)
-    entry = cache_dir / f"{digest}.json"
-    try:
-        cached = json.loads(entry.read_text(encoding="utf-8"))
-        if isinstance(cached, dict) and cached.get("template_hash") == digest:
-            return cached
-    except (OSError, ValueError):
-        pass
+    entry = Path(cache_dir) / f"{digest}.json" if cache_dir is not None else None
+    if entry is not None:
+        try:
+            cached = json.loads(entry.read_text(encoding="utf-8"))
+            if isinstance(cached, dict) and cached.get("template_hash") == digest:
+                return cached
+        except (OSError, ValueError):
+            pass
     info = dict(query_server_info(template_dir))
     info["template_hash"] = digest
     info["template_dir"] = str(Path(template_dir).resolve())
-    try:
-        atomic_write_json(entry, info)
-    except OSError:
-        pass  # a read-only workspace still works, just slower
+    if entry is not None:
+        try:
+            atomic_write_json(entry, info)
+        except OSError:
+            pass  # a read-only workspace still works, just slower
     return info

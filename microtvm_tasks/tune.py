@@ -62,31 +62,6 @@ class TuneResult:
         return "\n".join(lines)
 
 
-def board_cpu(template_dir: str | Path, board: str | None) -> str | None:
-    """The `cpu` a template's boards.json gives `board` (None when it says nothing)."""
-    if not board:
-        return None
-    path = Path(template_dir) / "boards.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    boards = data.get("boards", data) if isinstance(data, dict) else {}
-    entry = boards.get(board) if isinstance(boards, dict) else None
-    cpu = entry.get("cpu") if isinstance(entry, dict) else None
-    return str(cpu) if cpu else None
-
-
-def project_target(template_dir: str | Path, options: Mapping[str, Any], explicit: str | None = None) -> str:
-    """The compiler target of a project: `explicit` if given, else its board's CPU when the
-    compiler tunes for it, else generic."""
-    from .compiler.target import Target
-
-    if explicit:
-        return Target.parse(explicit).name
-    return Target.for_cpu(board_cpu(template_dir, options.get("board"))).name
-
-
 def _profile_ops(mlf: Path) -> list[dict[str, Any]]:
     with tarfile.open(mlf) as tar:
         for m in tar.getmembers():
@@ -126,6 +101,7 @@ def tune_model(
     from .compiler.passes import run_passes
     from .compiler.target import Target
     from .compiler.variants import Record, best_variants, compiler_version, read_log, signature, tunable_nodes
+    from .platforms import project_target
     from .project import build_project, create_project, flash_project
     from .session import run_project
 

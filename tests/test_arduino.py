@@ -25,7 +25,7 @@ from microtvm_tasks.project_api.client import instantiate_from_dir
 from microtvm_tasks.runtime.fake_mlf import fake_mlf_members, fake_reference, write_fake_mlf
 
 TEMPLATE = TEMPLATES_DIR / "arduino"
-BOARDS = json.loads((TEMPLATE / "boards.json").read_text())
+BOARDS = json.loads((TEMPLATE / "boards.json").read_text())["boards"]
 REQUIRED_BOARDS = {"uno", "mega2560", "due", "nano33ble", "rpipico", "teensy40", "wioterminal"}
 
 HAVE_AVR = (
@@ -65,14 +65,11 @@ def test_boards_json_has_every_board_with_its_properties():
             "mcu",
             "flash_bytes",
             "ram_bytes",
-            "vid_hex",
-            "pid_hex",
+            "usb_ids",
             "max_payload",
         ):
             assert key in props, f"{name} lacks {key}"
-        assert re.fullmatch(r"[0-9a-f]{4}", props["vid_hex"]) and re.fullmatch(
-            r"[0-9a-f]{4}", props["pid_hex"]
-        )
+        assert props["usb_ids"] and all(re.fullmatch(r"[0-9a-f]{4}:[0-9a-f]{4}", i) for i in props["usb_ids"])
         assert props["ram_bytes"] > 0 and props["flash_bytes"] > 0
         assert 64 <= props["max_payload"] <= 4096
         assert ard.fqbn(name).count(":") >= 2
@@ -80,7 +77,7 @@ def test_boards_json_has_every_board_with_its_properties():
     assert ard.fqbn("mega2560") == "arduino:avr:mega:cpu=atmega2560"
     assert ard.fqbn("due") == "arduino:sam:arduino_due_x_dbg"
     assert BOARDS["uno"]["ram_bytes"] == 2048 and BOARDS["mega2560"]["ram_bytes"] == 8192
-    assert {b for b in BOARDS if "qemu_machine" in BOARDS[b]} >= {"uno", "mega2560"}
+    assert {b for b in BOARDS if BOARDS[b]["emulator"]} >= {"uno", "mega2560"}
     assert ard.is_avr("uno") and ard.is_avr("mega2560") and not ard.is_avr("due")
 
 
@@ -401,7 +398,7 @@ def test_missing_tool_message_travels_through_the_project_api(tmp_path):
 def test_serial_port_lookup_errors_name_the_way_out(monkeypatch):
     from serial.tools import list_ports
 
-    monkeypatch.setattr(list_ports, "comports", lambda: [])
+    monkeypatch.setattr(list_ports, "comports", lambda include_links=False: [])
     with pytest.raises(ard.BoardNotFoundError) as info:
         ard.find_serial_port("uno", None, None)
     assert "2341:0043" in str(info.value) and "emulate=true" in str(info.value)

@@ -8,14 +8,15 @@ import pytest
 
 from microtvm_tasks.errors import OptionError
 from microtvm_tasks.options import (
+    Layer,
     check_required,
     coerce_options,
     earliest_stage,
     merge_options,
     normalize_options,
     options_for_method,
-    options_hash,
     parse_kv,
+    resolve,
 )
 
 # The wire form (server_info_query result), as a TVM template reports it.
@@ -164,9 +165,17 @@ def test_earliest_stage():
         earliest_stage("nope", OPTS)
 
 
-def test_options_hash():
-    a = options_hash({"b": 1, "a": True})
-    assert a == options_hash({"a": True, "b": 1})
-    assert a != options_hash({"a": True, "b": 2})
-    assert a != options_hash({"a": "true", "b": 1})
-    assert len(a) == 64 and options_hash(None) == options_hash({})
+def test_resolve_merges_types_checks_and_filters_for_the_method():
+    info = {"project_options": OPTS}
+    remembered = Layer({"board": "b1", "project_type": "host_driven", "level": 2, "gone": 1}, ".tvmc.json",
+                       typed=True)  # names the template no longer declares are dropped
+    cli = Layer({"stack_size": "0x100", "port": "/dev/ttyX"}, W)
+    assert resolve("build", remembered, cli, server_info=info) == {"board": "b1", "stack_size": 256,
+                                                                   "verbose": False}
+    assert resolve("flash", remembered, cli, server_info=info) == {"board": "b1", "port": "/dev/ttyX"}
+    assert resolve("generate_project", {"board": "b2", "project_type": "host_driven"}, server_info=OPTS) == {
+        "board": "b2", "project_type": "host_driven", "verbose": False, "level": 1}
+    with pytest.raises(OptionError, match=r"option 'level' \(projects.yaml\)"):
+        resolve("generate_project", remembered, Layer({"level": 9}, "projects.yaml"), server_info=info)
+    with pytest.raises(OptionError, match="missing required option 'board' for build \\(-o here\\)"):
+        resolve("build", None, {"stack_size": 1}, server_info=info, where="-o here")

@@ -101,7 +101,7 @@ def build_echo(tmp_path: Path, board: str) -> Path:
 def start_qemu(d: Path, board: str):
     b, q = qa.board_config(board)
     session = qa.QemuSession(
-        d / "build" / "image.elf", b["machine"], q["icount_shift"], d / "build" / "qemu.log"
+        d / "build" / "image.elf", b["emulator"]["machine"], q["icount_shift"], d / "build" / "qemu.log"
     )
     session.start()
     return session
@@ -148,7 +148,7 @@ def test_boards_json_describes_the_three_mps2_boards():
     data = qa.load_boards(TEMPLATE)
     boards = data["boards"]
     assert sorted(boards) == BOARDS
-    assert {b: boards[b]["machine"] for b in BOARDS} == {
+    assert {b: boards[b]["emulator"]["machine"] for b in BOARDS} == {
         "mps2_an385": "mps2-an385",
         "mps2_an386": "mps2-an386",
         "mps2_an500": "mps2-an500",
@@ -157,8 +157,8 @@ def test_boards_json_describes_the_three_mps2_boards():
     assert "-mfloat-abi=hard" in boards["mps2_an386"]["cflags"] and boards["mps2_an386"]["fpu"]
     assert "-mcpu=cortex-m7" in boards["mps2_an500"]["cflags"]
     for b in boards.values():
-        assert b["flash"]["base"] == 0 and b["ram"]["base"] == 0x20000000
-        assert b["uart0"]["base"] == 0x40004000
+        assert b["memory_map"]["flash"]["base"] == 0 and b["memory_map"]["ram"]["base"] == 0x20000000
+        assert b["memory_map"]["uart0"]["base"] == 0x40004000
     assert isinstance(data["qemu"]["icount_shift"], int)
 
 
@@ -217,11 +217,12 @@ def test_server_info_lists_the_options():
 
 
 def test_opening_the_uart_keeps_what_the_firmware_already_sent(monkeypatch):
-    """pyserial's open() drops pending input; a firmware that prints at once must not lose it."""
+    """pyserial's open() drops pending input; a firmware that prints at once must not lose it
+    (QemuSession's UART is template_support's SerialTransport on a socket:// URL)."""
     import socket
     import threading
 
-    import serial.urlhandler.protocol_socket as protocol_socket
+    from microtvm_tasks.template_support import serial_transport
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -235,20 +236,17 @@ def test_opening_the_uart_keeps_what_the_firmware_already_sent(monkeypatch):
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    real_connect = protocol_socket.socket.create_connection
+    real_connect = serial_transport.socket.create_connection
 
     def slow_connect(*args, **kwargs):  # the banner is surely there before open() finishes
         sock = real_connect(*args, **kwargs)
         time.sleep(0.3)
         return sock
 
-    monkeypatch.setattr(protocol_socket.socket, "create_connection", slow_connect)
-    import serial
-
-    port = qa._open_keeping_input(serial, f"socket://127.0.0.1:{listener.getsockname()[1]}")
+    monkeypatch.setattr(serial_transport.socket, "create_connection", slow_connect)
+    port = serial_transport.SerialTransport(f"socket://127.0.0.1:{listener.getsockname()[1]}")
     try:
-        port.timeout = 2
-        assert port.read(12) == b"boot banner\n"
+        assert port.read(12, 2) == b"boot banner\n"
     finally:
         port.close()
         listener.close()
@@ -392,8 +390,8 @@ def test_too_big_model_fails_the_build_with_both_numbers(tmp_path):
     small = tmp_path / "qemu_arm_small"
     shutil.copytree(TEMPLATE, small, ignore=shutil.ignore_patterns("__pycache__"))
     boards = json.loads((small / "boards.json").read_text())
-    boards["boards"]["mps2_an385"]["ram"]["size"] = "0x8000"  # 32 KiB
-    boards["boards"]["mps2_an385"]["flash"]["size"] = "0x1000"  # 4 KiB: less than the runtime's code
+    boards["boards"]["mps2_an385"]["ram_bytes"] = 0x8000  # 32 KiB
+    boards["boards"]["mps2_an385"]["flash_bytes"] = 0x1000  # 4 KiB: less than the runtime's code
     (small / "boards.json").write_text(json.dumps(boards))
 
     # The MLF's own figures already exceed RAM: build refuses before compiling anything.

@@ -61,10 +61,19 @@ def test_corrupt_cache_entry_is_rewritten(tmp_path: Path, server_log: Path) -> N
 
 def test_default_cache_dir_is_dot_tvmc_of_cwd(tmp_path: Path, server_log: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's cache is .tvmc/ of the current directory; it says so: no hidden default."""
+    from microtvm_tasks import cli
+
     tpl = write_fake_template(tmp_path / "tpl")
     monkeypatch.chdir(tmp_path)
-    info = get_server_info(tpl)
+    info = cli.server_info(tpl)
     assert (tmp_path / ".tvmc" / "server_info" / f"{info['template_hash']}.json").is_file()
+    entries = sorted((tmp_path / ".tvmc" / "server_info").iterdir())
+    before = starts(server_log)
+    get_server_info(tpl)  # no cache_dir: the server is asked, and nothing is written
+    assert starts(server_log) == before + 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".tvmc", "servers.log", "tpl"]
+    assert sorted((tmp_path / ".tvmc" / "server_info").iterdir()) == entries
 
 
 def test_hash_matches_fsutil_and_reads_only_changed_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -76,17 +85,20 @@ def test_hash_matches_fsutil_and_reads_only_changed_files(tmp_path: Path, monkey
     cache = tmp_path / "cache"
     assert template_hash(tpl, cache) == tree_hash(tpl)
 
-    import microtvm_tasks.server_info as si
+    import microtvm_tasks.fsutil as fsutil
 
     reads: list[str] = []
-    real = si.sha256_file
-    monkeypatch.setattr(si, "sha256_file", lambda p: reads.append(Path(p).name) or real(p))
+    real = fsutil.sha256_file
+    monkeypatch.setattr(fsutil, "sha256_file", lambda p: reads.append(Path(p).name) or real(p))
     fresh = TreeHasher(cache)  # a new process: only the on-disk stat cache is known
-    assert fresh.tree_hash(tpl) == tree_hash(tpl)
+    got = fresh.tree_hash(tpl)
     assert reads == [], "unchanged files were read again"
+    assert got == tree_hash(tpl)  # (fsutil.tree_hash keeps no record: it reads every file)
+    reads.clear()
     (tpl / "data.txt").write_text("new content\n")
-    assert TreeHasher(cache).tree_hash(tpl) == tree_hash(tpl)
+    got = TreeHasher(cache).tree_hash(tpl)
     assert reads == ["data.txt"]
+    assert got == tree_hash(tpl)
     # the executable bit is part of the hash
     before = tree_hash(tpl)
     os.chmod(tpl / "sub" / "run.sh", 0o644)

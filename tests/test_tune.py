@@ -28,9 +28,11 @@ from microtvm_tasks.compiler.variants import (
     signature,
 )
 from microtvm_tasks.errors import CompileError, SessionError
+from microtvm_tasks.platforms import project_target
 from microtvm_tasks.project import build_project, create_project, flash_project
 from microtvm_tasks.session import run_project
-from microtvm_tasks.tune import board_cpu, project_target, tune_model
+from microtvm_tasks.template_support.boards import board_cpu
+from microtvm_tasks.tune import tune_model
 
 HOST = TEMPLATES_DIR / "host"
 QEMU_ARM = TEMPLATES_DIR / "qemu_arm"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -27,7 +28,7 @@ from microtvm_tasks.project_api.client import instantiate_from_dir
 from microtvm_tasks.runtime.fake_mlf import write_fake_mlf
 
 TEMPLATE = TEMPLATES_DIR / "zephyr"
-BOARDS = json.loads((TEMPLATE / "boards.json").read_text())
+BOARDS = json.loads((TEMPLATE / "boards.json").read_text())["boards"]
 REQUIRED_BOARDS = {
     "qemu_x86",
     "qemu_cortex_m3",
@@ -55,14 +56,15 @@ def _generate(client, mlf: Path, project: Path, **options) -> Path:
 def test_boards_json_describes_every_board():
     assert REQUIRED_BOARDS <= set(BOARDS)
     for name, p in BOARDS.items():
-        for key in ("board", "model", "arch", "is_qemu", "fpu", "vid_hex", "pid_hex", "baud", "max_payload"):
+        for key in ("board", "model", "arch", "cpu", "emulator", "fpu", "usb_ids", "baud", "max_payload"):
             assert key in p, f"{name} lacks {key}"
-        assert isinstance(p["is_qemu"], bool) and isinstance(p["fpu"], bool)
-        if not p["is_qemu"]:
-            assert len(p["vid_hex"]) == 4 and len(p["pid_hex"]) == 4, name
+        assert isinstance(p["fpu"], bool)
+        if not p["emulator"]:
+            assert p["usb_ids"], name
+            assert all(re.fullmatch(r"[0-9a-f]{4}:[0-9a-f]{4}", i) for i in p["usb_ids"]), name
             assert p["flash_runner"] in ("openocd", "jlink", "nrfjprog", "pyocd", "stm32cubeprogrammer"), name
-    assert BOARDS["qemu_x86"]["is_qemu"] and BOARDS["mps2_an521"]["is_qemu"]
-    assert not BOARDS["nucleo_f746zg"]["is_qemu"] and BOARDS["nucleo_f746zg"]["fpu"]
+    assert BOARDS["qemu_x86"]["emulator"] and BOARDS["mps2_an521"]["emulator"]
+    assert not BOARDS["nucleo_f746zg"]["emulator"] and BOARDS["nucleo_f746zg"]["fpu"]
     assert not BOARDS["qemu_cortex_m3"]["fpu"]
     # Zephyr >= 3.7 names boards by SoC and core; older releases by the legacy name.
     assert zs.board_target("nrf5340dk_nrf5340_cpuapp", (3, 6)) == "nrf5340dk_nrf5340_cpuapp"
@@ -134,7 +136,7 @@ def test_generate_a_zephyr_application_for_every_board(template_client, tmp_path
     assert f"MT_MAX_PAYLOAD={BOARDS[board]['max_payload']}" in cmake
     assert "MT_PROJECT_HOST_DRIVEN" in cmake and "MY_FLAG=2 OTHER" in cmake
     assert "target_compile_options(app PRIVATE -Werror)" in cmake
-    assert ("set(QEMU_PTY 1)" in cmake) == BOARDS[board]["is_qemu"]
+    assert ("set(QEMU_PTY 1)" in cmake) == bool(BOARDS[board]["emulator"])
     conf = (project / "prj.conf").read_text()
     for line in (
         "CONFIG_UART_INTERRUPT_DRIVEN=y",
@@ -471,16 +473,13 @@ def test_missing_tools_message_travels_through_the_project_api(template_client, 
 
 def test_serial_port_found_by_usb_id_or_serial_number(monkeypatch):
     from serial.tools import list_ports
+    from serial.tools.list_ports_common import ListPortInfo
 
-    class Port:
-        def __init__(self, device, vid, pid, sn, location):
-            self.device, self.vid, self.pid, self.serial_number, self.location = (
-                device,
-                vid,
-                pid,
-                sn,
-                location,
-            )
+    def Port(device, vid, pid, sn, location):  # noqa: N802 - a port as pyserial describes one
+        port = ListPortInfo(device, skip_link_detection=True)
+        port.vid, port.pid, port.serial_number, port.location = vid, pid, sn, location
+        port.apply_usb_info()
+        return port
 
     ports = [
         Port("/dev/ttyACM0", 0x0483, 0x374B, "066AFF", "1-1:1.2"),
@@ -489,7 +488,7 @@ def test_serial_port_found_by_usb_id_or_serial_number(monkeypatch):
         Port("/dev/ttyACM4", 0x1366, 0x1055, "001050012345", "1-2:1.2"),
         Port("/dev/ttyACM5", 0x1366, 0x1055, "001050012345", "1-2:1.4"),
     ]
-    monkeypatch.setattr(list_ports, "comports", lambda: ports)
+    monkeypatch.setattr(list_ports, "comports", lambda include_links=False: ports)
     assert zs.find_serial_port("nucleo_f746zg", None) == "/dev/ttyACM0"
     assert zs.find_serial_port("nucleo_f746zg", "066AFF") == "/dev/ttyACM0"
     assert zs.find_serial_port("nrf5340dk_nrf5340_cpuapp", None) == "/dev/ttyACM5"

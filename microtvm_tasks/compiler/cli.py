@@ -73,5 +73,19 @@ def compile_command(args: argparse.Namespace) -> int:
                            "--tuning-log to use the default variants")
     compile_model(model, out, module_name=args.module_name, target=args.target, tuning_log=args.tuning_log,
                   profile=args.profile, **options)
+    if args.tuning_log is not None:
+        import sys
+
+        from .target import Target
+        from .variants import log_coverage
+
+        tgt = Target.parse(args.target)
+        total, usable = log_coverage(args.tuning_log, tgt)
+        if not usable:
+            print(f"note: {args.tuning_log} has {total} record(s) but none for target {tgt.name} with this "
+                  "compiler's kernels (measured for another target, or before a kernel changed): the "
+                  f"default variants were used; run `microtvm tune` again" +
+                  ("" if args.target else ", and give --target (the log's records name theirs)"),
+                  file=sys.stderr)
     print(f"wrote {out} ({out.stat().st_size} bytes) in {time.perf_counter() - t0:.2f} s")
     return 0

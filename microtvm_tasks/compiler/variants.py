@@ -107,6 +107,7 @@ def relieve_arena_peak(graph: Graph, plan: Any, target: Target) -> Any:
     from .memory import plan_memory
     from .ops import spec
 
+    tried = False
     for i, node in enumerate(graph.nodes):
         if i not in plan.scratch:
             continue
@@ -124,10 +125,12 @@ def relieve_arena_peak(graph: Graph, plan: Any, target: Target) -> Any:
             if v == current or sp.scratch_bytes(node, graph) >= mine:
                 continue
             trial = plan_memory(graph)
+            tried = True
             if trial.arena_size < plan.arena_size:
                 plan, best = trial, v
         node.attrs["_variant"] = best
-    return plan_memory(graph)
+    # a trial plan left its in-place marks on the graph: plan once more for the final choice
+    return plan_memory(graph) if tried else plan
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,14 @@ def best_variants(records: Iterable[Record], target: Target, compiler: str | Non
         if cur is None or (r.ticks, r.variant) < cur:
             best[r.signature] = (r.ticks, r.variant)
     return {sig: v for sig, (_, v) in best.items()}
+
+
+def log_coverage(log: str | Path, target: Target) -> tuple[int, int]:
+    """(records in the log, records for this target and compiler version): a log measured
+    with another target or an older kernel set chooses nothing, and the user should hear so."""
+    records = read_log(log)
+    version = compiler_version()
+    return len(records), sum(1 for r in records if r.target == target.name and r.compiler == version)
 
 
 def log_chooser(graph: Graph, target: Target, log: str | Path | Iterable[Record]) -> Chooser:

@@ -37,11 +37,12 @@ from typing import Any, BinaryIO, NoReturn
 from microtvm_tasks.errors import MicrotvmError, TemplateError
 
 from . import server
-
-SERVER_PYTHON_FILENAME = "microtvm_api_server.py"
-SERVER_SHELL_FILENAME = "microtvm_api_server.sh"
-SERVER_LAUNCH_SCRIPT_FILENAME = "launch_microtvm_api_server.sh"
-SERVER_FILENAMES = (SERVER_LAUNCH_SCRIPT_FILENAME, SERVER_PYTHON_FILENAME, SERVER_SHELL_FILENAME)
+from .server import (  # noqa: F401 - re-exported: TVM's client defines them here
+    SERVER_FILENAMES,
+    SERVER_LAUNCH_SCRIPT_FILENAME,
+    SERVER_PYTHON_FILENAME,
+    SERVER_SHELL_FILENAME,
+)
 
 DEFAULT_TIMEOUT_SEC = 60.0
 """Default limit for one quick call, in seconds (``instantiate_from_dir(timeout=...)``)."""

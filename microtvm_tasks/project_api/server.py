@@ -109,6 +109,15 @@ if TYPE_CHECKING:  # pragma: no cover - annotations only
 PROTOCOL_VERSION = 1
 """The Project API protocol version spoken here, reported by ``server_info_query``."""
 
+SERVER_PYTHON_FILENAME = "microtvm_api_server.py"
+SERVER_SHELL_FILENAME = "microtvm_api_server.sh"
+SERVER_LAUNCH_SCRIPT_FILENAME = "launch_microtvm_api_server.sh"
+SERVER_FILENAMES = (SERVER_LAUNCH_SCRIPT_FILENAME, SERVER_PYTHON_FILENAME, SERVER_SHELL_FILENAME)
+"""What makes a directory a template (or a generated project): one of these files, which
+start its server. In the order a client prefers them, as TVM's: the launch script (it
+prepares an environment and is given the Python script's path), the Python script, the
+shell script."""
+
 # The methods a client may call, with each named parameter and the JSON types it accepts.
 # TVM derives this table from the handler's type hints at every call; a static table is
 # faster to start and makes the wire contract visible in one place.
@@ -252,6 +261,23 @@ model_library_format_path: in a generated project, the path of the MLF archive i
     generated from; None in a template.
 project_options: list of `ProjectOption` the server accepts.
 """
+
+#: What generate_project copies the model to, beside the server: what tells a generated
+#: project (it has one) from its template (it has none) in `template_server_info`.
+PROJECT_MLF_FILENAME = "model.tar"
+
+
+def template_server_info(platform_name: str, server_dir: str, project_options: Sequence[ProjectOption]
+                         ) -> ServerInfo:
+    """The server_info_query answer of a template whose generate_project copies the model
+    to `PROJECT_MLF_FILENAME` beside the server: a generated project (with the path of that
+    copy) when it is there, the template (path None) when it is not."""
+    mlf = os.path.join(server_dir, PROJECT_MLF_FILENAME)
+    project = os.path.exists(mlf)
+    return ServerInfo(platform_name=platform_name, is_template=not project,
+                      model_library_format_path=mlf if project else None,
+                      project_options=list(project_options))
+
 
 TransportTimeouts = collections.namedtuple(
     "TransportTimeouts",
@@ -519,14 +545,19 @@ class LazyImplementation:
     `SourceFileLoader.get_code` reads and writes the file's byte code in ``__pycache__``.
 
         _IMPL = server.LazyImplementation(globals(), "mytemplate_impl.py")
-        _load_impl = _IMPL.load            # returns the (now complete) namespace
-        __getattr__ = _IMPL.module_getattr  # names of the implementation, loaded on demand
+        _load_impl, __getattr__ = _IMPL.load, _IMPL.module_getattr  # the namespace; names on demand
+        Handler = _IMPL.handler("mytemplate", "MyTemplateHandler", PROJECT_OPTIONS)
     """
 
     def __init__(self, namespace: dict[str, Any], filename: str) -> None:
         self.namespace = namespace
         self.path = os.path.join(os.path.dirname(os.path.realpath(namespace["__file__"])), filename)
         self.loaded = False
+
+    def handler(self, platform_name: str, full_handler_name: str, project_options: Any
+                ) -> type[LazyTemplateHandler]:
+        """The script's `Handler` class (see `LazyTemplateHandler.for_template`)."""
+        return LazyTemplateHandler.for_template(platform_name, self, full_handler_name, project_options)
 
     def load(self) -> dict[str, Any]:
         if not self.loaded:
@@ -549,6 +580,41 @@ class LazyImplementation:
             if name in namespace:
                 return namespace[name]
         raise AttributeError(f"module {self.namespace.get('__name__')!r} has no attribute {name!r}")
+
+
+class LazyTemplateHandler(DelegatingProjectAPIHandler):
+    """The handler of a template script that keeps its bulk in a `LazyImplementation`
+    (not part of TVM's API): `server_info_query` is `template_server_info` of the
+    script's directory, and every other call goes to the implementation's handler class,
+    built on first use. A script makes its `Handler` with `for_template`.
+    """
+
+    platform_name: str = ""
+    implementation: LazyImplementation
+    full_handler_name: str = ""
+    project_options: Any = ()  # the options, or a function returning them (read per query)
+
+    @classmethod
+    def for_template(cls, platform_name: str, implementation: LazyImplementation, full_handler_name: str,
+                     project_options: Any) -> type[LazyTemplateHandler]:
+        """A `Handler` class for the script: ``Handler = server.LazyTemplateHandler.for_template(
+        "host", _IMPL, "HostHandler", PROJECT_OPTIONS)``; the implementation's handler class
+        (named `full_handler_name`) subclasses it."""
+        return type("Handler", (cls,), {
+            "__doc__": f"The {platform_name} template's Project API handler: server_info_query here, "
+                       f"every other call in {full_handler_name} ({os.path.basename(implementation.path)}).",
+            "__module__": implementation.namespace.get("__name__", __name__),
+            "platform_name": platform_name, "implementation": implementation,
+            "full_handler_name": full_handler_name, "project_options": staticmethod(project_options)
+            if callable(project_options) else project_options,
+        })
+
+    def create_full_handler(self) -> ProjectAPIHandler:
+        return self.implementation.load()[self.full_handler_name]()
+
+    def server_info_query(self, tvm_version: str) -> ServerInfo:
+        options = self.project_options() if callable(self.project_options) else self.project_options
+        return template_server_info(self.platform_name, os.path.dirname(self.implementation.path), options)
 
 
 def find_executable(name: str) -> str | None:

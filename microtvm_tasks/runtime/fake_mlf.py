@@ -14,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from microtvm_tasks import __version__
+
 IN_SCALE = 0.5
 IN_ZP = -1
 
@@ -165,7 +167,7 @@ def fake_mlf_members(name: str = "default", n: int = 4, *, workspace_pools: bool
                         }
                     ],
                 },
-                "generator": {"name": "microtvm-tasks-fake", "version": "0.1.0"},
+                "generator": {"name": "microtvm-tasks-fake", "version": __version__},
             }
         },
     }

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MLFError
+from ..mlf import c_ident
 
 RUNTIME_DIR = Path(__file__).resolve().parent
 
@@ -86,13 +87,6 @@ class ModelInfo:
     needs_backend_workspace: bool = False
     # a profiling build (compile profile=True): operators timed in <prefix>_op_ticks
     profile_ops: int = 0
-
-
-def _c_ident(name: str) -> str:
-    ident = re.sub(r"[^A-Za-z0-9_]", "_", name)
-    if not ident or ident[0].isdigit():
-        ident = "_" + ident
-    return ident
 
 
 def _load_metadata(mlf_dir: Path) -> dict:
@@ -219,7 +213,7 @@ def read_model_info(mlf_dir: str | Path) -> ModelInfo:
     if in_fields is None or out_fields is None:
         raise MLFError(f"{header}: no struct tvmgen_{name}_inputs/outputs; not an AOT C interface header")
     macros = _macros(htext)
-    upper = _c_ident(name).upper()
+    upper = c_ident(name).upper()
     # Archives without input/output metadata (older TVM): sizes from the header, bytes as uint8.
     if not ins and in_fields:
         ins = [TensorInfo(f, "uint8", [macros.get(f"TVMGEN_{upper}_{f.upper()}_SIZE", 0)],

@@ -17,28 +17,10 @@ from typing import Any
 from ..config import ModelSpec, ProjectSpec, Workspace, c_identifier, load_workspace, project_location
 from ..errors import ConfigError, MicrotvmError, OptionError
 from ..state import STATE_FILE
-from .actions import (
-    build_action,
-    clean_build_outputs,
-    clean_dir,
-    clean_project,
-    compile_action,
-    flash_action,
-    generate_action,
-    run_action,
-    tune_action,
-)
+from . import actions, rules
 from .locks import device_key
 from .logs import run_logged
 from .reporter import ProgressReporter
-from .rules import (
-    built_from_current_generation,
-    flashed_current_build,
-    generated_from_current_template,
-    options_unchanged,
-    project_files_unchanged,
-    ran_current_flash,
-)
 
 #: Project API methods -> our stage names (the task whose options_unchanged holds them).
 STAGE_OF_METHOD = {"generate_project": "generate", "build": "build", "flash": "flash",
@@ -68,7 +50,7 @@ class _Project:
             self.by_stage[STAGE_OF_METHOD.get(opts.earliest_stage(name, po), "generate")][name] = value
         self.device = device_key(spec, typed)
         # The compiler target: `target:` in projects.yaml, else the board's CPU (boards.json).
-        from ..tune import project_target
+        from ..platforms import project_target
 
         assert spec.template is not None
         self.target = project_target(spec.template, spec.options, spec.target)
@@ -99,6 +81,7 @@ class WorkspaceTasks:
         self.lock_dir = str(self.state_dir / "locks")
         self.hasher = hasher_for(self.cache_dir)
         self._projects: dict[str, _Project] | None = None
+        self._compiler_hash: str | None = None
 
     # Projects are resolved (server info, option typing) lazily, once, on first use.
     @property
@@ -132,7 +115,8 @@ class WorkspaceTasks:
         except ValueError:
             return text
 
-    def _common(self, name: str) -> dict[str, Any]:
+    def _common(self) -> dict[str, Any]:
+        """What every task dict shares: output not captured by doit (run_logged tees it)."""
         return {"io": {"capture": False}, "verbosity": 2}
 
     def _logged(self, task_name: str, func: Callable[..., Any], *args: Any) -> tuple:
@@ -163,20 +147,24 @@ class WorkspaceTasks:
         return {
             "name": key,
             "doc": f"compile {self._rel(m.path)} with the {m.compiler} compiler{what} -> {self._rel(out)}",
-            "actions": [self._logged(f"compile:{key}", compile_action, str(m.path), m.compiler,
+            "actions": [self._logged(f"compile:{key}", actions.compile_action, str(m.path), m.compiler,
                                      dict(m.options), module, out, target if builtin else None,
                                      log if builtin else None)],
             "file_dep": [str(m.path)] + ([log] if log and builtin else []),
             "targets": [out],
-            "uptodate": [options_unchanged("compile", {
+            "uptodate": [rules.options_unchanged("compile", {
                 "compiler": compiler_id, "options": m.options, "module_name": module, "version": __version__,
                 **({"target": target} if target != "generic" else {})})],
             "clean": True,
-            **self._common(key),
+            **self._common(),
         }
 
     def _compiler_id(self) -> str:
-        return self.hasher.tree_hash(Path(__file__).resolve().parent.parent / "compiler")
+        """The hash of our compiler's sources, once per load (every compile and tune task
+        of the builtin compiler asks for it)."""
+        if self._compiler_hash is None:
+            self._compiler_hash = self.hasher.tree_hash(Path(__file__).resolve().parent.parent / "compiler")
+        return self._compiler_hash
 
     # ------------------------------------------------------------ tune
     def task_tune(self) -> Iterator[dict[str, Any]]:
@@ -200,15 +188,15 @@ class WorkspaceTasks:
             "name": name,
             "doc": f"measure the kernel variants of {m.name} on {p.device} ({p.target}) -> "
                    f"{self._rel(p.tune_log)}",
-            "actions": [self._logged(f"tune:{name}", tune_action, str(m.path), str(p.spec.template),
+            "actions": [self._logged(f"tune:{name}", actions.tune_action, str(m.path), str(p.spec.template),
                                      p.options, p.tune_log, work, p.target, dict(m.options),
                                      c_identifier(m.name), self.cache_dir, self.lock_dir, p.device)],
             "file_dep": [str(m.path)],
             "targets": [p.tune_log],
-            "uptodate": [options_unchanged("tune", {"compiler": self._compiler_id(), "target": p.target,
+            "uptodate": [rules.options_unchanged("tune", {"compiler": self._compiler_id(), "target": p.target,
                                                     "options": p.options})],
             "clean": True,
-            **self._common(name),
+            **self._common(),
         }
 
     # ------------------------------------------------------------ generate
@@ -228,19 +216,19 @@ class WorkspaceTasks:
             "name": name,
             "doc": f"generate {self._rel(p.dir)} from {spec.platform or self._rel(template)} "
                    f"and model {spec.model} (force=1 to overwrite hand edits)",
-            "actions": [self._logged(f"generate:{name}", generate_action, p.dir, mlf, template, p.options,
-                                     spec.platform, spec.force_regenerate, self.cache_dir, where)],
+            "actions": [self._logged(f"generate:{name}", actions.generate_action, p.dir, mlf, template,
+                                     p.options, spec.platform, spec.force_regenerate, self.cache_dir, where)],
             "params": [{"name": "force", "long": "force", "type": bool, "default": False,
                         "help": "regenerate even over files edited by hand (the old project is backed up)"}],
             "file_dep": [mlf],
             "targets": [os.path.join(p.dir, STATE_FILE)],
             "uptodate": [
-                (generated_from_current_template, [p.dir, template, self.hasher]),
-                options_unchanged("generate", {"template": template, "platform": spec.platform,
+                (rules.generated_from_current_template, [p.dir, template, self.hasher]),
+                rules.options_unchanged("generate", {"template": template, "platform": spec.platform,
                                                "options": p.by_stage["generate"]}),
             ],
-            "clean": [(clean_project, [p.dir, p.run_dir])],
-            **self._common(name),
+            "clean": [(actions.clean_project, [p.dir, p.run_dir])],
+            **self._common(),
         }
 
     # ------------------------------------------------------------ build
@@ -254,15 +242,15 @@ class WorkspaceTasks:
         return {
             "name": name,
             "doc": f"build {self._rel(p.dir)} (reruns after hand edits of its files)",
-            "actions": [self._logged(f"build:{name}", build_action, p.dir, p.options)],
+            "actions": [self._logged(f"build:{name}", actions.build_action, p.dir, p.options)],
             "task_dep": [f"generate:{name}"],
             "uptodate": [
-                (built_from_current_generation, [p.dir]),
-                (project_files_unchanged, [p.dir]),
-                options_unchanged("build", p.by_stage["build"]),
+                (rules.built_from_current_generation, [p.dir]),
+                (rules.project_files_unchanged, [p.dir]),
+                rules.options_unchanged("build", p.by_stage["build"]),
             ],
-            "clean": [(clean_build_outputs, [p.dir])],
-            **self._common(name),
+            "clean": [(actions.clean_build_outputs, [p.dir])],
+            **self._common(),
         }
 
     # ------------------------------------------------------------ flash
@@ -276,14 +264,14 @@ class WorkspaceTasks:
         return {
             "name": name,
             "doc": f"flash the build of {name} onto {p.device}",
-            "actions": [self._logged(f"flash:{name}", flash_action, p.dir, p.options, self.lock_dir,
+            "actions": [self._logged(f"flash:{name}", actions.flash_action, p.dir, p.options, self.lock_dir,
                                      p.device)],
             "task_dep": [f"build:{name}"],
             "uptodate": [
-                (flashed_current_build, [p.dir]),
-                options_unchanged("flash", p.by_stage["flash"]),
+                (rules.flashed_current_build, [p.dir]),
+                rules.options_unchanged("flash", p.by_stage["flash"]),
             ],
-            **self._common(name),
+            **self._common(),
         }
 
     # ------------------------------------------------------------ run
@@ -300,17 +288,17 @@ class WorkspaceTasks:
         return {
             "name": name,
             "doc": f"run {name} on {p.device}: {self._rel(p.run_dir)}/outputs.npz, summary.json",
-            "actions": [self._logged(f"run:{name}", run_action, p.dir, p.options, self.lock_dir, p.device,
-                                     p.run_dir, inputs)],
+            "actions": [self._logged(f"run:{name}", actions.run_action, p.dir, p.options, self.lock_dir,
+                                     p.device, p.run_dir, inputs)],
             "task_dep": [f"flash:{name}"],
             "file_dep": [inputs] if inputs else [],
             "targets": targets,
             "uptodate": [
-                (ran_current_flash, [p.dir, p.run_dir]),
-                options_unchanged("run", {"options": p.by_stage["run"], "inputs": inputs}),
+                (rules.ran_current_flash, [p.dir, p.run_dir]),
+                rules.options_unchanged("run", {"options": p.by_stage["run"], "inputs": inputs}),
             ],
-            "clean": [(clean_dir, [p.run_dir])],
-            **self._common(name),
+            "clean": [(actions.clean_dir, [p.run_dir])],
+            **self._common(),
         }
 
     # ------------------------------------------------------------ doit glue

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ..errors import MicrotvmError
@@ -87,11 +87,11 @@ def built_from_current_generation(project_dir: str) -> bool:
 def project_files_unchanged(project_dir: str) -> bool:
     """No file the build read was edited, deleted or added since, and its outputs still exist.
 
-    Files written by build/flash/run are not inputs. A file whose (mtime, size) is as
-    recorded is taken as unchanged; otherwise its content hash decides (a touch is not
-    an edit).
+    Files written by build/flash/run are not inputs. fsutil's ContentChecker decides: a
+    file whose (mtime, size) is as recorded is unchanged, else its content hash (a touch
+    is not an edit).
     """
-    from ..fsutil import sha256_file
+    from ..fsutil import ContentChecker
     from ..project import stage_outputs
 
     state = read_state(project_dir)
@@ -99,40 +99,9 @@ def project_files_unchanged(project_dir: str) -> bool:
         return False
     build = state.artefacts.get("build", {})
     inputs: dict[str, list[Any]] = build.get("inputs") or {}
-    outputs = stage_outputs(state)
-    seen = 0
-    for rel, path in _walk_files(project_dir):
-        if rel == STATE_FILE or rel in outputs:
-            continue
-        sig = inputs.get(rel)
-        if sig is None:
-            return False  # a new file: someone added a source
-        seen += 1
-        st = os.stat(path)
-        if (st.st_mtime_ns, st.st_size) != (sig[0], sig[1]):
-            if st.st_size != sig[1] or sha256_file(path) != sig[2]:
-                return False
-    if seen != sum(1 for rel in inputs if rel not in outputs):
-        return False  # an input was deleted
+    if ContentChecker().tree_modified(project_dir, inputs, exclude=stage_outputs(state) | {STATE_FILE}):
+        return False
     return all(os.path.exists(os.path.join(project_dir, rel)) for rel in build.get("outputs", []))
-
-
-def _walk_files(root: str) -> Iterator[tuple[str, str]]:
-    """(relative POSIX path, path) of every file under root, as fsutil.iter_tree names them.
-
-    Plain os.walk and string slicing: this runs on every no-op `doit` for every project.
-    """
-    from ..fsutil import IGNORED_NAMES
-
-    root = os.fspath(root).rstrip("/")
-    cut = len(root) + 1
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d not in IGNORED_NAMES]
-        rel_dir = dirpath[cut:]
-        for name in filenames:
-            if name in IGNORED_NAMES or name.endswith(".pyc"):
-                continue
-            yield (f"{rel_dir}/{name}" if rel_dir else name), f"{dirpath}/{name}"
 
 
 def flashed_current_build(project_dir: str) -> bool:

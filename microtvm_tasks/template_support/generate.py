@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import tarfile
 import tempfile
@@ -20,8 +21,8 @@ from typing import Any
 
 from microtvm_tasks.errors import OptionError, TemplateError
 from microtvm_tasks.mlf import extract_mlf
+from microtvm_tasks.project_api.server import SERVER_PYTHON_FILENAME
 
-SERVER_SCRIPT = "microtvm_api_server.py"
 PROJECT_CONFIG = "microtvm_project.json"
 
 
@@ -34,7 +35,7 @@ def copy_files(src_dir: Path, dest_dir: Path, names: Iterable[str]) -> None:
 def copy_server(template_dir: Path, project_dir: Path, impl_file: str, *data_files: str) -> None:
     """Put the server script, its implementation file and its data (boards.json...) into the
     project: a project answers the Project API with its own copy of the server."""
-    copy_files(template_dir, project_dir, (SERVER_SCRIPT, impl_file, *data_files))
+    copy_files(template_dir, project_dir, (SERVER_PYTHON_FILENAME, impl_file, *data_files))
 
 
 def generate_atomically(project_dir: Path, platform: str, fill: Callable[[Path], None]) -> None:
@@ -80,6 +81,16 @@ def recorded_option(
     if value is None:
         value = read_project_config(project_dir).get(name)
     return default if value is None else value
+
+
+def compile_definitions(value: Any) -> list[str]:
+    """The compile_definitions option as compiler flags, however it was given: TVM passes a
+    list of strings, a command line one space-separated string (shell quoting kept). A bare
+    NAME[=VALUE] becomes -DNAME[=VALUE]; a word that already is a flag (-DX, -UY) stays."""
+    if not value:
+        return []
+    items = [str(v) for v in value] if isinstance(value, (list, tuple)) else shlex.split(str(value))
+    return [item if item.startswith("-") else f"-D{item}" for item in items if item and item != "-D"]
 
 
 def unpack_extra_files(

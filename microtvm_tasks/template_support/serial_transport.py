@@ -5,13 +5,20 @@ IoTimeoutError, a port that vanished, a socket that closed or an emulator that e
 raises TransportClosedError (its reason in ``data``, since the class name is what travels).
 Boards (a device path) and emulators (QEMU's pty, or a ``socket://`` URL to a UART on a
 loopback socket) use the same class.
+
+A ``socket://`` URL is served by `SocketPort` here, not by pyserial's socket handler: an
+emulated UART needs TCP_NODELAY (small request frames must not wait for Nagle's
+algorithm) and must keep what the firmware printed before we connected (pyserial's
+open() drops pending input), and neither is reachable through pyserial's public API.
 """
 
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import subprocess
+import time
 from typing import Any
 
 from microtvm_tasks.project_api import server
@@ -35,6 +42,60 @@ def read_available(port: Any, n: int, timeout_sec: float | None) -> bytes:
     return data
 
 
+class SocketPort:
+    """A TCP connection with the part of pyserial's port interface this module uses: `read`
+    (up to `timeout` seconds for n bytes; None waits, 0 takes what is there), `write`
+    (within `write_timeout`), `flush`, `close`. A connection the peer closed raises
+    ConnectionError, as pyserial raises SerialException("socket disconnected")."""
+
+    def __init__(self, host: str, port: int, *, timeout: float | None = 1.0,
+                 write_timeout: float | None = 10.0, connect_timeout: float = 10.0) -> None:
+        self._sock = socket.create_connection((host, port), timeout=connect_timeout)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock.setblocking(False)
+        self.timeout = timeout
+        self.write_timeout = write_timeout
+
+    @classmethod
+    def for_url(cls, url: str, **kwargs: Any) -> SocketPort:
+        """`socket://HOST:PORT` (pyserial's URL form)."""
+        host, _, port = url[len("socket://"):].partition("/")[0].rpartition(":")
+        return cls(host or "127.0.0.1", int(port), **kwargs)
+
+    def read(self, n: int) -> bytes:
+        data = bytearray()
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        while len(data) < n:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([self._sock], [], [], wait)
+            if not ready:
+                break
+            chunk = self._sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("socket disconnected")
+            data += chunk
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+        return bytes(data)
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        deadline = None if self.write_timeout is None else time.monotonic() + self.write_timeout
+        while view:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            _, ready, _ = select.select([], [self._sock], [], wait)
+            if not ready:
+                raise TimeoutError(f"could not write {len(view)} bytes within {self.write_timeout} s")
+            view = view[self._sock.send(view):]
+        return len(data)
+
+    def flush(self) -> None:
+        """Nothing is buffered here (send hands bytes to the kernel)."""
+
+    def close(self) -> None:
+        self._sock.close()
+
+
 class SerialTransport:
     """A serial device or ``socket://`` URL, optionally tied to the emulator process behind it.
 
@@ -56,11 +117,9 @@ class SerialTransport:
         self._proc = proc
         self._escape = escape_ctrl_a
         self.url = url
+        self._ser: Any
         if url.startswith("socket://"):
-            self._ser = serial.serial_for_url(url, timeout=1.0, write_timeout=10.0)
-            sock = getattr(self._ser, "_socket", None)
-            if sock is not None:  # small request frames must not wait for Nagle's algorithm
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._ser = SocketPort.for_url(url)
         else:
             self._ser = serial.Serial(url, baudrate=baud, timeout=1.0, write_timeout=10.0)
 
@@ -104,7 +163,7 @@ class SerialTransport:
             self._ser.write_timeout = timeout_sec
             self._ser.write(data)
             self._ser.flush()
-        except self._serial_mod.SerialTimeoutException as err:
+        except (self._serial_mod.SerialTimeoutException, TimeoutError) as err:
             raise server.IoTimeoutError() from err
         except (self._serial_mod.SerialException, OSError) as err:
             raise self._gone(str(err)) from err

@@ -1,9 +1,7 @@
 """The bulk of the `arduino` template's Project API server: generate, build, flash, transport.
 
-Runs in the namespace of ``microtvm_api_server.py`` (which describes the template), loaded
-by ``server.LazyImplementation`` (microtvm_tasks.project_api.server) on the first call other than
-server_info_query; names the script defines
-(`Handler`, `BOARD_PROPERTIES`, ...) are used here as they are.
+Runs in the namespace of ``microtvm_api_server.py`` (see ``server.LazyImplementation``):
+the script's names (`Handler`, `BOARD_NAMES`, ...) are used here as they are.
 """
 
 from __future__ import annotations
@@ -21,19 +19,28 @@ import subprocess
 import time
 from typing import TYPE_CHECKING, Any
 
-from microtvm_tasks.errors import MicrotvmError, OptionError, TemplateError, ToolNotFoundError
+from microtvm_tasks.errors import (
+    BoardNotFoundError,
+    BuildFailedError,
+    MicrotvmError,
+    OptionError,
+    TemplateError,
+    ToolNotFoundError,
+)
 from microtvm_tasks.project_api import server
+from microtvm_tasks.template_support import boards as board_data
+from microtvm_tasks.template_support import fit
 from microtvm_tasks.template_support import generate as gen
 from microtvm_tasks.template_support.emulator import launch_on_loopback
 from microtvm_tasks.template_support.processes import kill_group, run_logged
 from microtvm_tasks.template_support.processes import tail_lines as _tail
+from microtvm_tasks.template_support.serial_ports import find_board_port
 from microtvm_tasks.template_support.serial_transport import SerialTransport, TransportHandlerMixin
 from microtvm_tasks.template_support.tools import find_tool
 
 if TYPE_CHECKING:  # defined by microtvm_api_server.py, in whose namespace this file runs
     from microtvm_api_server import (
         ARDUINO_CLI_CMD,
-        BOARD_PROPERTIES,
         IMPL_FILE,
         PROJECT_TYPES,
         Handler,
@@ -43,14 +50,18 @@ _LOG = logging.getLogger(__name__)
 
 API_SERVER_DIR = pathlib.Path(__file__).resolve().parent
 BOARDS_PATH = API_SERVER_DIR / "boards.json"
-MODEL_LIBRARY_FORMAT_RELPATH = pathlib.Path("model.tar")
+#: The boards' data, checked against the boards schema (template_support/boards.schema.json).
+BOARD_PROPERTIES: dict[str, dict[str, Any]] = board_data.load_boards(BOARDS_PATH)["boards"]
+MODEL_LIBRARY_FORMAT_RELPATH = pathlib.Path(server.PROJECT_MLF_FILENAME)
 BUILD_DIR = API_SERVER_DIR / "build"
 
 # Debian's arduino-mk layout (overridable with the usual ARDUINO_DIR / ARDMK_DIR variables).
 DEFAULT_ARDUINO_DIR = "/usr/share/arduino"
+#: The boards Debian's arduino-mk builds (those with an arduino_mk entry).
+AVR_BOARDS = [name for name, props in BOARD_PROPERTIES.items() if "arduino_mk" in props]
 AVR_TOOLS_HINT = (
     "install arduino-cli (https://arduino.github.io/arduino-cli/) and the board's core, or, for "
-    "the AVR boards (uno, nano, mega2560, leonardo) on Debian/Ubuntu: "
+    f"the AVR boards ({', '.join(AVR_BOARDS)}) on Debian/Ubuntu: "
     "apt-get install gcc-avr avr-libc arduino-core-avr arduino-mk"
 )
 QEMU_HINT = "apt-get install qemu-system-misc (it provides qemu-system-avr)"
@@ -61,14 +72,6 @@ FLASH_TIMEOUT_SEC = 120
 
 class FirmwareTooBigError(MicrotvmError):
     """The firmware does not fit the board's flash or RAM; the message carries both numbers."""
-
-
-class BuildFailedError(MicrotvmError):
-    """The compiler or make failed; the message carries the tail of the build log."""
-
-
-class BoardNotFoundError(MicrotvmError):
-    """No (or more than one) serial port matches the board; say how to pick one."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -90,22 +93,6 @@ def fqbn(board: str) -> str:
 def is_avr(board: str) -> bool:
     """True for boards Debian's arduino-core-avr can build (those with an arduino_mk entry)."""
     return "arduino_mk" in _board(board)
-
-
-def _definitions(value: Any) -> list[str]:
-    """compile_definitions as a list: TVM passed a list; on a command line it is one string."""
-    if not value:
-        return []
-    if isinstance(value, (list, tuple)):
-        items = [str(v) for v in value]
-    else:
-        items = shlex.split(str(value))
-    out = []
-    for item in items:
-        if not item.startswith("-"):
-            item = "-D" + item
-        out.append(item)
-    return out
 
 
 #: The options recorded at generate time, and an option from a call falling back on them.
@@ -137,16 +124,18 @@ def avr_sizes(elf: pathlib.Path, size_cmd: str = "avr-size") -> dict[str, int]:
 def check_fits(board: str, sizes: dict[str, int], elf: pathlib.Path) -> None:
     """Refuse an image that cannot work on `board`, naming both numbers (needed, available)."""
     props = _board(board)
-    flash_avail = int(props["flash_bytes"])
-    ram_avail = int(props["ram_bytes"])
     reserve = int(props.get("stack_reserve_bytes", 0))
+    over = {memory: avail for memory, _, avail in fit.over_limits(props, flash=sizes["flash"],
+                                                                  ram=sizes["ram"] + reserve)}
     problems = []
-    if sizes["flash"] > flash_avail:
+    if "flash" in over:
+        flash_avail = over["flash"]
         problems.append(
             f"flash: needs {sizes['flash']} bytes (.text {sizes.get('text', 0)} + .data "
             f"{sizes.get('data', 0)}), the {board} has {flash_avail} bytes"
         )
-    if sizes["ram"] + reserve > ram_avail:
+    if "ram" in over:
+        ram_avail = over["ram"]
         problems.append(
             f"RAM: needs {sizes['ram']} bytes of static data (.data {sizes.get('data', 0)} + .bss "
             f"{sizes.get('bss', 0)} + .noinit {sizes.get('noinit', 0)}) plus {reserve} bytes kept "
@@ -154,26 +143,20 @@ def check_fits(board: str, sizes: dict[str, int], elf: pathlib.Path) -> None:
         )
     if problems:
         # One line: callers (the CLI, doit) may show only a message's first line.
-        bigger = "a 32-bit board (due, nano33ble, rpipico, ...)" if board == "mega2560" else "board=mega2560"
+        larger = props.get("larger_boards") or []
+        bigger = f" ({' or '.join(f'board={b}' for b in larger)})" if larger else ""
         raise FirmwareTooBigError(
             f"arduino: the firmware {elf} does not fit the {board} ({props.get('mcu', '')}): "
             + "; ".join(problems)
-            + f". Use a smaller model or a board with more memory ({bigger})."
+            + f". Use a smaller model or a board with more memory{bigger}."
         )
-
-
-_OVERFLOW_RE = re.compile(r"region [`'\"]?(\w+)[`'\"]? overflowed by (\d+) bytes")
 
 
 def overflow_from_log(log_text: str, board: str) -> str | None:
     """A linker's "region `data' overflowed by N bytes" as a message with both numbers (for
     toolchains whose ELF is not left behind to measure)."""
-    props = _board(board)
-    lines = []
-    for region, over in _OVERFLOW_RE.findall(log_text):
-        avail = int(props["ram_bytes"] if region in ("data", "ram", "RAM") else props["flash_bytes"])
-        what = "RAM" if region in ("data", "ram", "RAM") else "flash"
-        lines.append(f"{what}: needs {avail + int(over)} bytes, the {board} has {avail} bytes")
+    lines = [f"{'RAM' if memory == 'ram' else 'flash'}: needs {needed} bytes, the {board} has {avail} bytes"
+             for memory, _, needed, avail in fit.link_overflows(log_text, _board(board))]
     if not lines:
         return None
     return f"arduino: the firmware does not fit the {board}: " + "; ".join(dict.fromkeys(lines))
@@ -256,14 +239,15 @@ def qemu_skip_hazards(elf: pathlib.Path) -> list[str]:
     return found
 
 
-def start_qemu_avr(elf: pathlib.Path, machine: str, log_path: pathlib.Path) -> SerialTransport:
+def start_qemu_avr(elf: pathlib.Path, machine: str, log_path: pathlib.Path,
+                   binary: str = "qemu-system-avr") -> SerialTransport:
     """Boot `elf` in qemu-system-avr with UART0 on a loopback TCP socket and connect to it.
 
     The listening socket is created here and handed to QEMU (chardev fd=), so there is no
     port race; QEMU waits for our connection before starting the CPU (wait=on), so not even
     the boot banner is lost. QEMU runs in its own process group and dies with this server.
     """
-    qemu = find_tool("qemu-system-avr", f"arduino: emulate=true needs qemu-system-avr; {QEMU_HINT}")
+    qemu = find_tool(binary, f"arduino: emulate=true needs {binary}; {QEMU_HINT}")
     def argv(fd: int) -> list[str]:
         return [
             qemu,
@@ -307,37 +291,10 @@ def find_serial_port(board: str, port: str | None, serial_number: str | None) ->
         raise OptionError("arduino: give either port or serial_number, not both")
     if port:
         return str(port)
-    from serial.tools import list_ports  # lazy
-
-    ports = list(list_ports.comports())
-    if serial_number:
-        hits = [p for p in ports if (p.serial_number or "") == serial_number]
-        what = f"serial number {serial_number}"
-    else:
-        props = _board(board)
-        vid, pid = props.get("vid_hex", ""), props.get("pid_hex", "")
-        if not vid or not pid:
-            raise BoardNotFoundError(
-                f"arduino: the {board} has no USB VID:PID in boards.json; pass port=/dev/tty... "
-                "or serial_number=..."
-            )
-        hits = [p for p in ports if p.vid == int(vid, 16) and p.pid == int(pid, 16)]
-        what = f"USB id {vid}:{pid}"
-    seen = (
-        ", ".join(f"{p.device} ({p.vid and f'{p.vid:04x}:{p.pid:04x}'} sn={p.serial_number})" for p in ports)
-        or "none"
-    )
-    if not hits:
-        raise BoardNotFoundError(
-            f"arduino: no serial port with {what} for board {board}; is it plugged in? Ports "
-            f"seen: {seen}. Pass port=... or serial_number=..., or emulate=true for uno/mega2560."
-        )
-    if len(hits) > 1:
-        raise BoardNotFoundError(
-            f"arduino: {len(hits)} ports match {what}: {', '.join(p.device for p in hits)}; "
-            "pick one with serial_number=... or port=..."
-        )
-    return hits[0].device
+    emulated = "/".join(board_data.emulated_boards(BOARD_PROPERTIES))
+    return find_board_port(board, _board(board)["usb_ids"], serial_number, error=BoardNotFoundError,
+                           prefix="arduino: ", choose="serial_number=... or port=/dev/tty...",
+                           hint=f" Pass port=... or serial_number=..., or emulate=true for {emulated}.")
 
 
 # --------------------------------------------------------------------------- handler
@@ -363,8 +320,8 @@ class ArduinoHandler(TransportHandlerMixin, Handler):
                 f"arduino: project_type must be one of {', '.join(PROJECT_TYPES)}, got {project_type!r}"
             )
         emulate = bool(options.get("emulate"))
-        if emulate and "qemu_machine" not in _board(board):
-            emulatable = sorted(b for b, p in BOARD_PROPERTIES.items() if "qemu_machine" in p)
+        if emulate and not _board(board)["emulator"]:
+            emulatable = board_data.emulated_boards(BOARD_PROPERTIES)
             raise OptionError(
                 f"arduino: emulate=true is only available for {', '.join(emulatable)}, not {board}"
             )
@@ -446,7 +403,7 @@ class ArduinoHandler(TransportHandlerMixin, Handler):
         flags = [f"-DMT_MAX_PAYLOAD={int(props.get('max_payload', 256))}"]
         if props.get("serial_rx_buffer"):
             flags.append(f"-DSERIAL_RX_BUFFER_SIZE={int(props['serial_rx_buffer'])}")
-        return flags + _definitions(options.get("compile_definitions"))
+        return flags + gen.compile_definitions(options.get("compile_definitions"))
 
     def _write_makefile(
         self, out: pathlib.Path, sketch: str, board: str, props: dict[str, Any], options: dict[str, Any]
@@ -664,9 +621,10 @@ class ArduinoHandler(TransportHandlerMixin, Handler):
         elf, board = self._image()
         props = _board(board)
         if _option(options, "emulate"):
-            machine = props.get("qemu_machine")
-            if not machine:
-                raise OptionError(f"arduino: the {board} cannot be emulated; use uno or mega2560")
+            emulator = props["emulator"]
+            if not emulator:
+                raise OptionError(f"arduino: the {board} cannot be emulated; use "
+                                  f"{' or '.join(board_data.emulated_boards(BOARD_PROPERTIES))}")
             hazards = qemu_skip_hazards(elf)
             if hazards:
                 _LOG.warning(
@@ -676,7 +634,8 @@ class ArduinoHandler(TransportHandlerMixin, Handler):
                     ", ".join(hazards),
                     board,
                 )
-            self._transport = start_qemu_avr(elf, machine, BUILD_DIR / "qemu.log")
+            self._transport = start_qemu_avr(elf, emulator.get("machine", board), BUILD_DIR / "qemu.log",
+                                             binary=emulator["binary"])
             timeouts = server.TransportTimeouts(
                 session_start_retry_timeout_sec=2.0,
                 session_start_timeout_sec=20.0,

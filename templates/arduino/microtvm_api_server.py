@@ -13,14 +13,9 @@ loopback TCP socket, so the whole flow runs on a machine without any board attac
 
 Option names follow TVM v0.18's Arduino template (board, project_type, arduino_cli_cmd, port,
 serial_number, verbose, warning_as_error, compile_definitions, extra_files_tar) plus `emulate`.
-A server is started for every stage and every query, and most are `server_info_query`. So
-this script holds only what that answer needs (the options, with the board names read from
-`boards.json`) and imports nothing beyond the Project API helper. Everything else is in
-`arduino_impl.py` (copied into every project with this script), which `_load_impl` runs in
-this module's namespace on the first other call: a script is compiled at every start, a
-file loaded that way has its byte code cached, and the module looks exactly as if it were
-one file (tests and tools reach the implementation's names through this module). pyserial
-is imported only when a transport opens.
+This script answers server_info_query alone (options, board names from `boards.json`),
+importing nothing beyond the Project API helper; `arduino_impl.py` holds the rest (loaded
+as `server.LazyImplementation` describes).
 """
 
 from __future__ import annotations
@@ -36,11 +31,13 @@ if TYPE_CHECKING:
 
 IMPL_FILE = "arduino_impl.py"
 _SERVER_DIR = os.path.dirname(os.path.realpath(__file__))
-# A project (as opposed to the template) has its MLF beside the server.
-IS_TEMPLATE = not os.path.exists(os.path.join(_SERVER_DIR, "model.tar"))
 
 with open(os.path.join(_SERVER_DIR, "boards.json"), encoding="utf-8") as _f:
-    BOARD_PROPERTIES: dict[str, dict[str, Any]] = json.load(_f)
+    _BOARDS: dict[str, dict[str, Any]] = json.load(_f)["boards"]
+#: The `board` choices, and those `emulate` takes; the implementation loads the boards'
+#: data and checks it.
+BOARD_NAMES = list(_BOARDS)
+EMULATED_BOARDS = [name for name, props in _BOARDS.items() if props.get("emulator")]
 
 PROJECT_TYPES = ["host_driven", "aot_standalone_demo"]
 ALL_STAGES = ["generate_project", "build", "flash", "open_transport"]
@@ -52,7 +49,7 @@ ARDUINO_CLI_CMD = server.find_executable("arduino-cli")
 
 PROJECT_OPTIONS = server.default_project_options(
     project_type={"choices": tuple(PROJECT_TYPES)},
-    board={"choices": list(BOARD_PROPERTIES), "optional": ["build", "flash", "open_transport"]},
+    board={"choices": BOARD_NAMES, "optional": ["build", "flash", "open_transport"]},
     verbose={"optional": ["generate_project", "build", "flash"]},
     warning_as_error={"optional": ["generate_project", "build", "flash"]},
 ) + [
@@ -83,33 +80,15 @@ PROJECT_OPTIONS = server.default_project_options(
         optional=ALL_STAGES,
         type="bool",
         default=False,
-        help="Run the image in qemu-system-avr instead of on a board (uno, nano, mega2560 only).",
+        help=f"Run the image in qemu-system-avr instead of on a board ({', '.join(EMULATED_BOARDS)} only).",
     ),
 ]
 
 
 _IMPL = server.LazyImplementation(globals(), IMPL_FILE)
-_load_impl = _IMPL.load
-__getattr__ = _IMPL.module_getattr
-
-
-class Handler(server.DelegatingProjectAPIHandler):
-    """The Project API for Arduino (see the module docstring).
-
-    Answers server_info_query itself; every other method goes to `ArduinoHandler` (in
-    `IMPL_FILE`), created on first use.
-    """
-
-    def create_full_handler(self) -> server.ProjectAPIHandler:
-        return _load_impl()["ArduinoHandler"]()
-
-    def server_info_query(self, tvm_version: str) -> server.ServerInfo:
-        return server.ServerInfo(
-            platform_name="arduino",
-            is_template=IS_TEMPLATE,
-            model_library_format_path="" if IS_TEMPLATE else os.path.join(_SERVER_DIR, "model.tar"),
-            project_options=PROJECT_OPTIONS,
-        )
+_load_impl, __getattr__ = _IMPL.load, _IMPL.module_getattr
+#: server_info_query answered here; every other call goes to `ArduinoHandler` (in `IMPL_FILE`).
+Handler = _IMPL.handler("arduino", "ArduinoHandler", PROJECT_OPTIONS)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,7 @@
 """The bulk of the `host` template's Project API server: generate, build and run the program.
 
-Runs in the namespace of ``microtvm_api_server.py`` (which describes the template), loaded
-by ``server.LazyImplementation`` (microtvm_tasks.project_api.server) on the first call other than
-server_info_query; names the script defines
-(``Handler``, ``PROJECT_TYPES``, ...) are used here as they are.
+Runs in the namespace of ``microtvm_api_server.py`` (see ``server.LazyImplementation``):
+the script's names (``Handler``, ``PROJECT_TYPES``, ...) are used here as they are.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from microtvm_tasks.project_api import server
-from microtvm_tasks.template_support.generate import copy_server, standalone_inputs, unpack_extra_files
+from microtvm_tasks.template_support import generate as gen
 from microtvm_tasks.template_support.tools import find_tool, run_streamed
 
 if TYPE_CHECKING:  # defined by microtvm_api_server.py, in whose namespace this file runs
@@ -30,17 +28,6 @@ HOST_MAX_PAYLOAD = 4096
 
 def _log(msg: str) -> None:
     print(f"[host] {msg}", file=sys.stderr, flush=True)
-
-
-def _split_words(value: str | list[str] | None) -> list[str]:
-    """Space-separated words (TVM callers may also pass a list of strings)."""
-    import shlex
-
-    if not value:
-        return []
-    if isinstance(value, (list, tuple)):
-        return [str(v) for v in value]
-    return shlex.split(value)
 
 
 #: (step, modulus, offset, divisor) of the demo's fixed input (see `standalone_inputs`).
@@ -69,7 +56,7 @@ class HostHandler(Handler):
         src = project_dir / "src"
         src.mkdir(exist_ok=True)
 
-        copy_server(API_SERVER_DIR, project_dir, IMPL_FILE)
+        gen.copy_server(API_SERVER_DIR, project_dir, IMPL_FILE)
         for name in ("main.c", "platform_host.c"):
             shutil.copy2(API_SERVER_DIR / "src" / name, src / name)
         for path in glue.runtime_sources():
@@ -86,12 +73,12 @@ class HostHandler(Handler):
 
         standalone = None
         if project_type == "aot_standalone_demo":
-            standalone = standalone_inputs(
+            standalone = gen.standalone_inputs(
                 model_dir, options.get("standalone_input"), pattern=STANDALONE_PATTERN, error=ValueError
             )
         glue.write_model_glue(model_dir, src, standalone_input=standalone)
 
-        defines = _split_words(options.get("compile_definitions"))
+        defines = gen.compile_definitions(options.get("compile_definitions"))
         if not any("MT_MAX_PAYLOAD" in d for d in defines):
             # Pipes have no tiny UART buffer: big frames mean fewer round trips per tensor.
             defines.append(f"-DMT_MAX_PAYLOAD={HOST_MAX_PAYLOAD}")
@@ -107,7 +94,7 @@ class HostHandler(Handler):
         (project_dir / "Makefile").write_text(makefile, encoding="utf-8")
         tar = options.get("extra_files_tar")
         if tar:
-            unpack_extra_files(pathlib.Path(tar), project_dir)
+            gen.unpack_extra_files(pathlib.Path(tar), project_dir)
         if options.get("verbose"):
             _log(f"generated {project_type} project in {project_dir}")
 
@@ -117,7 +104,9 @@ class HostHandler(Handler):
         find_tool("make", "make not found: install it (Debian/Ubuntu: apt-get install make)", RuntimeError)
         cc = options.get("cc") or "cc"
         missing_cc = f"C compiler {cc!r} not found: install gcc or pass -o cc=<compiler>"
-        find_tool(_split_words(cc)[0], missing_cc, RuntimeError)
+        import shlex
+
+        find_tool(shlex.split(cc)[0], missing_cc, RuntimeError)
         # make -s keeps a quiet build quiet (warnings and errors still show); verbose shows all
         argv = ["make", "-C", str(API_SERVER_DIR), f"CC={cc}"]
         if not options.get("verbose"):

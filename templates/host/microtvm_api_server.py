@@ -14,12 +14,9 @@ Project layout written by generate_project:
     src/                     main.c, platform_host.c, the runtime sources, mt_model_glue.c
     build/main               after build
 
-A server is started for every query, and most queries are `server_info_query`. So this
-script holds only what that answer needs (the options) and imports nothing beyond the
-Project API helper. Everything else is in `host_impl.py`, which `_load_impl` runs in this
-module's namespace on the first other call: a script is compiled at every start, a file
-loaded that way has its byte code cached, and the module looks exactly as if it were one
-file (tests and tools reach `host_impl`'s names through this module).
+This script answers server_info_query alone (the options), importing nothing beyond the
+Project API helper; `host_impl.py` holds the rest (loaded as `server.LazyImplementation`
+describes).
 """
 
 from __future__ import annotations
@@ -29,11 +26,10 @@ import os
 from microtvm_tasks.project_api import server
 
 IMPL_FILE = "host_impl.py"
-MODEL_TAR = "model.tar"
+MODEL_TAR = server.PROJECT_MLF_FILENAME
 MODEL_DIR = "model"
 _SERVER_DIR = os.path.dirname(os.path.realpath(__file__))
 # A project (as opposed to the template) has its MLF beside the server.
-IS_TEMPLATE = not os.path.exists(os.path.join(_SERVER_DIR, MODEL_DIR, "metadata.json"))
 
 PROJECT_TYPES = ["host_driven", "aot_standalone_demo"]
 
@@ -70,27 +66,9 @@ PROJECT_OPTIONS = [
 ]
 
 _IMPL = server.LazyImplementation(globals(), IMPL_FILE)
-_load_impl = _IMPL.load
-__getattr__ = _IMPL.module_getattr
-
-
-class Handler(server.DelegatingProjectAPIHandler):
-    """The host platform's Project API handler.
-
-    Answers server_info_query itself; every other method goes to `HostHandler` (in
-    `IMPL_FILE`), created on first use.
-    """
-
-    def create_full_handler(self) -> server.ProjectAPIHandler:
-        return _load_impl()["HostHandler"]()
-
-    def server_info_query(self, tvm_version: str) -> server.ServerInfo:
-        return server.ServerInfo(
-            platform_name="host",
-            is_template=IS_TEMPLATE,
-            model_library_format_path="" if IS_TEMPLATE else os.path.join(_SERVER_DIR, MODEL_TAR),
-            project_options=PROJECT_OPTIONS,
-        )
+_load_impl, __getattr__ = _IMPL.load, _IMPL.module_getattr
+#: server_info_query answered here; every other call goes to `HostHandler` (in `IMPL_FILE`).
+Handler = _IMPL.handler("host", "HostHandler", PROJECT_OPTIONS)
 
 
 if __name__ == "__main__":

@@ -31,14 +31,10 @@ the board's clock rate (25 MHz: one instruction per cycle), counted exactly by Q
 ``-icount shift=S``; the figure does not
 depend on the host's speed or load.
 
-A server is started for every query, and most queries are ``server_info_query``. So this
-script holds only what that answer needs (the options; board names from ``boards.json``)
-and imports nothing beyond the Project API helper. Everything else is in
-``qemu_arm_impl.py``, which `_load_impl` runs in this module's namespace on the first other
-call: a script is compiled at every start, a file loaded that way has its byte code cached,
-and the module looks exactly as if it were one file (tests and tools reach the
-implementation's names, e.g. ``board_config``, through this module). pyserial and
-microtvm_tasks' own modules are imported when a stage needs them.
+This script answers server_info_query alone (options, board names from ``boards.json``),
+importing nothing beyond the Project API helper; ``qemu_arm_impl.py`` holds the rest (loaded
+as ``server.LazyImplementation`` describes; tests reach its names, e.g. ``board_config``,
+through this module).
 """
 
 from __future__ import annotations
@@ -51,7 +47,6 @@ from microtvm_tasks.project_api import server
 IMPL_FILE = "qemu_arm_impl.py"
 BOARDS_FILE = "boards.json"
 PROJECT_CONFIG = "qemu_arm_project.json"
-SERVER_FILE = "microtvm_api_server.py"
 _SERVER_DIR = os.path.dirname(os.path.realpath(__file__))
 
 PROJECT_TYPES = ("host_driven", "aot_standalone_demo")
@@ -59,8 +54,7 @@ OPT_LEVELS = ("O0", "O1", "O2", "O3", "Os")
 DEFAULT_OPT_LEVEL = "O2"
 
 _IMPL = server.LazyImplementation(globals(), IMPL_FILE)
-_load_impl = _IMPL.load
-__getattr__ = _IMPL.module_getattr
+_load_impl, __getattr__ = _IMPL.load, _IMPL.module_getattr
 
 
 def _board_names() -> list[str]:
@@ -107,27 +101,8 @@ def _project_options() -> list[server.ProjectOption]:
     ]
 
 
-class Handler(server.DelegatingProjectAPIHandler):
-    """The qemu_arm template's Project API handler.
-
-    Answers server_info_query itself; every other method goes to `QemuArmHandler` (in
-    `IMPL_FILE`), created on first use.
-    """
-
-    def __init__(self) -> None:
-        self.project_dir = _SERVER_DIR
-
-    def create_full_handler(self) -> server.ProjectAPIHandler:
-        return _load_impl()["QemuArmHandler"]()
-
-    def server_info_query(self, tvm_version: str) -> server.ServerInfo:
-        project = os.path.isfile(os.path.join(self.project_dir, PROJECT_CONFIG))
-        return server.ServerInfo(
-            platform_name="qemu_arm",
-            is_template=not project,
-            model_library_format_path=os.path.join(self.project_dir, "model.tar") if project else None,
-            project_options=_project_options(),
-        )
+#: server_info_query answered here; every other call goes to `QemuArmHandler` (in `IMPL_FILE`).
+Handler = _IMPL.handler("qemu_arm", "QemuArmHandler", _project_options)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,7 @@
 """The bulk of the `zephyr` template's Project API server: generate, build, flash, transport.
 
-Runs in the namespace of ``microtvm_api_server.py`` (which describes the template), loaded
-by ``server.LazyImplementation`` (microtvm_tasks.project_api.server) on the first call other than
-server_info_query; names the script defines
-(`Handler`, `BOARD_PROPERTIES`, ...) are used here as they are.
+Runs in the namespace of ``microtvm_api_server.py`` (see ``server.LazyImplementation``):
+the script's names (`Handler`, `BOARD_NAMES`, ...) are used here as they are.
 """
 
 from __future__ import annotations
@@ -24,16 +22,23 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from microtvm_tasks.errors import MicrotvmError, OptionError, TemplateError, ToolNotFoundError
+from microtvm_tasks.errors import (
+    BoardNotFoundError,
+    BuildFailedError,
+    OptionError,
+    TemplateError,
+    ToolNotFoundError,
+)
 from microtvm_tasks.project_api import server
+from microtvm_tasks.template_support import boards as board_data
 from microtvm_tasks.template_support import generate as gen
 from microtvm_tasks.template_support.processes import kill_group, parent_death_preexec, run_logged
 from microtvm_tasks.template_support.processes import tail_lines as _tail
+from microtvm_tasks.template_support.serial_ports import find_board_port
 from microtvm_tasks.template_support.serial_transport import SerialTransport, TransportHandlerMixin
 
 if TYPE_CHECKING:  # defined by microtvm_api_server.py, in whose namespace this file runs
     from microtvm_api_server import (
-        BOARD_PROPERTIES,
         DEFAULT_MAIN_STACK_SIZE,
         IMPL_FILE,
         PROJECT_TYPES,
@@ -46,7 +51,9 @@ _LOG = logging.getLogger(__name__)
 
 API_SERVER_DIR = pathlib.Path(__file__).resolve().parent
 BOARDS_PATH = API_SERVER_DIR / "boards.json"
-MODEL_LIBRARY_FORMAT_RELPATH = pathlib.Path("model.tar")
+#: The boards' data, checked against the boards schema (template_support/boards.schema.json).
+BOARD_PROPERTIES: dict[str, dict[str, Any]] = board_data.load_boards(BOARDS_PATH)["boards"]
+MODEL_LIBRARY_FORMAT_RELPATH = pathlib.Path(server.PROJECT_MLF_FILENAME)
 BUILD_DIR = API_SERVER_DIR / "build"
 
 BUILD_TIMEOUT_SEC = 1800
@@ -62,31 +69,11 @@ SETUP_HINT = (
 )
 
 
-class BuildFailedError(MicrotvmError):
-    """west build or west flash failed; the message carries the tail of the log."""
-
-
-class BoardNotFoundError(MicrotvmError):
-    """No (or more than one) serial port matches the board; say how to pick one."""
-
-
 # --------------------------------------------------------------------------- helpers
 
 
 def _board(name: str | None) -> dict[str, Any]:
     return gen.board_properties(BOARD_PROPERTIES, name, "zephyr")
-
-
-def _definitions(value: Any) -> list[str]:
-    """compile_definitions as NAME[=VALUE] items: TVM passed a list of -D flags; a command
-    line gives one string."""
-    if not value:
-        return []
-    items = [str(v) for v in value] if isinstance(value, (list, tuple)) else shlex.split(str(value))
-    out = []
-    for item in items:
-        out.append(item[2:] if item.startswith("-D") else item)
-    return [i for i in out if i]
 
 
 def zephyr_version(zephyr_base: str | os.PathLike[str] | None) -> tuple[int, int] | None:
@@ -157,48 +144,13 @@ def _env_with_base(zephyr_base: pathlib.Path, extra: dict[str, str] | None = Non
 # --------------------------------------------------------------------------- serial ports
 
 
-def _usb_ids(props: dict[str, Any]) -> list[tuple[int, int]]:
-    ids = list(props.get("usb_ids") or [])
-    if not ids and props.get("vid_hex") and props.get("pid_hex"):
-        ids = [f"{props['vid_hex']}:{props['pid_hex']}"]
-    return [(int(i.split(":")[0], 16), int(i.split(":")[1], 16)) for i in ids]
-
-
 def find_serial_port(board: str, serial_number: str | None) -> str:
     """The board's serial device: the one whose USB serial number is `serial_number`, else the
-    single port with one of the board's USB VID:PIDs (boards.json). A probe with several
-    virtual COM ports (J-Link OB) is one board: boards.json names which port is the UART."""
-    from serial.tools import list_ports  # lazy
-
+    single board with one of its USB VID:PIDs (boards.json). A probe with several virtual COM
+    ports (J-Link OB) is one board: boards.json names which port is the UART."""
     props = _board(board)
-    ports = list(list_ports.comports())
-    if serial_number:
-        hits = [p for p in ports if (p.serial_number or "").lstrip("0") == serial_number.lstrip("0")]
-        what = f"serial number {serial_number}"
-    else:
-        ids = _usb_ids(props)
-        if not ids:
-            raise BoardNotFoundError(
-                f"zephyr: the {board} has no USB VID:PID in boards.json; pass serial_number=..."
-            )
-        hits = [p for p in ports if (p.vid, p.pid) in ids]
-        what = "USB id " + " or ".join(f"{v:04x}:{p:04x}" for v, p in ids)
-    if not hits:
-        seen = ", ".join(f"{p.device} (sn={p.serial_number})" for p in ports) or "none"
-        raise BoardNotFoundError(
-            f"zephyr: no serial port with {what} for board {board}; is it plugged in? Ports seen: {seen}"
-        )
-    probes = {p.serial_number for p in hits}
-    if len(hits) > 1 and (len(probes) > 1 or probes == {None}):
-        devices = ", ".join(sorted(p.device for p in hits))
-        raise BoardNotFoundError(
-            f"zephyr: {len(hits)} ports match {what}: {devices}; pick one board with serial_number=..."
-        )
-    hits.sort(key=lambda p: (p.location or "", p.device))
-    index = int((props.get("uart_vcom_by_pid") or {}).get(f"{hits[0].pid or 0:04x}", 0))
-    if index >= len(hits):
-        index = len(hits) - 1
-    return hits[index].device
+    return find_board_port(board, props["usb_ids"], serial_number, error=BoardNotFoundError,
+                           prefix="zephyr: ", uart_vcom_by_pid=props.get("uart_vcom_by_pid"))
 
 
 def flash_serial_args(runner: str | None, serial_number: str | None) -> list[str]:
@@ -436,7 +388,9 @@ class ZephyrHandler(TransportHandlerMixin, Handler):
         version: tuple[int, int] | None,
     ) -> str:
         defs = [f"MT_MAX_PAYLOAD={int(props.get('max_payload', 1024))}", f"MT_PROJECT_{project_type.upper()}"]
-        defs += _definitions(options.get("compile_definitions"))
+        # CMake wants NAME[=VALUE]: target_compile_definitions adds the -D itself.
+        extra = gen.compile_definitions(options.get("compile_definitions"))
+        defs += [d[2:] if d.startswith("-D") else d for d in extra]
         project = re.sub(r"[^A-Za-z0-9_]", "_", name) or "microtvm_app"
         lines = [
             f"# Generated by microtvm-tasks for the Zephyr board {board} (project_type {project_type}).",
@@ -444,7 +398,7 @@ class ZephyrHandler(TransportHandlerMixin, Handler):
             "cmake_minimum_required(VERSION 3.20.0)",
             "",
         ]
-        if props.get("is_qemu"):
+        if props["emulator"]:
             lines += [
                 "# `west build -t run` puts the emulated UART on a pseudo-terminal, which the",
                 "# Project API transport opens (delete these lines to use the QEMU console instead).",
@@ -560,7 +514,7 @@ class ZephyrHandler(TransportHandlerMixin, Handler):
         options = dict(options or {})
         board = self._built_board()
         props = _board(board)
-        if props.get("is_qemu"):
+        if props["emulator"]:
             return  # QEMU boots the image in open_transport
         west_argv, zephyr_base = resolve_tools(options)
         runner = props.get("flash_runner")
@@ -588,7 +542,7 @@ class ZephyrHandler(TransportHandlerMixin, Handler):
         board = self._built_board()
         props = _board(board)
         baud = int(props.get("baud", 115200))
-        if props.get("is_qemu"):
+        if props["emulator"]:
             west_argv, zephyr_base = resolve_tools(options)
             self._transport = start_qemu(
                 west_argv, zephyr_base, baud, options.get("gdbserver_port"), BUILD_DIR / "qemu.log"
