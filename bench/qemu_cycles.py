@@ -183,7 +183,7 @@ def main() -> int:
                     "untuned figure (generic target, no log) is measured too, in the same run")
     ap.add_argument("--json", action="store_true", help="print the rows as JSON")
     args = ap.parse_args()
-    from microtvm_tasks.platforms import project_target
+    from microtvm_tasks.template_support.boards import project_target
     from microtvm_tasks.tune import tune_model
 
     target = project_target(TEMPLATE, {"board": args.board}, args.target)

@@ -181,7 +181,7 @@ def _checked_target(name: str | None, err: Any) -> str | None:
     """A project's `target:` as the compiler names it, or err(message) naming the known ones."""
     if name is None:
         return None
-    from .compiler.target import TARGETS
+    from .targets import TARGETS
 
     key = str(name).strip().lower()
     if key not in TARGETS:

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from microtvm_tasks.errors import TemplateError
 from microtvm_tasks.project_api.server import SERVER_FILENAMES, SERVER_PYTHON_FILENAME
@@ -153,15 +152,3 @@ def find_template(name_or_path: str | os.PathLike[str]) -> Path:
         f"holding {SERVER_PYTHON_FILENAME}"
     )
 
-
-def project_target(template_dir: str | os.PathLike[str], options: Mapping[str, Any],
-                   explicit: str | None = None) -> str:
-    """The compiler target of a project: `explicit` (projects.yaml `target:`) if given, else
-    its board's CPU from the template's boards.json when the compiler tunes for that CPU,
-    else generic."""
-    from microtvm_tasks.compiler.target import Target
-    from microtvm_tasks.template_support.boards import board_cpu
-
-    if explicit:
-        return Target.parse(explicit).name
-    return Target.for_cpu(board_cpu(template_dir, options.get("board"))).name

@@ -99,11 +99,11 @@ def tune_model(
     `template_dir` + `options`; returns what was measured and the best per operator."""
     from .compiler import compile_model, load_model
     from .compiler.passes import run_passes
-    from .compiler.target import Target
     from .compiler.variants import Record, best_variants, compiler_version, read_log, signature, tunable_nodes
-    from .platforms import project_target
     from .project import build_project, create_project, flash_project
     from .session import run_project
+    from .targets import Target
+    from .template_support.boards import project_target
 
     log = Path(log)
     tgt = Target.parse(target or project_target(template_dir, options))

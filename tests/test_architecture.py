@@ -16,22 +16,25 @@ LOW = {"errors", "fsutil"}
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "fsutil": {"errors"},
+    "targets": {"errors"},
     "project_api": {"errors"},
     "mlf": LOW,
     "state": LOW,
     "options": LOW,
-    "compiler": LOW | {"mlf"},
+    "compiler": LOW | {"mlf", "targets", "version"},
     "runtime": {"errors", "mlf", "version"},
     "platforms": {"errors", "project_api"},
     "server_info": LOW | {"project_api"},
-    "template_support": LOW | {"project_api", "mlf", "runtime"},
-    "config": LOW | {"platforms"},
+    "template_support": LOW | {"project_api", "mlf", "runtime", "targets"},
+    "config": LOW | {"platforms", "targets"},
     "project": LOW | {"options", "platforms", "project_api", "server_info", "state"},
     "session": LOW | {"options", "project_api", "state", "mlf"},
 }
+ALLOWED["tune"] = LOW | {"compiler", "targets", "template_support", "project", "session"}
 BELOW_TOP = set(ALLOWED)
 ALLOWED["tasks"] = BELOW_TOP | {"version"}
 ALLOWED["cli"] = ALLOWED["run_cli"] = BELOW_TOP | {"version"}
+ALLOWED["tune_cli"] = BELOW_TOP | {"version", "cli"}  # PLATFORM [-d DIR] and -o parsed as create-project does
 TEMPLATES = {"errors", "project_api", "template_support", "mlf", "runtime"}
 
 

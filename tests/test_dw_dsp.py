@@ -26,8 +26,8 @@ from microtvm_tasks.compiler import compile_to_members, load_model  # noqa: E402
 from microtvm_tasks.compiler.ops import spec  # noqa: E402
 from microtvm_tasks.compiler.ops.depthwise_conv_2d import fast_requant, reorder_c1  # noqa: E402
 from microtvm_tasks.compiler.passes import run_passes  # noqa: E402
-from microtvm_tasks.compiler.target import Target  # noqa: E402
 from microtvm_tasks.compiler.variants import forced  # noqa: E402
+from microtvm_tasks.targets import Target  # noqa: E402
 
 pytest.importorskip("tflite_micro", reason="TFLite Micro (PyPI tflite-micro) is the int8 reference")
 if shutil.which("gcc") is None:

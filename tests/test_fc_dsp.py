@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import device_session
 
 sys.path.insert(0, str(Path(__file__).parent))
 import model_builders as mb  # noqa: E402
@@ -34,7 +33,7 @@ from microtvm_tasks.compiler.ops.fully_connected import (  # noqa: E402
     PAIRS_X16,
     pack_fc_pairs,
 )
-from microtvm_tasks.compiler.target import Target  # noqa: E402
+from microtvm_tasks.targets import Target  # noqa: E402
 
 pytest.importorskip("tflite_micro", reason="TFLite Micro (PyPI tflite-micro) is the int8 reference")
 
@@ -309,25 +308,12 @@ needs_qemu = pytest.mark.skipif(not HAVE_QEMU, reason="arm-none-eabi-gcc or qemu
 
 def _qemu_run(tmp_path: Path, mlf: Path, model: Path, board: str, trials: int = 2) -> list[int]:
     """Build and boot the firmware, run `trials` random inputs; every output must equal TFLite
-    Micro's. Ticks per run (test_qemu_arm's _run_against_tflm also demands equal ticks for
-    a repeated run; that is not this kernel's property: with several model inputs an
-    occasional run counts 4 instructions more, with the generic kernel too)."""
-    from test_qemu_arm import _generate, _random_inputs, _tflm_outputs
+    Micro's. Ticks per run; a repeated run's ticks are not compared (that is not this kernel's
+    property: with several model inputs an occasional run counts 4 instructions more, with
+    the generic kernel too)."""
+    from test_qemu_arm import _generate, _run_against_tflm
 
-
-    project = _generate(tmp_path, mlf, board)
-    ticks = []
-    with device_session(project) as (session, desc):
-        rng = np.random.default_rng(1)
-        for _ in range(trials):
-            xs = _random_inputs(desc, rng)
-            for i, x in enumerate(xs):
-                session.set_input(i, x)
-            ticks.append(session.run(1)[0])
-            for i, want in enumerate(_tflm_outputs(model, xs, len(desc.outputs))):
-                got = session.get_output(i)
-                np.testing.assert_array_equal(got, want.reshape(got.shape), err_msg=f"output {i}")
-    return ticks
+    return _run_against_tflm(_generate(tmp_path, mlf, board), model, trials, exact=True, same_ticks=False)
 
 
 @needs_qemu

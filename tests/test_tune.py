@@ -19,7 +19,6 @@ from conftest import REPO_ROOT, SINE_TFLITE, TEMPLATES_DIR, device_session
 from microtvm_tasks.compiler import compile_model, compile_to_members, load_model
 from microtvm_tasks.compiler.ops import spec
 from microtvm_tasks.compiler.passes import run_passes
-from microtvm_tasks.compiler.target import TARGETS, Target
 from microtvm_tasks.compiler.variants import (
     Record,
     best_variants,
@@ -28,10 +27,10 @@ from microtvm_tasks.compiler.variants import (
     signature,
 )
 from microtvm_tasks.errors import CompileError, SessionError
-from microtvm_tasks.platforms import project_target
 from microtvm_tasks.project import build_project, create_project, flash_project
 from microtvm_tasks.session import run_project
-from microtvm_tasks.template_support.boards import board_cpu
+from microtvm_tasks.targets import TARGETS, Target
+from microtvm_tasks.template_support.boards import board_cpu, project_target
 from microtvm_tasks.tune import tune_model
 
 HOST = TEMPLATES_DIR / "host"

@@ -710,7 +710,7 @@ def qemu_argv(elf: Path, machine: str, icount_shift: int) -> list[str]:
 def run_firmware(elf: Path, board_name: str, timeout: float = 600.0) -> dict[str, Any]:
     """Boot `elf` on `board_name` until main() returns; the `peer ...` lines as a dict."""
     board, qemu = board_info(board_name)
-    argv = qemu_argv(elf, board["machine"], int(qemu["icount_shift"]))
+    argv = qemu_argv(elf, board["emulator"]["machine"], int(qemu["icount_shift"]))
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     buf = b""
     deadline = time.monotonic() + timeout

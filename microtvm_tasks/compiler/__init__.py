@@ -86,10 +86,10 @@ def compile_graph(
     tuning batches). profile: the run function also records the ticks each operator takes
     (`<prefix>_op_ticks`, read with the run protocol's PROFILE command), and the archive
     gets src/<name>.profile.json naming the operators in that order."""
+    from ..targets import Target
     from .emit_c import emit
     from .memory import plan_memory
     from .passes import run_passes
-    from .target import Target
     from .variants import assign_variants, log_chooser, relieve_arena_peak
 
     tgt = Target.parse(target)

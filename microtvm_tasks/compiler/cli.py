@@ -76,7 +76,7 @@ def compile_command(args: argparse.Namespace) -> int:
     if args.tuning_log is not None:
         import sys
 
-        from .target import Target
+        from ..targets import Target
         from .variants import log_coverage
 
         tgt = Target.parse(args.target)

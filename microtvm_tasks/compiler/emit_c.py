@@ -73,7 +73,7 @@ class EmitContext:
     """What an OpSpec's `lower` uses to produce C (see ops/__init__.py)."""
 
     def __init__(self, graph: Graph, plan: Plan, module_name: str, target: Any = None) -> None:
-        from .target import Target
+        from ..targets import Target
 
         self.graph = graph
         self.target = Target.parse(target)

@@ -31,8 +31,8 @@ from typing import Any
 
 from .. import __version__
 from ..errors import CompileError
+from ..targets import Target
 from .ir import Graph, Node
-from .target import Target
 
 #: (node, variant names with the default first) -> the chosen name
 Chooser = Callable[[Node, tuple[str, ...]], str]

@@ -50,7 +50,7 @@ class _Project:
             self.by_stage[STAGE_OF_METHOD.get(opts.earliest_stage(name, po), "generate")][name] = value
         self.device = device_key(spec, typed)
         # The compiler target: `target:` in projects.yaml, else the board's CPU (boards.json).
-        from ..platforms import project_target
+        from ..template_support.boards import project_target
 
         assert spec.template is not None
         self.target = project_target(spec.template, spec.options, spec.target)

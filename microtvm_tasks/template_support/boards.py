@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -141,6 +141,17 @@ def board_cpu(template_dir: str | os.PathLike[str], board: str | None) -> str | 
         return None
     entry = _boards_of(str(path), mtime).get(board)
     return str(entry["cpu"]) if isinstance(entry, dict) and entry.get("cpu") else None
+
+
+def project_target(template_dir: str | os.PathLike[str], options: Mapping[str, Any],
+                   explicit: str | None = None) -> str:
+    """The compiler target of a project: `explicit` (projects.yaml `target:`) if given, else
+    its board's CPU when the compiler tunes for that CPU, else generic."""
+    from microtvm_tasks.targets import Target
+
+    if explicit:
+        return Target.parse(explicit).name
+    return Target.for_cpu(board_cpu(template_dir, options.get("board"))).name
 
 
 def emulated_boards(boards: dict[str, Any]) -> list[str]:

@@ -63,7 +63,7 @@ node becomes IR nodes.
 Variants: a spec may offer several kernels for one node (`variants(node, graph, target)`,
 the target's default first); the compiler records the chosen one in node.attrs["_variant"]
 (default, tuning log, or a test's choice; compiler/variants.py) before planning, and
-scratch_bytes / lower read it. `ctx.target` is the compiler.target.Target.
+scratch_bytes / lower read it. `ctx.target` is the microtvm_tasks.targets.Target.
 
 Aliases: a spec with `alias = True` (RESHAPE, SQUEEZE) produces no code; its output
 shares the input's storage (the memory planner merges them). In place: a spec whose
@@ -132,7 +132,7 @@ class OpSpec:
 
     def variants(self, node: Node, graph: Graph, target: Any) -> tuple[str, ...]:
         """Names of the kernels that can implement this node on `target` (a
-        compiler.target.Target), the target's default first; () when there is one kernel.
+        microtvm_tasks.targets.Target), the target's default first; () when there is one kernel.
 
         Every variant must compute the same bits on every target (SIMD paths have portable C
         beside them); only speed may differ. The chosen name is in node.attrs["_variant"]

@@ -1,5 +1,8 @@
 """Compilation targets: which CPU the generated C is tuned for.
 
+A fact about CPUs that the compiler, projects.yaml and the boards data all use, so it lives
+below all three (importing it loads nothing of the compiler).
+
 The generated C is correct on every target (each kernel variant has portable C beside its
 SIMD path, chosen by the C compiler's own macros such as __ARM_FEATURE_DSP); the target
 decides which variant each operator gets by default and keys the tuning log, so a kernel
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import CompileError
+from .errors import CompileError
 
 
 @dataclass(frozen=True)
