@@ -217,3 +217,33 @@ def test_tuned_kws_on_the_m4_runs_fewer_instructions_than_untuned_and_stays_exac
         assert np.array_equal(outs[0].reshape(ref.shape), ref), label
     assert counts["tuned"] < counts["untuned"], counts
     assert counts["tuned"] <= counts["m4 default"], counts
+
+
+def test_a_tuning_log_never_buys_speed_with_arena(tmp_path):
+    """RAM first: a log that calls the scratch-hungry variant fastest everywhere still gives
+    ad01 no larger an arena than the defaults (its 640-input layer would need 1408 B with the
+    int16 input copy; TFLite Micro's arena head is 768 B)."""
+    from conftest import SHARED_MODELS
+
+    from microtvm_tasks.compiler.variants import tunable_nodes
+
+    model = SHARED_MODELS / "ad01_int8.tflite"
+    if not model.exists():
+        pytest.skip(f"{model} not present")
+    target = Target.parse("cortex-m4")
+    g = run_passes(load_model(model))
+    log = tmp_path / "ad01.jsonl"
+    lines = []
+    for _, node, names in tunable_nodes(g, target):
+        for v in names:
+            lines.append(json.dumps({"signature": signature(node, g), "target": target.name,
+                                     "compiler": compiler_version(), "variant": v,
+                                     "ticks": 1 if v == "dsp_pairs_x16" else 99}))
+    log.write_text("\n".join(lines) + "\n")
+    arena = {}
+    for label, kwargs in (("default", {}), ("logged", {"tuning_log": log})):
+        ir = compile_to_members(model, target=target, **kwargs)["src/default.ir.txt"].decode()
+        arena[label] = int(ir.split("memory plan: arena ")[1].split()[0])
+        if label == "logged":
+            assert "variant dsp_pairs_x16" in ir  # taken where it costs no RAM
+    assert arena["logged"] <= arena["default"] <= 768, arena

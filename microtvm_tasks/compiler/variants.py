@@ -100,8 +100,9 @@ def assign_variants(graph: Graph, target: Target, choose: Chooser | None = None)
 
 
 def relieve_arena_peak(graph: Graph, plan: Any, target: Target) -> Any:
-    """RAM first: where a node's scratch raises the arena's peak and another of its variants
-    needs less scratch, take that variant if the arena then shrinks (replanned each time).
+    """RAM first: where another variant of a node with scratch needs less of it, take that
+    variant if the arena then shrinks (replanned for each candidate; wherever the planner put
+    the scratch, only a smaller arena counts).
     A microcontroller's RAM is a hard limit; a kernel that is a little faster is not worth
     a model that no longer fits beside the application. Returns the plan to use."""
     from .memory import plan_memory
@@ -117,8 +118,6 @@ def relieve_arena_peak(graph: Graph, plan: Any, target: Target) -> Any:
         if len(names) < 2 or current is None:
             continue
         mine = sp.scratch_bytes(node, graph)
-        if plan.scratch[i] + mine < plan.arena_size:
-            continue  # this scratch is not at the top of the arena
         best = current
         for v in names:  # in the spec's order of preference; the smallest arena wins
             node.attrs["_variant"] = v
