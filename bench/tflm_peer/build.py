@@ -80,7 +80,9 @@ def build_model(
                     if "error" not in res:
                         break
                 else:
-                    raise peer.PeerError(f"no arena up to {used + slack} B works: {res.get('error')} {res.get('log')}")
+                    raise peer.PeerError(
+                        f"no arena up to {used + slack} B works: {res.get('error')} {res.get('log')}"
+                    )
                 sizes = peer.section_sizes(elf)
                 per_board[kernels] = {
                     "elf": str(elf.relative_to(out)),
@@ -89,7 +91,9 @@ def build_model(
                     "ticks_at_build": res.get("ticks"),
                     **sizes,
                 }
-                print(f"# {model.name} {board_name} {kernels}: {res.get('ticks')} instructions", file=sys.stderr)
+                print(
+                    f"# {model.name} {board_name} {kernels}: {res.get('ticks')} instructions", file=sys.stderr
+                )
             except peer.PeerError as exc:
                 per_board[kernels] = {"error": str(exc).splitlines()[0][:300]}
                 print(f"# {model.name} {board_name} {kernels}: {exc}", file=sys.stderr)
@@ -101,17 +105,23 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     for key in SOURCE_KEYS:
         ap.add_argument(f"--{key.replace('_', '-')}", dest=key, help=f"source tree of github:{REPOS[key]}")
-    ap.add_argument("--mirror", default=os.environ.get("TFLM_PEER_MIRROR"), help="directory of OWNER+NAME/repo")
+    ap.add_argument(
+        "--mirror", default=os.environ.get("TFLM_PEER_MIRROR"), help="directory of OWNER+NAME/repo"
+    )
     ap.add_argument("--out", type=Path, required=True, help="build directory (created)")
     ap.add_argument("--boards", default="mps2_an386", help="comma-separated qemu_arm boards")
     ap.add_argument("--kernels", default=",".join(peer.KERNELS), help="comma-separated: ref, cmsis_nn")
     ap.add_argument("--models", type=Path, default=peer.REPO.parent / "shared" / "models")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--python", help="a python3 with numpy and Pillow for TFLM's Makefile")
-    ap.add_argument("--reuse-libs", action="store_true", help="keep sources and libraries of a previous build")
+    ap.add_argument(
+        "--reuse-libs", action="store_true", help="keep sources and libraries of a previous build"
+    )
     ap.add_argument("--run", action="store_true", help="run every firmware afterwards and print the table")
     args = ap.parse_args()
 
+    if not args.models.is_dir():
+        ap.error(f"{args.models}: no models directory (pass --models DIR)")
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     kernels = tuple(k for k in args.kernels.split(",") if k)

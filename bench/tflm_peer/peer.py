@@ -94,7 +94,12 @@ class Dep:
 
 
 DEPS = (
-    Dep("flatbuffers", "google/flatbuffers", "flatbuffers", "tensorflow/lite/micro/tools/make/flatbuffers.patch"),
+    Dep(
+        "flatbuffers",
+        "google/flatbuffers",
+        "flatbuffers",
+        "tensorflow/lite/micro/tools/make/flatbuffers.patch",
+    ),
     Dep("gemmlowp", "google/gemmlowp", "gemmlowp"),
     Dep("ruy", "google/ruy", "ruy"),
     Dep("kissfft", "mborgerding/kissfft", "kissfft", "third_party/kissfft/kissfft.patch"),
@@ -247,7 +252,9 @@ def template_module() -> ModuleType:
     """The qemu_arm template's server module (boards, linker script, firmware tree)."""
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    spec = importlib.util.spec_from_file_location("qemu_arm_server_for_peer", TEMPLATE / "microtvm_api_server.py")
+    spec = importlib.util.spec_from_file_location(
+        "qemu_arm_server_for_peer", TEMPLATE / "microtvm_api_server.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -276,7 +283,9 @@ def tflm_arch(board: dict[str, Any]) -> list[str]:
 def toolchain_root() -> str:
     gcc = shutil.which("arm-none-eabi-gcc")
     if gcc is None:
-        raise PeerError("arm-none-eabi-gcc not found; apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi")
+        raise PeerError(
+            "arm-none-eabi-gcc not found; apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi"
+        )
     return str(Path(gcc).parent) + "/"
 
 
@@ -431,7 +440,9 @@ def model_io(model: Path) -> tuple[list[str], list[tuple[list[int], str]]]:
         t = sg.Tensors(sg.Inputs(j))
         if t.Type() not in _TFLITE_NUMPY:
             raise PeerError(f"{model.name}: input {j} has TFLite type {t.Type()}")
-        inputs.append(([int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else [], _TFLITE_NUMPY[t.Type()]))
+        inputs.append(
+            ([int(d) for d in t.ShapeAsNumpy()] if t.ShapeLength() else [], _TFLITE_NUMPY[t.Type()])
+        )
     return sorted(set(ops)), inputs
 
 
@@ -468,7 +479,7 @@ def write_model_sources(model: Path, dest: Path, resolver_header: Path) -> dict[
     ops, specs = model_io(model)
     known = set(re.findall(r"TfLiteStatus (Add[A-Za-z0-9]+)\(", resolver_header.read_text()))
     methods = [resolver_method(op) for op in ops]
-    unknown = [f"{op} ({meth})" for op, meth in zip(ops, methods) if meth not in known]
+    unknown = [f"{op} ({meth})" for op, meth in zip(ops, methods, strict=True) if meth not in known]
     if unknown:
         raise PeerError(f"{model.name}: no MicroMutableOpResolver method for {', '.join(unknown)}")
     inputs = fixed_inputs(specs)
@@ -491,7 +502,7 @@ def write_model_sources(model: Path, dest: Path, resolver_header: Path) -> dict[
         _c_bytes(data),
         "};",
     ]
-    for i, (raw, (shape, dtype)) in enumerate(zip(inputs, specs)):
+    for i, (raw, (shape, dtype)) in enumerate(zip(inputs, specs, strict=True)):
         parts += [
             f"// input {i}: {dtype} {shape}, numpy default_rng(0) as bench/qemu_cycles.py draws it.",
             f"alignas(16) static const unsigned char g_input_{i}[{max(len(raw), 1)}] = {{",
@@ -520,7 +531,9 @@ def write_model_sources(model: Path, dest: Path, resolver_header: Path) -> dict[
         "model": str(model),
         "sha256": hashlib.sha256(data).hexdigest(),
         "ops": ops,
-        "inputs": [{"shape": s, "dtype": d, "hex": raw.hex()} for raw, (s, d) in zip(inputs, specs)],
+        "inputs": [
+            {"shape": s, "dtype": d, "hex": raw.hex()} for raw, (s, d) in zip(inputs, specs, strict=True)
+        ],
     }
 
 
@@ -634,7 +647,16 @@ def link_image(
     )
     arena_obj = arena_src.with_suffix(".o")
     _run(
-        ["arm-none-eabi-g++", *flags["cpu_flags"], "-std=c++17", OPT, "-c", str(arena_src), "-o", str(arena_obj)],
+        [
+            "arm-none-eabi-g++",
+            *flags["cpu_flags"],
+            "-std=c++17",
+            OPT,
+            "-c",
+            str(arena_src),
+            "-o",
+            str(arena_obj),
+        ],
         f"compile {arena_src.name}",
     )
     _run(
@@ -762,4 +784,3 @@ def run_model(out: Path, manifest: dict[str, Any], stem: str, board: str) -> dic
         res.update({k: fw[k] for k in ("flash_bytes", "ram_bytes", "arena_bytes") if k in fw})
         results[kernels] = res
     return results
-

@@ -42,10 +42,14 @@ def _cell(res: dict[str, Any] | None, key: str) -> str:
 def print_table(out: Path, manifest: dict[str, Any], board: str) -> None:
     """The markdown table of one board."""
     results = run_all(out, manifest, board)
-    print(f"board {board}: TFLite Micro ({manifest.get('build_type')}, {manifest.get('opt')}), "
-          "instructions per Invoke() under QEMU -icount")
-    print("| model | ref instructions | CMSIS-NN instructions | ref / CMSIS-NN | same twice | "
-          "ref flash B | ref RAM B | CMSIS-NN flash B | CMSIS-NN RAM B | arena B | outputs ref = CMSIS-NN |")
+    print(
+        f"board {board}: TFLite Micro ({manifest.get('build_type')}, {manifest.get('opt')}), "
+        "instructions per Invoke() under QEMU -icount"
+    )
+    print(
+        "| model | ref instructions | CMSIS-NN instructions | ref / CMSIS-NN | same twice | "
+        "ref flash B | ref RAM B | CMSIS-NN flash B | CMSIS-NN RAM B | arena B | outputs ref = CMSIS-NN |"
+    )
     print("|---" * 11 + "|")
     for stem, res in results.items():
         ref, nn = res.get("ref"), res.get("cmsis_nn")
@@ -56,11 +60,20 @@ def print_table(out: Path, manifest: dict[str, Any], board: str) -> None:
         same = "-"
         if ref and nn and ref.get("outputs") and nn.get("outputs"):
             same = "yes" if ref["outputs"] == nn["outputs"] else "NO"
-        print(
-            f"| {stem} | {_cell(ref, 'ticks')} | {_cell(nn, 'ticks')} | {ratio} | {'yes' if twice else 'NO'} | "
-            f"{_cell(ref, 'flash_bytes')} | {_cell(ref, 'ram_bytes')} | {_cell(nn, 'flash_bytes')} | "
-            f"{_cell(nn, 'ram_bytes')} | {_cell(nn or ref, 'arena_bytes')} | {same} |"
-        )
+        cells = [
+            stem,
+            _cell(ref, "ticks"),
+            _cell(nn, "ticks"),
+            ratio,
+            "yes" if twice else "NO",
+            _cell(ref, "flash_bytes"),
+            _cell(ref, "ram_bytes"),
+            _cell(nn, "flash_bytes"),
+            _cell(nn, "ram_bytes"),
+            _cell(nn or ref, "arena_bytes"),
+            same,
+        ]
+        print("| " + " | ".join(cells) + " |")
 
 
 def main() -> int:
