@@ -120,6 +120,8 @@ def main() -> int:
     ap.add_argument("--run", action="store_true", help="run every firmware afterwards and print the table")
     args = ap.parse_args()
 
+    if not args.models.is_dir():
+        ap.error(f"{args.models}: no models directory (pass --models DIR)")
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     kernels = tuple(k for k in args.kernels.split(",") if k)

@@ -479,7 +479,7 @@ def write_model_sources(model: Path, dest: Path, resolver_header: Path) -> dict[
     ops, specs = model_io(model)
     known = set(re.findall(r"TfLiteStatus (Add[A-Za-z0-9]+)\(", resolver_header.read_text()))
     methods = [resolver_method(op) for op in ops]
-    unknown = [f"{op} ({meth})" for op, meth in zip(ops, methods, strict=False) if meth not in known]
+    unknown = [f"{op} ({meth})" for op, meth in zip(ops, methods, strict=True) if meth not in known]
     if unknown:
         raise PeerError(f"{model.name}: no MicroMutableOpResolver method for {', '.join(unknown)}")
     inputs = fixed_inputs(specs)
@@ -502,7 +502,7 @@ def write_model_sources(model: Path, dest: Path, resolver_header: Path) -> dict[
         _c_bytes(data),
         "};",
     ]
-    for i, (raw, (shape, dtype)) in enumerate(zip(inputs, specs, strict=False)):
+    for i, (raw, (shape, dtype)) in enumerate(zip(inputs, specs, strict=True)):
         parts += [
             f"// input {i}: {dtype} {shape}, numpy default_rng(0) as bench/qemu_cycles.py draws it.",
             f"alignas(16) static const unsigned char g_input_{i}[{max(len(raw), 1)}] = {{",
@@ -532,7 +532,7 @@ def write_model_sources(model: Path, dest: Path, resolver_header: Path) -> dict[
         "sha256": hashlib.sha256(data).hexdigest(),
         "ops": ops,
         "inputs": [
-            {"shape": s, "dtype": d, "hex": raw.hex()} for raw, (s, d) in zip(inputs, specs, strict=False)
+            {"shape": s, "dtype": d, "hex": raw.hex()} for raw, (s, d) in zip(inputs, specs, strict=True)
         ],
     }
 

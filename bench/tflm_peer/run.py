@@ -60,12 +60,20 @@ def print_table(out: Path, manifest: dict[str, Any], board: str) -> None:
         same = "-"
         if ref and nn and ref.get("outputs") and nn.get("outputs"):
             same = "yes" if ref["outputs"] == nn["outputs"] else "NO"
-        twice_cell = "yes" if twice else "NO"
-        print(
-            f"| {stem} | {_cell(ref, 'ticks')} | {_cell(nn, 'ticks')} | {ratio} | {twice_cell} | "
-            f"{_cell(ref, 'flash_bytes')} | {_cell(ref, 'ram_bytes')} | {_cell(nn, 'flash_bytes')} | "
-            f"{_cell(nn, 'ram_bytes')} | {_cell(nn or ref, 'arena_bytes')} | {same} |"
-        )
+        cells = [
+            stem,
+            _cell(ref, "ticks"),
+            _cell(nn, "ticks"),
+            ratio,
+            "yes" if twice else "NO",
+            _cell(ref, "flash_bytes"),
+            _cell(ref, "ram_bytes"),
+            _cell(nn, "flash_bytes"),
+            _cell(nn, "ram_bytes"),
+            _cell(nn or ref, "arena_bytes"),
+            same,
+        ]
+        print("| " + " | ".join(cells) + " |")
 
 
 def main() -> int:
