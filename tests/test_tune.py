@@ -247,3 +247,32 @@ def test_a_tuning_log_never_buys_speed_with_arena(tmp_path):
         if label == "logged":
             assert "variant dsp_pairs_x16" in ir  # taken where it costs no RAM
     assert arena["logged"] <= arena["default"] <= 768, arena
+
+
+def test_projects_yaml_target_and_tune_errors_name_the_line(tmp_path):
+    from microtvm_tasks.errors import ConfigError
+    from microtvm_tasks.tasks import WorkspaceTasks
+
+    shutil.copy(SINE_TFLITE, tmp_path / "sine.tflite")
+    cfg = tmp_path / "projects.yaml"
+    cfg.write_text("models:\n  sine: {path: sine.tflite, compiler: mlf}\n"
+                   "projects:\n  p1: {model: sine, platform: host, target: cortex-m99}\n")
+    bad_target = r"projects.yaml:4: projects.p1.target: unknown target 'cortex-m99'"
+    with pytest.raises(ConfigError, match=bad_target):
+        WorkspaceTasks(cfg)
+    cfg.write_text("models:\n  sine: {path: sine.tflite, compiler: mlf}\n"
+                   "projects:\n  p1: {model: sine, platform: host, tune: true}\n")
+    not_builtin = r"projects.yaml:4: project 'p1': `tune: true` needs a model compiled by the builtin"
+    with pytest.raises(ConfigError, match=not_builtin):
+        _ = WorkspaceTasks(cfg).projects
+    # a board's CPU picks the compile task: qemu_arm's mps2_an500 is a Cortex-M7
+    cfg.write_text("models:\n  sine: {path: sine.tflite}\n"
+                   "projects:\n  q: {model: sine, platform: qemu_arm, options: {board: mps2_an500}}\n"
+                   "  t: {model: sine, platform: qemu_arm, options: {board: mps2_an386}, tune: true}\n")
+    wt = WorkspaceTasks(cfg)
+    names = {t["name"] for t in wt.task_compile() if t.get("name")}
+    assert names == {"sine", "sine@cortex-m7", "sine@t"}
+    (tune,) = [t for t in wt.task_tune() if t.get("name")]
+    assert tune["targets"] == [str(tmp_path / "build" / "tune" / "t.jsonl")]
+    compile_t = next(t for t in wt.task_compile() if t.get("name") == "sine@t")
+    assert tune["targets"][0] in compile_t["file_dep"]

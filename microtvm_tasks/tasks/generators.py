@@ -56,6 +56,13 @@ class _Project:
         self.target = project_target(spec.template, spec.options, spec.target)
         # Which archive the project uses: build/mlf/<key>.tar, shared by every project with the
         # same model and target; a tuned project has its own (compiled with its tuning log).
+        compiler = ws.models[spec.model].compiler
+        if spec.tune and compiler != "builtin":
+            loc = project_location(ws, spec.name, "tune")
+            raise ConfigError(
+                f"{loc}: project '{spec.name}': `tune: true` needs a model compiled by the builtin compiler "
+                f"(its kernel variants are what is tuned); model '{spec.model}' uses `compiler: {compiler}`: "
+                "drop `tune` or use `compiler: builtin`")
         if spec.tune:
             self.compile_key = f"{spec.model}@{spec.name}"
             self.tune_log: str | None = str(ws.tune_log(spec.name))
@@ -178,10 +185,6 @@ class WorkspaceTasks:
     def _tune(self, name: str) -> dict[str, Any]:
         p = self.projects[name]
         m = self.ws.models[p.spec.model]
-        if m.compiler != "builtin":
-            loc = project_location(self.ws, name, "tune")
-            raise ConfigError(f"{loc}: project '{name}': `tune: true` needs a model compiled by the builtin "
-                              f"compiler; model '{m.name}' uses `compiler: {m.compiler}`")
         assert p.tune_log is not None
         work = str(self.state_dir / "tune" / name)
         return {
