@@ -228,6 +228,7 @@ def cmd_create_project(args: argparse.Namespace) -> int:
     from .server_info import default_cache_dir
 
     state = create_project(args.project_dir, args.mlf, template, options, force=args.force,
+                           keep_existing=True,
                            platform=None if platform == "template" else platform,
                            cache_dir=default_cache_dir())
     models = ", ".join(m.name for m in mlf.modules)
@@ -391,7 +392,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                    help="template directory (with the `template` platform)")
     _add_option_args(p)
     p.add_argument("-f", "--force", action="store_true",
-                   help="regenerate over an existing project (a hand-edited one is moved to a backup)")
+                   help="replace an existing project (the old one is moved to a backup directory)")
     p.set_defaults(func=cmd_create_project)
 
     p = sub.add_parser("build", help="build a generated project",

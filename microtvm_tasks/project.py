@@ -147,11 +147,14 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def check_existing_project(project_dir: Path, *, force: bool) -> Path | None:
+def check_existing_project(project_dir: Path, *, force: bool, keep_any: bool = False) -> Path | None:
     """Decide what happens to an existing project before regenerating over it.
 
     Returns None when it can be replaced freely, the backup path when `force` moved it
-    aside; raises HandEditError listing the hand-edited files otherwise.
+    aside; raises HandEditError listing the hand-edited files otherwise. With `keep_any`
+    (`microtvm create-project`, where nothing says the directory is meant to be regenerated)
+    any existing project, edited or not, counts: refused without `force`, backed up with it,
+    so its build and remembered options are never lost silently.
     """
     if not project_dir.exists():
         return None
@@ -161,6 +164,18 @@ def check_existing_project(project_dir: Path, *, force: bool) -> Path | None:
         state = try_load_state(project_dir)
     except StateError:
         state = None
+    if keep_any and state is not None and not find_hand_edits(project_dir, state):
+        if not force:
+            built = " (built)" if state.artefacts.get("build", {}).get("complete") else ""
+            raise HandEditError(
+                f"{project_dir} already holds a project{built} for {state.platform or 'a template'}; "
+                "creating another there would replace it and its remembered options. Choose another "
+                "directory, or give -f to replace it (the old project is then kept as a backup)."
+            )
+        backup = _unique_backup(project_dir)
+        os.rename(project_dir, backup)
+        _say(f"microtvm: kept the old project at {backup}")
+        return backup
     if state is None:
         files = iter_tree(project_dir, IGNORED_NAMES)
         if not files:
@@ -196,11 +211,13 @@ def create_project(
     platform: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     where: str | None = None,
+    keep_existing: bool = False,
 ) -> ProjectState:
     """Generate a project from a template and an MLF archive, atomically, and record its state.
 
     `options` are checked against the template's server info (types, choices, required
-    for generate_project); `where` names their origin in error messages.
+    for generate_project); `where` names their origin in error messages. `keep_existing`:
+    an existing project is never replaced without `force` (check_existing_project's keep_any).
     """
     from . import options as opts
     from .project_api.client import instantiate_from_dir
@@ -221,7 +238,7 @@ def create_project(
 
     project_dir.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_tmp(project_dir)
-    backup = check_existing_project(project_dir, force=force)
+    backup = check_existing_project(project_dir, force=force, keep_any=keep_existing)
 
     work = Path(tempfile.mkdtemp(prefix=f".{project_dir.name}{_TMP_INFIX}", dir=project_dir.parent))
     try:

@@ -314,3 +314,21 @@ def test_help_is_fast_and_light():
                          cwd=Path(__file__).parent)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_create_project_over_an_existing_project_needs_force_and_keeps_a_backup(ws, capsys):
+    """Nothing lost: a second create-project into the same directory refuses without -f; with
+    -f the old project (its build and remembered options) is moved to a backup directory."""
+    _need_project()
+    args = ["create-project", "p", "sine.tar", "template", "-d", "tiny_template", "-o", "board=tiny1"]
+    assert run(capsys, *args)[0] == 0
+    assert run(capsys, "build", "p")[0] == 0
+    before = (ws / "p" / ".tvmc.json").read_text()
+    code, _, err = run(capsys, *args[:-1], "board=tiny2")
+    assert code == 2 and "already holds a project (built)" in err and "give -f" in err
+    assert (ws / "p" / ".tvmc.json").read_text() == before
+    code, out, err = run(capsys, *args[:-1], "board=tiny2", "-f")
+    assert code == 0
+    backups = sorted(ws.glob("p.backup-*"))
+    assert len(backups) == 1 and (backups[0] / ".tvmc.json").read_text() == before
+    assert "kept the old project at" in out + err
