@@ -83,6 +83,7 @@ class _Tensor:
     scale: list[float] | None
     zero_point: list[int] | None
     quantized_dimension: int
+    variable: bool = False
 
 
 @dataclasses.dataclass
@@ -115,8 +116,10 @@ class TFLiteBuilder:
         scale: float | Sequence[float] | None = None,
         zero_point: int | Sequence[int] | None = None,
         quantized_dimension: int = 0,
+        variable: bool = False,
     ) -> int:
-        """Add a tensor (a constant if ``data`` is given); returns its index."""
+        """Add a tensor (a constant if ``data`` is given; `variable`: state an operator keeps
+        between invocations, as LSTMs' do); returns its index."""
         buf = 0
         if data is not None:
             arr = np.ascontiguousarray(np.asarray(data, dtype=dtype).reshape(shape))
@@ -133,7 +136,7 @@ class TFLiteBuilder:
             if len(zps) == 1 and len(scales) > 1:
                 zps = zps * len(scales)
         self.tensors.append(_Tensor(name, [int(d) for d in shape], dtype, buf, scales, zps,
-                                    quantized_dimension))
+                                    quantized_dimension, variable))
         return len(self.tensors) - 1
 
     def op(self, name: str, inputs: Sequence[int], outputs: Sequence[int], **options: Any) -> None:
@@ -204,6 +207,8 @@ class TFLiteBuilder:
             tflite.TensorAddName(b, name_off)
             if q_off is not None:
                 tflite.TensorAddQuantization(b, q_off)
+            if t.variable:
+                tflite.TensorAddIsVariable(b, True)
             tensor_offsets.append(tflite.TensorEnd(b))
 
         # Operator codes (one per distinct op name, in first-use order).

@@ -8,6 +8,8 @@ OpSpec registered for its builtin name (ops/), which reads its own builtin optio
 
 from __future__ import annotations
 
+import re
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -101,19 +103,51 @@ def load(path: str | Path, input_layout: str | None = None) -> Graph:
         raise CompileError(
             f"{path}: --input-layout {input_layout} is not possible for a TFLite model (always NHWC)"
         )
+    path = Path(path)
+    data = path.read_bytes()
+    if not data:
+        raise CompileError(f"{path}: empty file (0 bytes); export the model again")
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise CompileError(f"{path}: not a valid TFLite model (no 'TFL3' file identifier at bytes 4-7; "
+                           f"{len(data)} bytes); is it a .tflite file?")
+    try:
+        return _parse(path, data)
+    except (struct.error, IndexError) as e:  # flatbuffers reading past the end of the buffer
+        raise CompileError(f"{path}: {_truncation(e, len(data))}; the file is damaged or incomplete: "
+                           "export or copy it again") from None
+
+
+def _truncation(e: Exception, size: int) -> str:
+    """Where a flatbuffer read ran off the end: 'truncated at byte N of M' when the error says."""
+    m = re.search(r"at offset (\d+)", str(e))
+    if m and int(m.group(1)) >= size - 8:
+        return f"truncated: the model refers to byte {m.group(1)}, the file has {size} bytes"
+    return f"damaged flatbuffer ({e}; {size} bytes)"
+
+
+def _variable_user(sub: Any, index: int, op_names: dict[int, str], model: Any) -> str:
+    """'operator X (node #j)' of the first operator that reads tensor `index`, for messages."""
+    for j in range(sub.OperatorsLength()):
+        op = sub.Operators(j)
+        if op.InputsLength() and index in [int(i) for i in op.InputsAsNumpy()]:
+            oc = model.OperatorCodes(op.OpcodeIndex())
+            code = max(int(oc.BuiltinCode()), int(oc.DeprecatedBuiltinCode()))
+            return f"operator {op_names.get(code, f'BUILTIN_{code}')} (node #{j})"
+    return "an operator"
+
+
+def _parse(path: Path, data: bytes) -> Graph:
     import numpy as np
     import tflite
     from tflite.BuiltinOperator import BuiltinOperator
     from tflite.BuiltinOptions import BuiltinOptions
 
-    path = Path(path)
-    data = path.read_bytes()
     gname = path.name
     try:
-        if len(data) < 8 or data[4:8] != b"TFL3":
-            raise ValueError("no TFL3 file identifier")
         model = tflite.Model.GetRootAsModel(data, 0)
         nsub = model.SubgraphsLength()
+    except (struct.error, IndexError):
+        raise
     except Exception as e:  # flatbuffers raises assorted errors on garbage
         raise CompileError(f"{path}: not a valid TFLite model ({e})") from None
     if nsub < 1:
@@ -138,7 +172,10 @@ def load(path: str | Path, input_layout: str | None = None) -> Graph:
         if t.Sparsity() is not None:
             raise CompileError(f"{path}: tensor {name!r} is sparse; sparse tensors are not supported")
         if t.IsVariable():
-            raise CompileError(f"{path}: tensor {name!r} is a variable (stateful) tensor; not supported")
+            raise CompileError(
+                f"{path}: {_variable_user(sub, i, op_names, model)} keeps state between invocations in the "
+                f"variable tensor {name!r}; stateful operators are not supported by the built-in compiler"
+            )
         shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
         if any(d < 0 for d in shape) or (
             t.ShapeSignatureLength() and any(int(d) < 0 for d in t.ShapeSignatureAsNumpy()[1:])
