@@ -1083,4 +1083,9 @@ def main(handler: ProjectAPIHandler, argv: Sequence[str] | None = None) -> None:
         logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr)
     _DEBUG = debug
     with os.fdopen(read_fd, "rb") as read_file, os.fdopen(write_fd, "wb", buffering=0) as write_file:
-        ProjectAPIServer(read_file, write_file, handler).serve_forever()
+        try:
+            ProjectAPIServer(read_file, write_file, handler).serve_forever()
+        except KeyboardInterrupt:
+            # Ctrl-C reaches the whole process group; the client reports it (one line), so
+            # the server leaves quietly with the shell's status for SIGINT
+            raise SystemExit(130) from None

@@ -344,4 +344,8 @@ def workspace_tasks(config: str | os.PathLike[str] = "projects.yaml") -> dict[st
         print(f"microtvm: {e}", file=sys.stderr)
         raise SystemExit(3) from None
     ns["MICROTVM_WORKSPACE"] = wt
+    from .logs import interrupt_hook
+
+    if getattr(sys.excepthook, "__qualname__", "") != "interrupt_hook.<locals>.hook":
+        sys.excepthook = interrupt_hook(sys.excepthook)
     return ns

@@ -103,6 +103,10 @@ def run_logged(task_name: str, log_dir: str, func: Callable[..., Any], *args: An
             result = func(*args, **kwargs)
         except MicrotvmError as e:
             failure, full_text = _short_message(e), str(e)
+        except KeyboardInterrupt:
+            INTERRUPTED.append(task_name)  # for the one-line report (interrupt_hook)
+            log.write(b"\ninterrupted (Ctrl-C)\n")
+            raise
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -133,6 +137,28 @@ def run_logged(task_name: str, log_dir: str, func: Callable[..., Any], *args: An
     if tail:
         msg += f"\n--- last lines of {log_path.name} ---\n{tail}"
     return TaskFailed(msg)
+
+
+#: tasks a Ctrl-C interrupted in this process (normally one)
+INTERRUPTED: list[str] = []
+
+
+def interrupt_hook(previous: Any) -> Any:
+    """A sys.excepthook that reports a Ctrl-C as one line instead of doit's ~50-line
+    traceback. doit's runner records the tasks that finished before the KeyboardInterrupt
+    leaves it (its finally closes the dependency file), and every action here writes
+    through a temporary file or directory that it removes when interrupted, so the line
+    can say that nothing half-written was kept."""
+
+    def hook(tp: type[BaseException], value: BaseException, tb: Any) -> None:
+        if not issubclass(tp, KeyboardInterrupt):
+            previous(tp, value, tb)
+            return
+        where = f" during {INTERRUPTED[-1]}" if INTERRUPTED else ""
+        print(f"microtvm: interrupted (Ctrl-C){where}; nothing half-written was kept, the tasks that "
+              "finished are recorded: run the same command again to go on", file=sys.stderr, flush=True)
+
+    return hook
 
 
 def _short_message(e: BaseException) -> str:

@@ -87,6 +87,10 @@ class ProgressReporter(_ConsoleReporter):  # type: ignore[misc, valid-type]
             self.write(f"ERROR in {task.name}: {fail.get_msg()}\n")
 
     def complete_run(self) -> None:
+        from .logs import INTERRUPTED
+
+        if INTERRUPTED:  # "0 failed" would mislead: the interrupt hook says what happened
+            return
         elapsed = time.monotonic() - self.started_at
         if self.runtime_errors:
             self.write("Execution aborted.\n" + "\n".join(self.runtime_errors) + "\n")
