@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -10,20 +11,41 @@ import time
 from pathlib import Path
 
 import pytest
-from test_tasks_support import PROJECTS_YAML, Workspace, mlf_bytes
+from test_tasks_support import PROJECTS_YAML, Workspace, executed_tasks, mlf_bytes
 
 from microtvm_tasks.errors import MicrotvmError, ToolNotFoundError
 from microtvm_tasks.tasks import WorkspaceTasks, compile_action, device_lock, run_logged, tvmc_argv
 
 
 def test_unknown_option_in_yaml_is_reported_with_its_line(tmp_path: Path) -> None:
+    """One project's bad option is reported at load with its line and fails that project's
+    tasks only: `doit list` works and shows why, the other projects still run."""
     w = Workspace(tmp_path, PROJECTS_YAML.replace(
         "pb1: {model: m1, template: ../tpl_b}",
         "pb1:\n    model: m1\n    template: ../tpl_b\n    options:\n      gen_flagg: 1"))
     proc = w.doit("list", check=False)
-    assert proc.returncode == 3
+    assert proc.returncode == 0
     assert "projects.yaml:11: unknown option 'gen_flagg' (project 'pb1')" in proc.stderr
     assert "gen_flag" in proc.stderr and "Traceback" not in proc.stderr
+    assert "its tasks will fail" in proc.stderr
+    assert re.search(r"^generate:pb1 +cannot generate: .*projects.yaml:11: unknown option 'gen_flagg'",
+                     proc.stdout, re.M)
+    proc = w.doit("flash", check=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stdout + proc.stderr
+    ran = executed_tasks(proc.stdout)
+    assert {"flash:pa1", "flash:pa2"} <= set(ran)
+    assert "FAILED flash:pb1: " in proc.stdout and "unknown option 'gen_flagg'" in proc.stdout
+    assert (w.project("pa1") / ".tvmc.json").exists() and not w.project("pb1").exists()
+
+
+def test_empty_workspace_is_an_error_at_load(tmp_path: Path) -> None:
+    w = Workspace(tmp_path)
+    w.set_yaml("models:\n  m1: {path: m1.tar, compiler: mlf}\n")
+    proc = w.doit("list", check=False)
+    assert proc.returncode == 3 and "declares no projects, so doit has nothing to do" in proc.stderr
+    w.set_yaml("")
+    proc = w.doit("list", check=False)
+    assert proc.returncode == 3 and "declares no projects" in proc.stderr
 
 
 def test_config_error_exits_without_traceback(tmp_path: Path) -> None:

@@ -139,6 +139,13 @@ def flash_action(project_dir: str, options: dict[str, Any], lock_dir: str, key: 
     print(f"flashed {project_dir}")
 
 
+def fail_with(message: str) -> Any:
+    """The action of a task whose project is misconfigured: fail with the load-time message."""
+    from doit.exceptions import TaskFailed
+
+    return TaskFailed(message)
+
+
 def tune_action(model_path: str, template: str, options: dict[str, Any], log: str, work_dir: str,
                 target: str, compile_options: dict[str, Any], module_name: str, cache_dir: str,
                 lock_dir: str, key: str) -> str:

@@ -45,6 +45,14 @@ class _Project:
                 loc = project_location(ws, spec.name, "options", key)
                 raise ConfigError(f"{loc}: {e}") from None
         self.options = typed
+        # a required option missing is found now (the cached server info says what is required),
+        # not when generate_project finally asks for it
+        try:
+            opts.check_required(opts.merge_options(opts.options_for_method({}, po, "generate_project",
+                                                                            with_defaults=True), typed),
+                                po, "generate_project", f"project '{spec.name}'")
+        except OptionError as e:
+            raise ConfigError(f"{project_location(ws, spec.name, 'options')}: {e}") from None
         self.by_stage: dict[str, dict[str, Any]] = {s: {} for s in STAGE_OF_METHOD.values()}
         for name, value in typed.items():
             self.by_stage[STAGE_OF_METHOD.get(opts.earliest_stage(name, po), "generate")][name] = value
@@ -89,6 +97,7 @@ class WorkspaceTasks:
         self.hasher = hasher_for(self.cache_dir)
         self._projects: dict[str, _Project] | None = None
         self._compiler_hash: str | None = None
+        self._broken_msgs: dict[str, str] = {}
 
     # Projects are resolved (server info, option typing) lazily, once, on first use.
     @property
@@ -96,7 +105,7 @@ class WorkspaceTasks:
         if self._projects is None:
             from ..server_info import get_server_info
 
-            infos: dict[str, Mapping[str, Any]] = {}
+            infos: dict[str, Mapping[str, Any] | str] = {}
             out: dict[str, _Project] = {}
             for name, spec in self.ws.projects.items():
                 assert spec.template is not None
@@ -105,11 +114,30 @@ class WorkspaceTasks:
                     try:
                         infos[key] = get_server_info(spec.template, self.cache_dir, memo=True)
                     except MicrotvmError as e:
-                        loc = project_location(self.ws, name)
-                        raise ConfigError(f"{loc}: project '{name}': {e}") from None
-                out[name] = _Project(self.ws, spec, infos[key])
+                        infos[key] = str(e)
+                info = infos[key]
+                try:
+                    if isinstance(info, str):
+                        raise ConfigError(f"{project_location(self.ws, name)}: project '{name}': {info}")
+                    out[name] = _Project(self.ws, spec, info)
+                except ConfigError as e:
+                    # one project's mistake fails that project's tasks, not the whole workspace
+                    self._broken_msgs[name] = str(e)
             self._projects = out
         return self._projects
+
+    @property
+    def broken(self) -> dict[str, str]:
+        """Project name -> why its configuration cannot work (its tasks fail with that)."""
+        _ = self.projects
+        return self._broken_msgs
+
+    def _broken(self, stage: str, name: str) -> dict[str, Any]:
+        """A task of a project whose configuration is wrong: listed with the reason, failing
+        with it when run, so the other projects still load and run."""
+        msg = self.broken[name]
+        return {"name": name, "doc": f"cannot {stage}: {msg.splitlines()[0]}",
+                "actions": [(actions.fail_with, [msg])], "uptodate": [False], **self._common()}
 
     def _rel(self, path: str | os.PathLike[str]) -> str:
         """`path` relative to the workspace, for docs (string slicing: called per task at load)."""
@@ -207,7 +235,7 @@ class WorkspaceTasks:
         yield {"basename": "generate", "name": None,
                "doc": "generate every project from its template (Project API generate_project)"}
         for name in self.ws.projects:
-            yield self._generate(name)
+            yield self._broken("generate", name) if name in self.broken else self._generate(name)
 
     def _generate(self, name: str) -> dict[str, Any]:
         p = self.projects[name]
@@ -238,7 +266,7 @@ class WorkspaceTasks:
     def task_build(self) -> Iterator[dict[str, Any]]:
         yield {"basename": "build", "name": None, "doc": "build every project"}
         for name in self.ws.projects:
-            yield self._build(name)
+            yield self._broken("build", name) if name in self.broken else self._build(name)
 
     def _build(self, name: str) -> dict[str, Any]:
         p = self.projects[name]
@@ -260,7 +288,7 @@ class WorkspaceTasks:
     def task_flash(self) -> Iterator[dict[str, Any]]:
         yield {"basename": "flash", "name": None, "doc": "flash every project's build onto its device"}
         for name in self.ws.projects:
-            yield self._flash(name)
+            yield self._broken("flash", name) if name in self.broken else self._flash(name)
 
     def _flash(self, name: str) -> dict[str, Any]:
         p = self.projects[name]
@@ -282,7 +310,8 @@ class WorkspaceTasks:
         yield {"basename": "run", "name": None,
                "doc": "run every project once on its device (outputs in build/runs/<project>/)"}
         for name in self.ws.projects:
-            yield {"basename": "run", **self._run(name)}
+            task = self._broken("run", name) if name in self.broken else self._run(name)
+            yield {"basename": "run", **task}
 
     def _run(self, name: str) -> dict[str, Any]:
         p = self.projects[name]
@@ -313,6 +342,9 @@ class WorkspaceTasks:
             "reporter": ProgressReporter,
             "verbosity": 2,
             "subtasks": True,  # `doit list` shows every compile:/generate:/... task with its doc
+            # one project's failure (or misconfiguration) does not stop the others; doit still
+            # skips what depends on a failed task and exits non-zero
+            "continue": True,
         }
 
     def namespace(self) -> dict[str, Any]:
@@ -338,8 +370,15 @@ def workspace_tasks(config: str | os.PathLike[str] = "projects.yaml") -> dict[st
     """
     try:
         wt = WorkspaceTasks(config)
+        if not wt.ws.projects:
+            raise ConfigError(f"{wt.ws.path}: declares no projects, so doit has nothing to do; add `models:` "
+                              "and `projects:` (or a `matrix:`), as the README's example shows")
         ns = wt.namespace()
-        _ = wt.projects  # resolve now: option and template errors surface at load, with lines
+        # resolve now: option and template errors surface at load, with lines; a project whose
+        # own settings are wrong is reported and its tasks fail, the others load and run
+        for msg in wt.broken.values():
+            print(f"microtvm: {msg} (its tasks will fail; the other projects are not affected)",
+                  file=sys.stderr)
     except MicrotvmError as e:
         print(f"microtvm: {e}", file=sys.stderr)
         raise SystemExit(3) from None
