@@ -711,7 +711,8 @@ def extract_mlf(
 
 
 _STRUCT_RE = r"struct\s+{tag}\s*\{{(?P<body>[^}}]*)\}}\s*;"
-_DEFINE_RE = re.compile(r"#define\s+([A-Za-z_][A-Za-z0-9_]*)\s+\(?\s*(\d+|0x[0-9a-fA-F]+)[uUlL]*\s*\)?")
+#: an integer #define; hex before decimal, or "0x30" would read as 0
+_DEFINE_RE = re.compile(r"#define\s+([A-Za-z_][A-Za-z0-9_]*)\s+\(?\s*(0x[0-9a-fA-F]+|\d+)[uUlL]*\s*\)?")
 
 
 @dataclass(frozen=True)
