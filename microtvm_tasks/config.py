@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError, TemplateError
+from .mlf import c_ident
 
 #: Model compilers: our own AOT compiler, TVM's `tvmc compile` (TVM <= 0.18), or an MLF archive as is.
 COMPILERS = ("builtin", "tvmc", "mlf")
@@ -570,10 +571,7 @@ def project_location(ws: Workspace, project: str, *sub: Any) -> str:
     return f"{ws.path}:{line}" if line else str(ws.path)
 
 
-_IDENT = re.compile(r"[^A-Za-z0-9_]")
-
-
 def c_identifier(name: str) -> str:
-    """A model name as a C identifier (MLF module names appear in C symbols)."""
-    out = _IDENT.sub("_", name)
-    return "_" + out if out[:1].isdigit() else out
+    """A model name as a C identifier (MLF module names appear in C symbols): mlf.c_ident,
+    the rule the compiler names its symbols by."""
+    return c_ident(name)

@@ -75,6 +75,73 @@ def write_archive(out: str | os.PathLike[str], members: Mapping[str, bytes]) -> 
     return out
 
 
+#: metadata.json version every archive we write has (TVM >= 0.10's layout, "modules" nested).
+WRITE_VERSION = 7
+#: export_datetime of every archive we write: a fixed stamp keeps the bytes reproducible.
+FIXED_EXPORT_DATETIME = "1970-01-01 00:00:00Z"
+
+
+def tensor_metadata(
+    size: int, dtype: str, shape: list[int], quantization: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """One tensor's metadata entry: bytes, dtype, our `shape` extension and, for quantised
+    tensors, our `quantization` extension ({"scale", "zero_point"}), in the order read_mlf
+    expects and every writer uses."""
+    entry: dict[str, Any] = {"size": int(size), "dtype": dtype, "shape": [int(d) for d in shape]}
+    if quantization is not None:
+        entry["quantization"] = dict(quantization)
+    return entry
+
+
+def build_metadata(
+    module_name: str,
+    *,
+    workspace_bytes: int,
+    constants_bytes: int,
+    io_bytes: int,
+    inputs: Mapping[str, Mapping[str, Any]],
+    outputs: Mapping[str, Mapping[str, Any]],
+    target: str,
+    generator: Mapping[str, str],
+) -> dict[str, Any]:
+    """The metadata.json of a one-module, full-model AOT archive, as every writer of ours
+    lays it out (the compiler, runtime/fake_mlf.py): one builder, so the layout read_mlf
+    checks is written in one place.
+
+    `inputs`/`outputs` map tensor names to `tensor_metadata` entries, in the run function's
+    argument order. The per-device entry sits under ``memory.main`` (read_mlf also takes
+    TVM's ``memory.functions.main``).
+    """
+    main = {
+        "device": 1,
+        "workspace_size_bytes": workspace_bytes,
+        "constants_size_bytes": constants_bytes,
+        "io_size_bytes": io_bytes,
+        "inputs": {name: dict(t) for name, t in inputs.items()},
+        "outputs": {name: dict(t) for name, t in outputs.items()},
+    }
+    return {
+        "version": WRITE_VERSION,
+        "modules": {
+            module_name: {
+                "model_name": module_name,
+                "export_datetime": FIXED_EXPORT_DATETIME,
+                "style": "full-model",
+                "target": [target],
+                "executors": ["aot"],
+                "memory": {"operator_functions": [], "main": [main]},
+                "generator": dict(generator),
+            }
+        },
+    }
+
+
+def metadata_bytes(meta: Mapping[str, Any]) -> bytes:
+    """metadata.json's bytes as we write them (indented, keys in insertion order, a final
+    newline): the same dict always gives the same bytes."""
+    return (json.dumps(meta, indent=2, sort_keys=False) + "\n").encode("utf-8")
+
+
 # --------------------------------------------------------------------------------------------
 # Reading and validating
 # --------------------------------------------------------------------------------------------
@@ -88,13 +155,47 @@ METADATA_FILE = "metadata.json"
 MIN_VERSION = 3
 MAX_VERSION = 7
 
+@dataclass(frozen=True)
+class DType:
+    """One element type, as the compiler, the archive, the glue and the run protocol name it.
+
+    One table so that the C type the compiler emits, the item size the metadata is checked
+    against and the code the firmware reports (``enum mt_dtype`` in runtime/mt_model.h) cannot
+    drift apart. `code` is None for types the run protocol does not carry.
+    """
+
+    name: str
+    itemsize: int
+    c_type: str
+    code: int | None
+
+
+#: dtype name -> DType: every element type our compiler and runtime know.
+DTYPES: dict[str, DType] = {d.name: d for d in (
+    DType("int8", 1, "int8_t", 1),
+    DType("uint8", 1, "uint8_t", 2),
+    DType("int16", 2, "int16_t", 3),
+    DType("int32", 4, "int32_t", 4),
+    DType("float32", 4, "float", 5),
+    DType("int64", 8, "int64_t", 6),
+    DType("bool", 1, "uint8_t", None),
+)}
+
+#: run-protocol dtype code (``enum mt_dtype``) -> dtype name; the codes never change.
+DTYPE_BY_CODE: dict[int, str] = {d.code: d.name for d in DTYPES.values() if d.code is not None}
+
 _DTYPE_RE = re.compile(r"^(u?int|float|bfloat|e4m3_float|e5m2_float)(\d+)(x\d+)?$")
 
 
 def dtype_itemsize(dtype: str) -> int:
-    """Bytes per element of a TVM dtype string ("int8", "float32", "uint16", "bool")."""
-    if dtype == "bool":
-        return 1
+    """Bytes per element of a TVM dtype string ("int8", "float32", "uint16", "bool").
+
+    TVM archives may name types our table lacks (float16, int8x4), so the size is read from
+    the name; for the table's own types it is the table's.
+    """
+    known = DTYPES.get(dtype)
+    if known is not None:
+        return known.itemsize
     m = _DTYPE_RE.match(dtype)
     if not m:
         raise ValueError(f"unknown dtype {dtype!r}")
@@ -103,7 +204,13 @@ def dtype_itemsize(dtype: str) -> int:
 
 
 def c_ident(name: str) -> str:
-    """The C identifier the AOT interface header uses for a tensor name."""
+    """A name as a C identifier: every character outside [A-Za-z0-9_] becomes "_", and a
+    leading digit (or nothing) gets a "_" in front.
+
+    The one rule for tensor names in the AOT interface header (struct fields, size macros)
+    and for model names in C symbols: the compiler emits with it, the glue and the tasks
+    look symbols up with it.
+    """
     ident = re.sub(r"[^A-Za-z0-9_]", "_", name)
     if not ident or ident[0].isdigit():
         ident = "_" + ident
@@ -473,7 +580,10 @@ def parse_metadata(meta: Any, source: str | os.PathLike[str] = METADATA_FILE) ->
         else:
             modules = [_module(None, meta, "metadata.json", version)]
     except _Bad as e:
-        raise MLFError(f"{source}: invalid Model Library Format metadata: {e}") from None
+        v = meta.get("version") if isinstance(meta, Mapping) else None
+        known = isinstance(v, int) and not isinstance(v, bool)
+        of = f" (version {v})" if known else ""
+        raise MLFError(f"{source}: invalid Model Library Format metadata{of}: {e}") from None
     names = [m.name for m in modules]
     if len(set(names)) != len(names):
         raise MLFError(f"{source}: invalid Model Library Format metadata: duplicate module names {names}")
@@ -600,22 +710,90 @@ def extract_mlf(
 # ---- the AOT C interface header ----------------------------------------------------------
 
 
-def parse_interface_header(text: str, model_name: str) -> dict[str, list[tuple[str, int | None]]]:
-    """{"inputs": [(c field, size or None)], "outputs": [...]} from a tvmgen_<name>.h.
+_STRUCT_RE = r"struct\s+{tag}\s*\{{(?P<body>[^}}]*)\}}\s*;"
+#: an integer #define; hex before decimal, or "0x30" would read as 0
+_DEFINE_RE = re.compile(r"#define\s+([A-Za-z_][A-Za-z0-9_]*)\s+\(?\s*(0x[0-9a-fA-F]+|\d+)[uUlL]*\s*\)?")
 
-    Field order is the struct's (= the run function's argument order); sizes come from the
-    `TVMGEN_<NAME>_<FIELD>_SIZE` macros when the header has them (TVM >= 0.11 and ours).
+
+@dataclass(frozen=True)
+class InterfaceHeader:
+    """What an AOT C interface header (``tvmgen_<name>.h``) declares.
+
+    Field order is the struct's (= the run function's argument order). Archives written by
+    TVM <= 0.18 may also pass ``struct tvmgen_<name>_workspace_pools`` (USMP static pools,
+    sized by ``*_WORKSPACE_POOL_SIZE`` macros) or ``struct tvmgen_<name>_devices`` to the run
+    function; both are recorded so the glue can supply them.
     """
-    prefix = f"tvmgen_{c_ident(model_name)}"
+
+    model_name: str
+    inputs: list[str]
+    outputs: list[str]
+    #: every integer #define of the header, name -> value
+    macros: dict[str, int]
+    #: pool field -> bytes, when the run function takes workspace pools
+    workspace_pools: dict[str, int] = field(default_factory=dict)
+    has_devices: bool = False
+
+    @property
+    def prefix(self) -> str:
+        """``TVMGEN_<NAME>``, the prefix of the header's macros."""
+        return f"TVMGEN_{c_ident(self.model_name).upper()}"
+
+    def size(self, c_field: str) -> int | None:
+        """The ``TVMGEN_<NAME>_<FIELD>_SIZE`` macro of an input/output field (TVM >= 0.11, ours)."""
+        return self.macros.get(f"{self.prefix}_{c_field.upper()}_SIZE")
+
+
+def _struct_fields(text: str, tag: str, source: str) -> list[str] | None:
+    m = re.search(_STRUCT_RE.format(tag=re.escape(tag)), text)
+    if m is None:
+        return None
+    fields = []
+    for decl in m.group("body").split(";"):
+        decl = decl.strip()
+        if not decl:
+            continue
+        fm = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*$", decl)
+        if fm is None:
+            raise MLFError(f"{source}: cannot parse the field declaration {decl!r} in struct {tag}")
+        fields.append(fm.group(1))
+    return fields
+
+
+def read_interface_header(text: str, model_name: str, source: str | os.PathLike[str] = "") -> InterfaceHeader:
+    """Parse a ``tvmgen_<name>.h``; MLFError (naming `source`, else the header's file name)
+    when it lacks the inputs/outputs structs or the run prototype."""
+    tvmgen = f"tvmgen_{c_ident(model_name)}"
+    where = str(source) or f"{tvmgen}.h"
     text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
     text = re.sub(r"//[^\n]*", "", text)
-    macros = {m.group(1): int(m.group(2), 0)
-              for m in re.finditer(r"#define\s+(\w+)_SIZE\s+\(?\s*(0x[0-9a-fA-F]+|\d+)", text)}
-    out: dict[str, list[tuple[str, int | None]]] = {}
-    for kind in ("inputs", "outputs"):
-        m = re.search(rf"struct\s+{re.escape(prefix)}_{kind}\s*\{{(.*?)\}}\s*;", text, flags=re.S)
-        if not m:
-            raise MLFError(f"{prefix}.h: no `struct {prefix}_{kind}` in the interface header")
-        fields = re.findall(r"void\s*\*\s*(\w+)\s*;", m.group(1))
-        out[kind] = [(f, macros.get(f"{prefix.upper()}_{f.upper()}")) for f in fields]
-    return out
+    macros = {m.group(1): int(m.group(2), 0) for m in _DEFINE_RE.finditer(text)}
+    inputs = _struct_fields(text, f"{tvmgen}_inputs", where)
+    outputs = _struct_fields(text, f"{tvmgen}_outputs", where)
+    if inputs is None or outputs is None:
+        raise MLFError(f"{where}: no struct {tvmgen}_inputs/outputs; not an AOT C interface header")
+    m = re.search(rf"{re.escape(tvmgen)}_run\s*\((?P<params>[^)]*)\)", text)
+    if m is None:
+        raise MLFError(f"{where}: no {tvmgen}_run prototype")
+    params = m.group("params")
+    pools: dict[str, int] = {}
+    if f"{tvmgen}_workspace_pools" in params:
+        pool_macros = {k: v for k, v in macros.items() if k.endswith("_WORKSPACE_POOL_SIZE")}
+        for f in _struct_fields(text, f"{tvmgen}_workspace_pools", where) or []:
+            size = pool_macros.get(f"{tvmgen.upper()}_{f.upper()}_WORKSPACE_POOL_SIZE")
+            if size is None:
+                cands = [v for k, v in pool_macros.items() if f.upper() in k]
+                if len(cands) != 1:
+                    raise MLFError(f"{where}: no *_WORKSPACE_POOL_SIZE macro for workspace pool {f!r}")
+                size = cands[0]
+            pools[f] = size
+    return InterfaceHeader(model_name=model_name, inputs=inputs, outputs=outputs, macros=macros,
+                           workspace_pools=pools, has_devices=f"{tvmgen}_devices" in params)
+
+
+def parse_interface_header(text: str, model_name: str) -> dict[str, list[tuple[str, int | None]]]:
+    """{"inputs": [(c field, size or None)], "outputs": [...]} from a tvmgen_<name>.h
+    (read_interface_header, in the shape of (field, size) pairs)."""
+    h = read_interface_header(text, model_name)
+    return {kind: [(f, h.size(f)) for f in fields] for kind, fields in (("inputs", h.inputs),
+                                                                        ("outputs", h.outputs))}

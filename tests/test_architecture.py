@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "platforms": {"errors", "project_api"},
     "server_info": LOW | {"project_api"},
     "template_support": LOW | {"project_api", "mlf", "runtime", "targets"},
-    "config": LOW | {"platforms", "targets"},
+    "config": LOW | {"mlf", "platforms", "targets"},  # mlf: c_ident, the one C-identifier rule
     "project": LOW | {"options", "platforms", "project_api", "server_info", "state"},
     "session": LOW | {"options", "project_api", "state", "mlf"},
 }

@@ -118,6 +118,26 @@ def test_passthrough_rejects_non_mlf_tar(tmp_path):
         compile_model(empty, tmp_path / "out.tar")
 
 
+
+def test_passthrough_checks_members_and_metadata_as_templates_do(tmp_path):
+    """The passthrough reads with mlf.read_mlf: an archive a template would refuse is refused
+    here, at compile time, with the reader's message."""
+    a = compile_model(SINE, tmp_path / "a.tar")
+    with tarfile.open(a) as tar:
+        members = [(m, tar.extractfile(m).read() if m.isreg() else None) for m in tar.getmembers()]
+    evil = tmp_path / "evil.tar"
+    with tarfile.open(evil, "w") as tar:
+        for m, data in members:
+            tar.addfile(m, io.BytesIO(data) if data is not None else None)
+        info = tarfile.TarInfo("../escape.txt")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    with pytest.raises(CompileError, match="contains '..'"):
+        compile_model(evil, tmp_path / "out.tar")
+    assert not (tmp_path / "out.tar").exists()
+    meta = json.loads(dict((m.name, d) for m, d in members)["./metadata.json"])
+    assert meta["modules"]["default"]["generator"]["version"] == __import__("microtvm_tasks").__version__
+
 def test_bad_inputs(tmp_path):
     with pytest.raises(CompileError, match="not found"):
         compile_model(tmp_path / "missing.tflite", tmp_path / "o.tar")

@@ -393,3 +393,69 @@ def test_write_archive_reproducible(tmp_path):
         assert all(m.mtime == 0 and m.uid == 0 and m.gid == 0 for m in t.getmembers())
     with pytest.raises(ValueError):
         archive_bytes({"../x": b""})
+
+
+# ---- writing: the one metadata builder, dtypes, C identifiers ------------------------------
+
+def test_built_metadata_reads_back(tmp_path):
+    """What build_metadata writes is what read_mlf reads: the writers and the reader agree."""
+    from microtvm_tasks.mlf import build_metadata, metadata_bytes, tensor_metadata
+
+    meta = build_metadata(
+        "m", workspace_bytes=64, constants_bytes=8, io_bytes=12,
+        inputs={"in:0": tensor_metadata(4, "int8", [1, 4], {"scale": 0.5, "zero_point": -1})},
+        outputs={"out": tensor_metadata(8, "float32", [2])},
+        target="c -keys=cpu", generator={"name": "t", "version": "1"},
+    )
+    raw = metadata_bytes(meta)
+    assert raw.endswith(b"}\n") and raw == metadata_bytes(json.loads(raw))
+    p = tmp_path / "m.tar"
+    write_archive(p, {"metadata.json": raw})
+    m = read_mlf(p).module()
+    assert (m.name, m.workspace_size_bytes, m.constants_size_bytes, m.io_size_bytes) == ("m", 64, 8, 12)
+    assert [(t.name, t.dtype, t.shape, t.scale, t.zero_point) for t in m.inputs] == [
+        ("in:0", "int8", [1, 4], 0.5, -1)]
+    assert [(t.name, t.shape, t.scale) for t in m.outputs] == [("out", [2], None)]
+    assert (m.target, m.executors, m.style) == (["c -keys=cpu"], ["aot"], "full-model")
+
+
+def test_dtype_codes_are_the_runtimes():
+    """mlf.DTYPES' run-protocol codes are enum mt_dtype's in runtime/mt_model.h."""
+    import re
+    from pathlib import Path
+
+    from microtvm_tasks.mlf import DTYPE_BY_CODE, DTYPES, dtype_itemsize
+
+    header = (Path(__file__).resolve().parents[1] / "microtvm_tasks/runtime/mt_model.h").read_text()
+    enum = {int(v): k.lower() for k, v in re.findall(r"MT_DTYPE_(\w+)\s*=\s*(\d+)", header)}
+    assert DTYPE_BY_CODE == enum
+    assert all(dtype_itemsize(n) == d.itemsize for n, d in DTYPES.items())
+
+
+def test_one_c_identifier_rule():
+    from microtvm_tasks.compiler.emit_c import c_ident as emit_ident
+    from microtvm_tasks.config import c_identifier
+    from microtvm_tasks.mlf import c_ident
+
+    assert emit_ident is c_ident
+    for name in ("serving_default_x:0", "3d", "a.b-c", "ok_1"):
+        assert c_identifier(name) == c_ident(name)
+    assert c_ident("serving_default_x:0") == "serving_default_x_0" and c_ident("3d") == "_3d"
+
+
+def test_interface_header_pools_devices_and_errors():
+    from microtvm_tasks.mlf import read_interface_header
+
+    text = HEADER.replace(
+        "int32_t tvmgen_sine_run(struct tvmgen_sine_inputs* inputs, struct tvmgen_sine_outputs* outputs);",
+        "#define TVMGEN_SINE_GLOBAL_WORKSPACE_WORKSPACE_POOL_SIZE 0x30u\n"
+        "struct tvmgen_sine_workspace_pools { void* global_workspace; };\n"
+        "int32_t tvmgen_sine_run(struct tvmgen_sine_inputs* inputs, struct tvmgen_sine_outputs* outputs,"
+        " struct tvmgen_sine_workspace_pools* p, struct tvmgen_sine_devices* d);")
+    h = read_interface_header(text, "sine", "x.h")
+    assert (h.inputs, h.outputs, h.size("out")) == (["serving_default_x_0"], ["out"], 1)
+    assert h.workspace_pools == {"global_workspace": 48} and h.has_devices
+    with pytest.raises(MLFError, match=r"x\.h: no tvmgen_sine_run prototype"):
+        read_interface_header(HEADER.replace("tvmgen_sine_run", "other"), "sine", "x.h")
+    with pytest.raises(MLFError, match="no struct tvmgen_sine_inputs/outputs"):
+        read_interface_header("int x;", "sine")

@@ -21,11 +21,11 @@ from __future__ import annotations
 import importlib
 import json
 import re
-import tarfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import CompileError
+from .. import __version__
+from ..errors import CompileError, MLFError
 
 #: file suffix -> frontend module (in this package) with load(path, **options) -> ir.Graph
 FRONTENDS: dict[str, str] = {".tflite": "frontend_tflite", ".onnx": "frontend_onnx"}
@@ -33,39 +33,28 @@ FRONTENDS: dict[str, str] = {".tflite": "frontend_tflite", ".onnx": "frontend_on
 #: options compile_model forwards to the frontend
 KNOWN_OPTIONS = ("input_layout",)
 
-GENERATOR = {"name": "microtvm-tasks", "version": "0.1.0"}
+#: the "generator" entry of the archives the compiler writes
+GENERATOR = {"name": "microtvm-tasks", "version": __version__}
 
 
 def _is_mlf_tar(path: Path) -> dict[str, Any]:
-    """The metadata of an existing MLF archive, or CompileError saying why it is not one."""
+    """The metadata of an existing MLF archive, or CompileError saying why it is not one.
+
+    Read with mlf.py's checked reader, so the compiler passes through exactly the archives
+    the templates can read (every member safe, metadata of a supported version and valid).
+    """
+    from ..mlf import read_mlf
+
     try:
-        with tarfile.open(path, "r:*") as tar:
-            member = None
-            for name in ("./metadata.json", "metadata.json"):
-                try:
-                    member = tar.getmember(name)
-                    break
-                except KeyError:
-                    continue
-            if member is None:
-                raise CompileError(f"{path}: not a Model Library Format archive (no metadata.json)")
-            f = tar.extractfile(member)
-            meta = json.loads(f.read().decode("utf-8")) if f is not None else None
-    except (tarfile.TarError, OSError, ValueError) as e:
-        raise CompileError(f"{path}: cannot read as a Model Library Format archive: {e}") from None
-    if not isinstance(meta, dict) or meta.get("version") not in (5, 6, 7):
-        version = meta.get("version") if isinstance(meta, dict) else None
-        raise CompileError(
-            f"{path}: metadata.json version {version!r} is not supported (Model Library Format 5-7 is)"
-        )
-    return meta
+        return read_mlf(path).metadata
+    except MLFError as e:
+        raise CompileError(str(e)) from None
 
 
 def _tensor_meta(t: Any) -> dict[str, Any]:
-    d: dict[str, Any] = {"size": t.nbytes, "dtype": t.dtype, "shape": [int(s) for s in t.shape]}
-    if t.quant is not None:
-        d["quantization"] = t.quant.to_json()
-    return d
+    from ..mlf import tensor_metadata
+
+    return tensor_metadata(t.nbytes, t.dtype, list(t.shape), None if t.quant is None else t.quant.to_json())
 
 
 def compile_graph(
@@ -86,6 +75,7 @@ def compile_graph(
     tuning batches). profile: the run function also records the ticks each operator takes
     (`<prefix>_op_ticks`, read with the run protocol's PROFILE command), and the archive
     gets src/<name>.profile.json naming the operators in that order."""
+    from ..mlf import build_metadata, metadata_bytes
     from ..targets import Target
     from .emit_c import emit
     from .memory import plan_memory
@@ -104,34 +94,18 @@ def compile_graph(
         plan = relieve_arena_peak(graph, plan, tgt)
     files, const_bytes = emit(graph, plan, module_name, target=tgt, profile=profile)
     io_bytes = sum(graph.t(n).nbytes for n in graph.inputs + graph.outputs)
-    meta = {
-        "version": 7,
-        "modules": {
-            module_name: {
-                "model_name": module_name,
-                "export_datetime": "1970-01-01 00:00:00Z",
-                "style": "full-model",
-                "target": [target_string],
-                "executors": ["aot"],
-                "memory": {
-                    "operator_functions": [],
-                    "main": [
-                        {
-                            "device": 1,
-                            "workspace_size_bytes": plan.arena_size,
-                            "constants_size_bytes": const_bytes,
-                            "io_size_bytes": io_bytes,
-                            "inputs": {n: _tensor_meta(graph.t(n)) for n in graph.inputs},
-                            "outputs": {n: _tensor_meta(graph.t(n)) for n in graph.outputs},
-                        }
-                    ],
-                },
-                "generator": dict(GENERATOR),
-            }
-        },
-    }
+    meta = build_metadata(
+        module_name,
+        workspace_bytes=plan.arena_size,
+        constants_bytes=const_bytes,
+        io_bytes=io_bytes,
+        inputs={n: _tensor_meta(graph.t(n)) for n in graph.inputs},
+        outputs={n: _tensor_meta(graph.t(n)) for n in graph.outputs},
+        target=target_string,
+        generator=GENERATOR,
+    )
     members = {k: v.encode("utf-8") for k, v in files.items()}
-    members["metadata.json"] = (json.dumps(meta, indent=2, sort_keys=False) + "\n").encode("utf-8")
+    members["metadata.json"] = metadata_bytes(meta)
     members[f"src/{module_name}.ir.txt"] = (graph.dump() + _plan_text(graph, plan)).encode("utf-8")
     if profile:
         members[f"src/{module_name}.profile.json"] = (

@@ -18,19 +18,12 @@ from importlib import resources
 from typing import Any
 
 from ..errors import CompileError
+from ..mlf import c_ident  # the one rule, shared with the glue and the tasks
 from .ir import Graph, Node, Tensor, c_type
 from .memory import Plan
 from .ops import spec
 
 _REQUIRES = re.compile(r"^//\s*requires:\s*(.+)$", re.MULTILINE)
-
-
-def c_ident(name: str) -> str:
-    """The C field name for a tensor name (the brief's rule, shared with the glue code)."""
-    s = re.sub(r"[^A-Za-z0-9_]", "_", name)
-    if not s or s[0].isdigit():
-        s = "_" + s
-    return s
 
 
 def _comment(text: str) -> str:

@@ -19,16 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-#: IR dtype name -> (numpy dtype name, C type, bytes per element)
-DTYPES: dict[str, tuple[str, str, int]] = {
-    "int8": ("int8", "int8_t", 1),
-    "uint8": ("uint8", "uint8_t", 1),
-    "int16": ("int16", "int16_t", 2),
-    "int32": ("int32", "int32_t", 4),
-    "int64": ("int64", "int64_t", 8),
-    "float32": ("float32", "float", 4),
-    "bool": ("bool", "uint8_t", 1),
-}
+from ..mlf import DTYPES as _DTYPES
+
+#: IR dtype name -> (numpy dtype name, C type, bytes per element), read from mlf.DTYPES (the
+#: one dtype table: the archive's metadata, the glue and the run protocol use it too).
+DTYPES: dict[str, tuple[str, str, int]] = {d.name: (d.name, d.c_type, d.itemsize) for d in _DTYPES.values()}
 
 
 def c_type(dtype: str) -> str:
@@ -37,6 +32,7 @@ def c_type(dtype: str) -> str:
 
 
 def itemsize(dtype: str) -> int:
+    """Bytes per element of an IR dtype."""
     return DTYPES[dtype][2]
 
 

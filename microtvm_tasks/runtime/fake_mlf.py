@@ -128,55 +128,25 @@ def fake_mlf_members(name: str = "default", n: int = 4, *, workspace_pools: bool
                      tvm_style: bool = False) -> dict[str, bytes]:
     """The members of the fake archive ({relative path: bytes}). `tvm_style` lays the code out
     as TVM <= 0.18 does (needs the host template's stand-in TVM headers)."""
-    import json
+    from ..mlf import build_metadata, metadata_bytes, tensor_metadata
 
-    meta = {
-        "version": 7,
-        "modules": {
-            name: {
-                "model_name": name,
-                "export_datetime": "1970-01-01 00:00:00Z",
-                "style": "full-model",
-                "target": ["c -keys=cpu"],
-                "executors": ["aot"],
-                "memory": {
-                    "operator_functions": [],
-                    "main": [
-                        {
-                            "device": 1,
-                            "workspace_size_bytes": 48 if workspace_pools else 16,
-                            "constants_size_bytes": 0,
-                            "io_size_bytes": 2 * n + 8,
-                            "inputs": {
-                                "x:0": {
-                                    "size": n,
-                                    "dtype": "int8",
-                                    "shape": [1, n],
-                                    "quantization": {"scale": IN_SCALE, "zero_point": IN_ZP},
-                                }
-                            },
-                            "outputs": {
-                                "y": {
-                                    "size": n,
-                                    "dtype": "int8",
-                                    "shape": [1, n],
-                                    "quantization": {"scale": IN_SCALE, "zero_point": IN_ZP},
-                                },
-                                "z": {"size": 8, "dtype": "float32", "shape": [2]},
-                            },
-                        }
-                    ],
-                },
-                "generator": {"name": "microtvm-tasks-fake", "version": __version__},
-            }
-        },
-    }
+    quant = {"scale": IN_SCALE, "zero_point": IN_ZP}
+    meta = build_metadata(
+        name,
+        workspace_bytes=48 if workspace_pools else 16,
+        constants_bytes=0,
+        io_bytes=2 * n + 8,
+        inputs={"x:0": tensor_metadata(n, "int8", [1, n], quant)},
+        outputs={"y": tensor_metadata(n, "int8", [1, n], quant), "z": tensor_metadata(8, "float32", [2])},
+        target="c -keys=cpu",
+        generator={"name": "microtvm-tasks-fake", "version": __version__},
+    )
     lib0 = "/* no constants */\n"
     lib1 = _lib(name, n, workspace_pools)
     if tvm_style:
         lib0, lib1 = _tvm_style_libs(name, n)
     return {
-        "metadata.json": json.dumps(meta, indent=2).encode(),
+        "metadata.json": metadata_bytes(meta),
         f"codegen/host/include/tvmgen_{name}.h": _header(name, n, workspace_pools).encode(),
         f"codegen/host/src/{name}_lib0.c": lib0.encode(),
         f"codegen/host/src/{name}_lib1.c": lib1.encode(),

@@ -6,37 +6,29 @@ output buffers, the tensor table of ``mt_model.h`` (names, dtypes, shapes, quant
 a ``run()`` that calls ``tvmgen_<name>_run``. The runtime itself never includes the
 generated ``tvmgen_<name>.h``, so one runtime serves every model.
 
-The C field names of the input/output structs are parsed from the header (not derived from
-tensor names) so that archives written by TVM <= 0.18 work too, including those whose run
-function also takes ``struct tvmgen_<name>_workspace_pools`` (static pools are allocated
-here, sized from the header's ``*_WORKSPACE_POOL_SIZE`` macros) or ``..._devices``.
+The archive is read through mlf.py (`read_mlf` for metadata.json, `read_interface_header`
+for the header): the C field names of the input/output structs come from the header (not
+derived from tensor names) so that archives written by TVM <= 0.18 work too, including those
+whose run function also takes ``struct tvmgen_<name>_workspace_pools`` (static pools are
+allocated here, sized from the header's ``*_WORKSPACE_POOL_SIZE`` macros) or ``..._devices``.
 
 Standard library only: a Project API server imports this and must start fast.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MLFError
-from ..mlf import c_ident
+from ..mlf import DTYPES, METADATA_FILE, TensorSpec, read_interface_header, read_mlf
 
 RUNTIME_DIR = Path(__file__).resolve().parent
 
-#: dtype codes, identical to ``enum mt_dtype`` in mt_model.h and to session.py.
-DTYPE_CODES: dict[str, int] = {
-    "int8": 1,
-    "uint8": 2,
-    "int16": 3,
-    "int32": 4,
-    "float32": 5,
-    "int64": 6,
-}
-DTYPE_SIZES: dict[str, int] = {"int8": 1, "uint8": 1, "int16": 2, "int32": 4, "float32": 4, "int64": 8}
+#: dtype codes, identical to ``enum mt_dtype`` in mt_model.h (mlf.DTYPES is their one home).
+DTYPE_CODES: dict[str, int] = {d.name: d.code for d in DTYPES.values() if d.code is not None}
+DTYPE_SIZES: dict[str, int] = {name: DTYPES[name].itemsize for name in DTYPE_CODES}
 MAX_DIMS = 6
 
 GLUE_FILE = "mt_model_glue.c"
@@ -89,139 +81,62 @@ class ModelInfo:
     profile_ops: int = 0
 
 
-def _load_metadata(mlf_dir: Path) -> dict:
-    path = mlf_dir / "metadata.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MLFError(f"{path}: missing; is {mlf_dir} an extracted Model Library Format archive?") from None
-    except (OSError, ValueError) as exc:
-        raise MLFError(f"{path}: unreadable metadata ({exc}); re-export the archive") from None
-
-
-def _module_entry(meta: dict, path: Path) -> tuple[str, dict]:
-    modules = meta.get("modules")
-    if isinstance(modules, dict) and modules:
-        if len(modules) != 1:
-            raise MLFError(
-                f"{path}: {len(modules)} modules ({', '.join(modules)}); the runtime serves one model per "
-                "project: export one module per archive"
-            )
-        (key, mod), = modules.items()
-        return str(mod.get("model_name", key)), mod
-    if "model_name" in meta:  # metadata versions 5 and 6: one module at the top level
-        return str(meta["model_name"]), meta
-    raise MLFError(f"{path}: no 'modules' and no 'model_name'; not a Model Library Format metadata file")
-
-
-def _main_memory(mod: dict) -> dict:
-    memory = mod.get("memory", {})
-    main = memory.get("main")
-    if main is None:
-        main = memory.get("functions", {}).get("main")  # versions 5/6
-    if isinstance(main, list) and main:
-        for entry in main:
-            if isinstance(entry, dict) and ("inputs" in entry or "workspace_size_bytes" in entry):
-                return entry
-        return main[0]
-    return {}
-
-
-_STRUCT_RE = r"struct\s+{tag}\s*\{{(?P<body>[^}}]*)\}}\s*;"
-
-
-def _struct_fields(header_text: str, tag: str) -> list[str] | None:
-    m = re.search(_STRUCT_RE.format(tag=re.escape(tag)), header_text)
-    if m is None:
-        return None
-    body = re.sub(r"/\*.*?\*/|//[^\n]*", "", m.group("body"), flags=re.S)
-    fields = []
-    for decl in body.split(";"):
-        decl = decl.strip()
-        if not decl:
-            continue
-        fm = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*$", decl)
-        if fm is None:
-            raise MLFError(f"cannot parse the field declaration {decl!r} in struct {tag}")
-        fields.append(fm.group(1))
-    return fields
-
-
-_DEFINE_RE = r"#define\s+([A-Za-z_][A-Za-z0-9_]*)\s+\(?\s*(\d+|0x[0-9a-fA-F]+)[uUlL]*\s*\)?"
-
-
-def _macros(header_text: str) -> dict[str, int]:
-    return {
-        m.group(1): int(m.group(2), 0)
-        for m in re.finditer(_DEFINE_RE, header_text)
-    }
-
-
-def _tensor(name: str, info: dict, where: str) -> TensorInfo:
-    dtype = str(info.get("dtype", ""))
-    if dtype not in DTYPE_CODES:
-        raise MLFError(f"{where}: tensor {name!r} has dtype {dtype!r}; supported: {', '.join(DTYPE_CODES)}")
-    size = int(info.get("size", 0))
-    shape = info.get("shape")
-    if shape is None:
-        shape = [size // DTYPE_SIZES[dtype]]
-    shape = [int(d) for d in shape]
-    if len(shape) > MAX_DIMS:
+def _tensor(t: TensorSpec, where: str) -> TensorInfo:
+    """A tensor mlf.py has read (shape and size already checked against each other), as the
+    runtime can carry it: a dtype with a run-protocol code, at most MAX_DIMS dimensions, one
+    scale (a per-channel tensor is described as not quantised)."""
+    if t.dtype not in DTYPE_CODES:
         raise MLFError(
-            f"{where}: tensor {name!r} has {len(shape)} dimensions; the runtime supports {MAX_DIMS}"
+            f"{where}: tensor {t.name!r} has dtype {t.dtype!r}; supported: {', '.join(DTYPE_CODES)}"
         )
-    count = 1
-    for d in shape:
-        count *= d
-    if size == 0:
-        size = count * DTYPE_SIZES[dtype]
-    if count * DTYPE_SIZES[dtype] != size:
-        raise MLFError(f"{where}: tensor {name!r}: shape {shape} x {dtype} is not its size {size} bytes")
+    if len(t.shape) > MAX_DIMS:
+        raise MLFError(
+            f"{where}: tensor {t.name!r} has {len(t.shape)} dimensions; the runtime supports {MAX_DIMS}"
+        )
     scale = None
     zp = 0
-    q = info.get("quantization")
-    if q:
-        s = q.get("scale")
-        z = q.get("zero_point", 0)
-        if isinstance(s, list):
-            s = s[0] if len(s) == 1 else None
-        if isinstance(z, list):
-            z = z[0] if z else 0
-        if s is not None:
-            scale = float(s)
-            zp = int(z)
-    return TensorInfo(name=str(name), dtype=dtype, shape=shape, nbytes=size, scale=scale, zero_point=zp)
+    s, z = t.scale, t.zero_point
+    if isinstance(s, list):
+        s = s[0] if len(s) == 1 else None
+    if isinstance(z, list):
+        z = z[0] if z else 0
+    if s is not None:
+        scale = float(s)
+        zp = int(z or 0)
+    return TensorInfo(name=t.name, dtype=t.dtype, shape=list(t.shape), nbytes=t.size, scale=scale,
+                      zero_point=zp)
 
 
 def read_model_info(mlf_dir: str | Path) -> ModelInfo:
-    """Read an extracted MLF's metadata.json and its tvmgen header into a `ModelInfo`."""
+    """Read an extracted MLF's metadata.json and its tvmgen header (both through mlf.py)
+    into a `ModelInfo`."""
     mlf_dir = Path(mlf_dir)
-    meta_path = mlf_dir / "metadata.json"
-    meta = _load_metadata(mlf_dir)
-    name, mod = _module_entry(meta, meta_path)
-    mem = _main_memory(mod)
-    header = mlf_dir / "codegen" / "host" / "include" / f"tvmgen_{name}.h"
+    meta_path = mlf_dir / METADATA_FILE
+    if not meta_path.is_file():
+        raise MLFError(f"{meta_path}: missing; is {mlf_dir} an extracted Model Library Format archive?")
+    modules = read_mlf(mlf_dir).modules
+    if len(modules) != 1:
+        raise MLFError(
+            f"{meta_path}: {len(modules)} modules ({', '.join(m.name for m in modules)}); the runtime "
+            "serves one model per project: export one module per archive"
+        )
+    mod = modules[0]
+    name = mod.name
+    header = mlf_dir / mod.header
     try:
         htext = header.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         raise MLFError(f"{header}: missing; the archive was not built with the AOT C interface") from None
+    iface = read_interface_header(htext, name, header)
     where = str(meta_path)
-    ins = [_tensor(k, v, where) for k, v in (mem.get("inputs") or {}).items()]
-    outs = [_tensor(k, v, where) for k, v in (mem.get("outputs") or {}).items()]
-    in_fields = _struct_fields(htext, f"tvmgen_{name}_inputs")
-    out_fields = _struct_fields(htext, f"tvmgen_{name}_outputs")
-    if in_fields is None or out_fields is None:
-        raise MLFError(f"{header}: no struct tvmgen_{name}_inputs/outputs; not an AOT C interface header")
-    macros = _macros(htext)
-    upper = c_ident(name).upper()
+    ins = [_tensor(t, where) for t in mod.inputs]
+    outs = [_tensor(t, where) for t in mod.outputs]
     # Archives without input/output metadata (older TVM): sizes from the header, bytes as uint8.
-    if not ins and in_fields:
-        ins = [TensorInfo(f, "uint8", [macros.get(f"TVMGEN_{upper}_{f.upper()}_SIZE", 0)],
-                          macros.get(f"TVMGEN_{upper}_{f.upper()}_SIZE", 0)) for f in in_fields]
-    if not outs and out_fields:
-        outs = [TensorInfo(f, "uint8", [macros.get(f"TVMGEN_{upper}_{f.upper()}_SIZE", 0)],
-                           macros.get(f"TVMGEN_{upper}_{f.upper()}_SIZE", 0)) for f in out_fields]
-    for kind, tensors, fields in (("inputs", ins, in_fields), ("outputs", outs, out_fields)):
+    if not ins and iface.inputs:
+        ins = [TensorInfo(f, "uint8", [iface.size(f) or 0], iface.size(f) or 0) for f in iface.inputs]
+    if not outs and iface.outputs:
+        outs = [TensorInfo(f, "uint8", [iface.size(f) or 0], iface.size(f) or 0) for f in iface.outputs]
+    for kind, tensors, fields in (("inputs", ins, iface.inputs), ("outputs", outs, iface.outputs)):
         if len(tensors) != len(fields):
             raise MLFError(
                 f"{header}: struct tvmgen_{name}_{kind} has {len(fields)} fields but {where} lists "
@@ -229,22 +144,6 @@ def read_model_info(mlf_dir: str | Path) -> ModelInfo:
             )
         for t, f in zip(tensors, fields, strict=True):
             t.c_field = f
-    pools: dict[str, int] = {}
-    m = re.search(rf"tvmgen_{re.escape(name)}_run\s*\((?P<params>[^)]*)\)", htext)
-    if m is None:
-        raise MLFError(f"{header}: no tvmgen_{name}_run prototype")
-    params = m.group("params")
-    if f"tvmgen_{name}_workspace_pools" in params:
-        pool_fields = _struct_fields(htext, f"tvmgen_{name}_workspace_pools") or []
-        pool_macros = {k: v for k, v in macros.items() if k.endswith("_WORKSPACE_POOL_SIZE")}
-        for f in pool_fields:
-            size = pool_macros.get(f"TVMGEN_{upper}_{f.upper()}_WORKSPACE_POOL_SIZE")
-            if size is None:
-                cands = [v for k, v in pool_macros.items() if f.upper() in k]
-                if len(cands) != 1:
-                    raise MLFError(f"{header}: no *_WORKSPACE_POOL_SIZE macro for workspace pool {f!r}")
-                size = cands[0]
-            pools[f] = size
     code = "".join(
         p.read_text(encoding="utf-8", errors="replace")
         for p in sorted((mlf_dir / "codegen" / "host" / "src").glob("*.c"))
@@ -254,11 +153,11 @@ def read_model_info(mlf_dir: str | Path) -> ModelInfo:
         name=name,
         inputs=ins,
         outputs=outs,
-        workspace_bytes=int(mem.get("workspace_size_bytes", 0) or 0),
+        workspace_bytes=mod.workspace_size_bytes,
         header=header,
-        workspace_pools=pools,
-        has_devices=f"tvmgen_{name}_devices" in params,
-        profile_ops=macros.get(f"TVMGEN_{upper}_PROFILE_OPS", 0),
+        workspace_pools=iface.workspace_pools,
+        has_devices=iface.has_devices,
+        profile_ops=iface.macros.get(f"{iface.prefix}_PROFILE_OPS", 0),
     )
 
 
