@@ -19,11 +19,13 @@ from __future__ import annotations
 import binascii
 import struct
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import SessionError
+from .options import Layer, resolve
 
 PROTOCOL_VERSION = 1
 
@@ -658,12 +660,27 @@ def make_inputs(desc: ModelDesc, inputs: Any = None, *, fill_mode: str = "random
     return out
 
 
-def _remembered_options(project_dir: Path) -> dict[str, Any]:
-    """The options given at create time, from the project's .tvmc.json (missing file: none)."""
-    from .state import try_load_state
+def _remembered_layer(project_dir: Path) -> Layer | None:
+    """The options given at create time, as `options.resolve`'s `.tvmc.json` layer (typed
+    when they were recorded); None for a project without a .tvmc.json (one generated
+    straight through the Project API)."""
+    from .state import STATE_FILE, try_load_state
 
     st = try_load_state(project_dir)
-    return dict(st.options) if st is not None else {}
+    return None if st is None else Layer(st.options, f"{project_dir / STATE_FILE}", typed=True)
+
+
+def _open_transport_options(client: Any, project_dir: Path, options: Mapping[str, Any] | None,
+                            raw_options: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """open_transport's options through `options.resolve` (the one way to a call's options):
+    `.tvmc.json`, then `options`, then `raw_options` from the command line, typed, checked
+    and filtered against what the project's server declares."""
+    from .server_info import TVM_VERSION
+
+    info = client.server_info_query(TVM_VERSION)
+    where = f"options of {project_dir}"
+    return resolve("open_transport", _remembered_layer(project_dir), Layer(options, where),
+                   Layer(raw_options, "--option on the command line"), server_info=info, where=where)
 
 
 def run_session(session: Session, inputs: Any = None, *, fill_mode: str = "random", repeat: int = 1,
@@ -699,34 +716,33 @@ def run_project(project_dir: str | Path, inputs: Any = None, *, fill_mode: str =
                 profile: bool = False) -> RunResult:
     """`microtvm run`: start the project's server, open its transport, run, close, reap.
 
-    The options given at create time (`.tvmc.json`) are passed to open_transport, updated
-    with `options` (typed) and `raw_options` (strings from the command line, type-checked
-    against the server's option metadata).
+    open_transport gets its options from `options.resolve`, as build and flash do: the
+    options given at create time (`.tvmc.json`), then `options` (e.g. projects.yaml's),
+    then `raw_options` (strings from the command line), each typed and checked against the
+    server's option metadata, and only those open_transport takes are passed.
+
+    The HELLO handshake waits as long as open_transport's TransportTimeouts say (a board
+    that boots slowly says so); each later reply waits `timeout` s, or longer when the
+    platform says its replies may take longer (an emulator).
     """
+    from .platforms import is_template_dir
     from .project_api.client import instantiate_from_dir
 
     project_dir = Path(project_dir)
-    if not (project_dir / "microtvm_api_server.py").exists() and not any(
-        (project_dir / n).exists() for n in ("microtvm_api_server.sh", "launch_microtvm_api_server.sh")
-    ):
+    if not is_template_dir(project_dir):
         raise SessionError(
             f"{project_dir}: not a generated project (no microtvm_api_server.py); create it first"
         )
-    opts = _remembered_options(project_dir)
-    opts.update(options or {})
     with instantiate_from_dir(project_dir) as client:
-        if raw_options:
-            from .options import coerce_options
-
-            info = client.server_info_query("0.18.0")
-            opts.update(coerce_options(raw_options, info.get("project_options", []), where="--option"))
-        timeouts = client.open_transport(opts)
+        opts = _open_transport_options(client, project_dir, options, raw_options)
+        timeouts = transport_timeouts(client.open_transport(opts))
         start_timeout = _timeout_field(timeouts, "session_start_timeout_sec", timeout)
+        retry_every = _timeout_field(timeouts, "session_start_retry_timeout_sec", 0.0) or start_timeout
         # a platform that says its replies may take longer (an emulator) gets that long
         reply_timeout = max(timeout, _timeout_field(timeouts, "session_established_timeout_sec", timeout))
         try:
             session = Session(ProjectAPITransport(client), timeout=reply_timeout)
-            session.hello(timeout=start_timeout)
+            session.hello(timeout=start_timeout, retry_every=min(retry_every, start_timeout))
             return run_session(session, inputs, fill_mode=fill_mode, repeat=repeat, number=number, seed=seed,
                                profile=profile)
         finally:
@@ -744,11 +760,9 @@ def read_standalone_output(project_dir: str | Path, *, timeout: float = 30.0,
     from .project_api.client import instantiate_from_dir
 
     project_dir = Path(project_dir)
-    opts = _remembered_options(project_dir)
-    opts.update(options or {})
     text = b""
     with instantiate_from_dir(project_dir) as client:
-        client.open_transport(opts)
+        client.open_transport(_open_transport_options(client, project_dir, options))
         deadline = time.monotonic() + timeout
         try:
             while b"mt: status" not in text or not text.rstrip(b"\r").endswith(b"\n"):
@@ -774,6 +788,20 @@ def read_standalone_output(project_dir: str | Path, *, timeout: float = 30.0,
     return text.decode("utf-8", errors="replace")
 
 
+def transport_timeouts(reply: Any) -> Any:
+    """The TransportTimeouts of an open_transport reply.
+
+    Over the wire (our client, as TVM v0.18's) the reply is ``{"timeouts": {...}}``; TVM's
+    ``tvm.micro.project`` unwraps it into a ``TransportTimeouts``. Either form is accepted,
+    as is a bare mapping of the three fields.
+    """
+    if isinstance(reply, dict) and "timeouts" in reply:
+        return reply["timeouts"]
+    return reply
+
+
 def _timeout_field(timeouts: Any, name: str, default: float) -> float:
+    """One TransportTimeouts field (a mapping or a namedtuple) in seconds; `default` when it
+    is absent, None or 0 (TVM: 0 means "no limit" / "no retry": the caller's own bound)."""
     value = timeouts.get(name) if isinstance(timeouts, dict) else getattr(timeouts, name, None)
     return float(value) if value else default

@@ -28,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "template_support": LOW | {"project_api", "mlf", "runtime", "targets"},
     "config": LOW | {"platforms", "targets"},
     "project": LOW | {"options", "platforms", "project_api", "server_info", "state"},
-    "session": LOW | {"options", "project_api", "state", "mlf"},
+    "session": LOW | {"options", "platforms", "project_api", "server_info", "state", "mlf"},
 }
 ALLOWED["tune"] = LOW | {"compiler", "targets", "template_support", "project", "session"}
 BELOW_TOP = set(ALLOWED)
