@@ -246,10 +246,11 @@ if __name__ == "__main__":
 
 @pytest.fixture
 def silent_project(tmp_path: Path) -> Path:
-    proj = tmp_path / "silent"
-    proj.mkdir()
-    (proj / "microtvm_api_server.py").write_text(SILENT_DEVICE_SERVER)
-    return proj
+    """A directory holding only the silent template's server (no .tvmc.json yet)."""
+    script = tmp_path / "silent" / "microtvm_api_server.py"
+    script.parent.mkdir()
+    script.write_text(SILENT_DEVICE_SERVER)
+    return script.parent
 
 
 def test_run_project_waits_for_hello_as_long_as_open_transport_says(silent_project):
