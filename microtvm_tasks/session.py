@@ -565,13 +565,22 @@ def _open_transport_options(client: Any, project_dir: Path, options: Mapping[str
                             raw_options: Mapping[str, str] | None = None) -> dict[str, Any]:
     """open_transport's options through `options.resolve` (the one way to a call's options):
     `.tvmc.json`, then `options`, then `raw_options` from the command line, typed, checked
-    and filtered against what the project's server declares."""
+    and filtered against what the project's server declares (defaults filled, as for build
+    and flash, when the project has its `.tvmc.json`)."""
     from .server_info import TVM_VERSION
 
     info = client.server_info_query(TVM_VERSION)
     where = f"options of {project_dir}"
-    return resolve("open_transport", _remembered_layer(project_dir), Layer(options, where),
+    remembered = _remembered_layer(project_dir)
+    call = resolve("open_transport", remembered, Layer(options, where),
                    Layer(raw_options, "--option on the command line"), server_info=info, where=where)
+    if remembered is None:
+        # No .tvmc.json (generated straight through the Project API): the generate-time
+        # options are known only to the template's own record, so pass just what was given
+        # here; the declared defaults would override that record (emulate=true, say).
+        given = set(options or {}) | set(raw_options or {})
+        call = {name: value for name, value in call.items() if name in given}
+    return call
 
 
 def run_session(session: Session, inputs: Any = None, *, fill_mode: str = "random", repeat: int = 1,

@@ -272,6 +272,9 @@ def test_run_project_passes_open_transport_only_its_options_typed(silent_project
     from microtvm_tasks.session import run_project
     from microtvm_tasks.state import ProjectState, save_state
 
+    with pytest.raises(SessionError):  # no .tvmc.json: the template's own record fills the rest
+        run_project(silent_project, timeout=1.0, raw_options={"port": "3"})
+    assert json.loads((silent_project / "open_options.json").read_text()) == {"port": 3}
     save_state(silent_project, ProjectState(options={"gen_only": "x", "port": 5}))
     with pytest.raises(SessionError):
         run_project(silent_project, timeout=1.0)
