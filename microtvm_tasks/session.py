@@ -4,167 +4,59 @@
 when nothing arrived in time) and ``write(data, timeout)``; `ProjectAPITransport` adapts a
 Project API client's read_transport/write_transport to that. `run_project` is the whole
 `microtvm run` flow: start the project's own server, open the transport with the options
-remembered in `.tvmc.json`, handshake, describe, load inputs, run, read outputs, close,
-and always reap the server.
+`options.resolve` gives open_transport (`.tvmc.json`, then overrides), handshake, describe,
+load inputs, run, read outputs, close, and always reap the server.
 
-Frames are delimited (0x7E, byte-stuffed) and CRC-16 checked, so boot chatter or line noise
-between frames is skipped: the decoder drops anything that is not a well-formed frame, and
-replies carry the request's sequence number so a stale reply is never taken for a new one.
+The wire format (frames, CRC, stuffing, command and error codes) lives in `frames.py`; its
+names are importable from here too. Replies carry the request's sequence number, so a
+stale reply is never taken for a new one.
 
 numpy is imported lazily: doit loads this module to build its task list.
 """
 
 from __future__ import annotations
 
-import binascii
 import struct
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import SessionError
-
-PROTOCOL_VERSION = 1
-
-FLAG = 0x7E
-ESC = 0x7D
-XOR = 0x20
-HEADER = 4
-CRC = 2
-
-CMD_HELLO = 0x01
-CMD_DESCRIBE = 0x02
-CMD_DESCRIBE_TENSOR = 0x03
-CMD_SET_INPUT = 0x04
-CMD_RUN = 0x05
-CMD_GET_OUTPUT = 0x06
-CMD_PROFILE = 0x07
-REPLY_BIT = 0x80
-MSG_ERROR = 0x7F
-
-ERR_FRAME = 1
-ERR_TOO_LONG = 2
-ERR_UNKNOWN_CMD = 3
-ERR_BAD_ARGS = 4
-ERR_INDEX = 5
-ERR_RANGE = 6
-ERR_RUN = 7
-ERR_NO_HELLO = 8
-ERR_VERSION = 9
-ERROR_NAMES = {
-    ERR_FRAME: "bad frame",
-    ERR_TOO_LONG: "frame too long",
-    ERR_UNKNOWN_CMD: "unknown command",
-    ERR_BAD_ARGS: "bad arguments",
-    ERR_INDEX: "no such tensor",
-    ERR_RANGE: "out of range",
-    ERR_RUN: "model run failed",
-    ERR_NO_HELLO: "no handshake",
-    ERR_VERSION: "version mismatch",
-}
-
-#: dtype codes of mt_model.h (enum mt_dtype) -> numpy dtype names.
-DTYPES = {1: "int8", 2: "uint8", 3: "int16", 4: "int32", 5: "float32", 6: "int64"}
-
-
-# ---- framing ---------------------------------------------------------------------------
-
-
-def crc16(data: bytes, crc: int = 0xFFFF) -> int:
-    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF), as mt_crc16() in mt_frame.c."""
-    return binascii.crc_hqx(data, crc)
-
-
-def _stuff(body: bytes) -> bytes:
-    body = body.replace(bytes([ESC]), bytes([ESC, ESC ^ XOR]))
-    return body.replace(bytes([FLAG]), bytes([ESC, FLAG ^ XOR]))
-
-
-def encode_frame(ftype: int, seq: int, payload: bytes = b"") -> bytes:
-    """One frame on the wire: FLAG, stuffed(type seq len payload crc), FLAG."""
-    body = struct.pack("<BBH", ftype, seq, len(payload)) + bytes(payload)
-    body += struct.pack("<H", crc16(body))
-    return bytes([FLAG]) + _stuff(body) + bytes([FLAG])
-
-
-@dataclass
-class Frame:
-    """A received frame that passed its length and CRC checks."""
-
-    type: int
-    seq: int
-    payload: bytes
-
-
-class FrameDecoder:
-    """Turns a byte stream into frames, dropping whatever between two FLAGs is not a frame.
-
-    `max_body` bounds the bytes kept for one candidate (a stream of garbage without FLAGs
-    cannot grow memory without limit). `dropped` counts discarded non-empty candidates.
-    """
-
-    def __init__(self, max_body: int = HEADER + 65535 + CRC) -> None:
-        self.max_body = max_body
-        self._buf = bytearray()
-        self._overflow = False
-        self.dropped = 0
-
-    def feed(self, data: bytes) -> list[Frame]:
-        frames = []
-        start = 0
-        while True:
-            i = data.find(FLAG, start)
-            chunk = data[start:] if i < 0 else data[start:i]
-            if not self._overflow:
-                self._buf += chunk
-                if len(self._buf) > 2 * self.max_body + 2:
-                    self._overflow = True
-                    self._buf.clear()
-            if i < 0:
-                return frames
-            frame = self._finish()
-            if frame is not None:
-                frames.append(frame)
-            start = i + 1
-
-    def _finish(self) -> Frame | None:
-        raw, overflow = bytes(self._buf), self._overflow
-        self._buf.clear()
-        self._overflow = False
-        if overflow:
-            self.dropped += 1
-            return None
-        if not raw:
-            return None
-        frame = decode_body(raw)
-        if frame is None:
-            self.dropped += 1
-        return frame
-
-
-def decode_body(stuffed: bytes) -> Frame | None:
-    """Unstuff and check one candidate (the bytes between two FLAGs); None if not a frame."""
-    body = bytearray()
-    it = iter(stuffed)
-    for b in it:
-        if b == ESC:
-            nxt = next(it, None)
-            if nxt is None:
-                return None
-            body.append(nxt ^ XOR)
-        else:
-            body.append(b)
-    if len(body) < HEADER + CRC:
-        return None
-    ftype, seq, length = struct.unpack_from("<BBH", body)
-    if length != len(body) - HEADER - CRC:
-        return None
-    (crc,) = struct.unpack_from("<H", body, len(body) - CRC)
-    if crc != crc16(bytes(body[:-CRC])):
-        return None
-    return Frame(ftype, seq, bytes(body[HEADER:-CRC]))
-
+from .frames import (  # noqa: F401 - the codec's names stay importable from here for users and tests
+    CMD_DESCRIBE,
+    CMD_DESCRIBE_TENSOR,
+    CMD_GET_OUTPUT,
+    CMD_HELLO,
+    CMD_PROFILE,
+    CMD_RUN,
+    CMD_SET_INPUT,
+    CRC,
+    ERR_BAD_ARGS,
+    ERR_FRAME,
+    ERR_INDEX,
+    ERR_NO_HELLO,
+    ERR_RANGE,
+    ERR_RUN,
+    ERR_TOO_LONG,
+    ERR_UNKNOWN_CMD,
+    ERR_VERSION,
+    ERROR_NAMES,
+    ESC,
+    FLAG,
+    HEADER,
+    MSG_ERROR,
+    PROTOCOL_VERSION,
+    REPLY_BIT,
+    XOR,
+    Frame,
+    FrameDecoder,
+    crc16,
+    decode_body,
+    encode_frame,
+)
+from .options import Layer, resolve
 
 # ---- model description ----------------------------------------------------------------
 
@@ -455,6 +347,8 @@ class Session:
             raise SessionError(f"DESCRIBE_TENSOR reply malformed: {reply!r}") from None
         if (rkind, rindex) != (kind, index):
             raise SessionError(f"DESCRIBE_TENSOR answered tensor {rkind}/{rindex}, asked {kind}/{index}")
+        from .mlf import DTYPE_BY_CODE as DTYPES  # run-protocol dtype code -> name (mlf owns the table)
+
         if dtype not in DTYPES:
             raise SessionError(f"device reports dtype code {dtype} for tensor {name!r}; unknown to this host")
         scale = struct.unpack("<f", struct.pack("<I", scale_bits))[0] if scale_bits else None
@@ -658,12 +552,36 @@ def make_inputs(desc: ModelDesc, inputs: Any = None, *, fill_mode: str = "random
     return out
 
 
-def _remembered_options(project_dir: Path) -> dict[str, Any]:
-    """The options given at create time, from the project's .tvmc.json (missing file: none)."""
-    from .state import try_load_state
+def _remembered_layer(project_dir: Path) -> Layer | None:
+    """The options given at create time, as `options.resolve`'s `.tvmc.json` layer (typed
+    when they were recorded); None for a project without a .tvmc.json (one generated
+    straight through the Project API)."""
+    from .state import STATE_FILE, try_load_state
 
     st = try_load_state(project_dir)
-    return dict(st.options) if st is not None else {}
+    return None if st is None else Layer(st.options, f"{project_dir / STATE_FILE}", typed=True)
+
+
+def _open_transport_options(client: Any, project_dir: Path, options: Mapping[str, Any] | None,
+                            raw_options: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """open_transport's options through `options.resolve` (the one way to a call's options):
+    `.tvmc.json`, then `options`, then `raw_options` from the command line, typed, checked
+    and filtered against what the project's server declares (defaults filled, as for build
+    and flash, when the project has its `.tvmc.json`)."""
+    from .server_info import TVM_VERSION
+
+    info = client.server_info_query(TVM_VERSION)
+    where = f"options of {project_dir}"
+    remembered = _remembered_layer(project_dir)
+    call = resolve("open_transport", remembered, Layer(options, where),
+                   Layer(raw_options, "--option on the command line"), server_info=info, where=where)
+    if remembered is None:
+        # No .tvmc.json (generated straight through the Project API): the generate-time
+        # options are known only to the template's own record, so pass just what was given
+        # here; the declared defaults would override that record (emulate=true, say).
+        given = set(options or {}) | set(raw_options or {})
+        call = {name: value for name, value in call.items() if name in given}
+    return call
 
 
 def run_session(session: Session, inputs: Any = None, *, fill_mode: str = "random", repeat: int = 1,
@@ -699,34 +617,33 @@ def run_project(project_dir: str | Path, inputs: Any = None, *, fill_mode: str =
                 profile: bool = False) -> RunResult:
     """`microtvm run`: start the project's server, open its transport, run, close, reap.
 
-    The options given at create time (`.tvmc.json`) are passed to open_transport, updated
-    with `options` (typed) and `raw_options` (strings from the command line, type-checked
-    against the server's option metadata).
+    open_transport gets its options from `options.resolve`, as build and flash do: the
+    options given at create time (`.tvmc.json`), then `options` (e.g. projects.yaml's),
+    then `raw_options` (strings from the command line), each typed and checked against the
+    server's option metadata, and only those open_transport takes are passed.
+
+    The HELLO handshake waits as long as open_transport's TransportTimeouts say (a board
+    that boots slowly says so); each later reply waits `timeout` s, or longer when the
+    platform says its replies may take longer (an emulator).
     """
+    from .platforms import is_template_dir
     from .project_api.client import instantiate_from_dir
 
     project_dir = Path(project_dir)
-    if not (project_dir / "microtvm_api_server.py").exists() and not any(
-        (project_dir / n).exists() for n in ("microtvm_api_server.sh", "launch_microtvm_api_server.sh")
-    ):
+    if not is_template_dir(project_dir):
         raise SessionError(
             f"{project_dir}: not a generated project (no microtvm_api_server.py); create it first"
         )
-    opts = _remembered_options(project_dir)
-    opts.update(options or {})
     with instantiate_from_dir(project_dir) as client:
-        if raw_options:
-            from .options import coerce_options
-
-            info = client.server_info_query("0.18.0")
-            opts.update(coerce_options(raw_options, info.get("project_options", []), where="--option"))
-        timeouts = client.open_transport(opts)
+        opts = _open_transport_options(client, project_dir, options, raw_options)
+        timeouts = transport_timeouts(client.open_transport(opts))
         start_timeout = _timeout_field(timeouts, "session_start_timeout_sec", timeout)
+        retry_every = _timeout_field(timeouts, "session_start_retry_timeout_sec", 0.0) or start_timeout
         # a platform that says its replies may take longer (an emulator) gets that long
         reply_timeout = max(timeout, _timeout_field(timeouts, "session_established_timeout_sec", timeout))
         try:
             session = Session(ProjectAPITransport(client), timeout=reply_timeout)
-            session.hello(timeout=start_timeout)
+            session.hello(timeout=start_timeout, retry_every=min(retry_every, start_timeout))
             return run_session(session, inputs, fill_mode=fill_mode, repeat=repeat, number=number, seed=seed,
                                profile=profile)
         finally:
@@ -744,11 +661,9 @@ def read_standalone_output(project_dir: str | Path, *, timeout: float = 30.0,
     from .project_api.client import instantiate_from_dir
 
     project_dir = Path(project_dir)
-    opts = _remembered_options(project_dir)
-    opts.update(options or {})
     text = b""
     with instantiate_from_dir(project_dir) as client:
-        client.open_transport(opts)
+        client.open_transport(_open_transport_options(client, project_dir, options))
         deadline = time.monotonic() + timeout
         try:
             while b"mt: status" not in text or not text.rstrip(b"\r").endswith(b"\n"):
@@ -774,6 +689,20 @@ def read_standalone_output(project_dir: str | Path, *, timeout: float = 30.0,
     return text.decode("utf-8", errors="replace")
 
 
+def transport_timeouts(reply: Any) -> Any:
+    """The TransportTimeouts of an open_transport reply.
+
+    Over the wire (our client, as TVM v0.18's) the reply is ``{"timeouts": {...}}``; TVM's
+    ``tvm.micro.project`` unwraps it into a ``TransportTimeouts``. Either form is accepted,
+    as is a bare mapping of the three fields.
+    """
+    if isinstance(reply, dict) and "timeouts" in reply:
+        return reply["timeouts"]
+    return reply
+
+
 def _timeout_field(timeouts: Any, name: str, default: float) -> float:
+    """One TransportTimeouts field (a mapping or a namedtuple) in seconds; `default` when it
+    is absent, None or 0 (TVM: 0 means "no limit" / "no retry": the caller's own bound)."""
     value = timeouts.get(name) if isinstance(timeouts, dict) else getattr(timeouts, name, None)
     return float(value) if value else default

@@ -17,6 +17,7 @@ ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "fsutil": {"errors"},
     "targets": {"errors"},
+    "frames": set(),
     "project_api": {"errors"},
     "mlf": LOW,
     "state": LOW,
@@ -28,7 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "template_support": LOW | {"project_api", "mlf", "runtime", "targets"},
     "config": LOW | {"mlf", "platforms", "targets"},  # mlf: c_ident, the one C-identifier rule
     "project": LOW | {"options", "platforms", "project_api", "server_info", "state"},
-    "session": LOW | {"options", "project_api", "state", "mlf"},
+    "session": LOW | {"frames", "options", "platforms", "project_api", "server_info", "state", "mlf"},
 }
 ALLOWED["tune"] = LOW | {"compiler", "targets", "template_support", "project", "session"}
 BELOW_TOP = set(ALLOWED)

@@ -1,11 +1,11 @@
-"""Run-protocol framing on the host side: CRC, stuffing, resynchronisation, truncation."""
+"""Run-protocol framing on the host side (`frames.py`): CRC, stuffing, resynchronisation, truncation."""
 
 from __future__ import annotations
 
 import random
 import struct
 
-from microtvm_tasks.session import ESC, FLAG, FrameDecoder, crc16, decode_body, encode_frame
+from microtvm_tasks.frames import ESC, FLAG, FrameDecoder, crc16, decode_body, encode_frame
 
 
 def test_crc16_is_ccitt_false():
@@ -87,3 +87,12 @@ def test_decoder_memory_is_bounded_without_flags():
         dec.feed(b"\x55" * 1000)
     assert len(dec._buf) <= 202
     assert [f.seq for f in dec.feed(bytes([FLAG]) + encode_frame(1, 3, b""))] == [3]
+
+
+def test_the_codec_is_importable_from_session_too():
+    """frames.py is the codec's home; users and older code import it from session."""
+    from microtvm_tasks import frames, session
+
+    for name in ("crc16", "encode_frame", "decode_body", "Frame", "FrameDecoder", "FLAG", "ESC", "DTYPES",
+                 "PROTOCOL_VERSION", "CMD_HELLO", "MSG_ERROR", "ERR_FRAME", "ERROR_NAMES"):
+        assert getattr(session, name) is getattr(frames, name), name

@@ -3,10 +3,12 @@ duplicating and corrupting transports, and against scripted fake devices."""
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import struct
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -191,3 +193,94 @@ def test_inputs_quantise_and_fill():
     r1 = make_inputs(d, fill_mode="random", seed=4)
     r2 = make_inputs(d, fill_mode="random", seed=4)
     assert all((p == q).all() for p, q in zip(r1, r2, strict=True))
+
+
+SILENT_DEVICE_SERVER = '''
+"""A template whose device never answers; open_transport records the options it is given."""
+import json
+import pathlib
+import time
+
+from microtvm_tasks.project_api import server
+
+OPTIONS = [
+    server.ProjectOption("gen_only", optional=["generate_project"], type="str", help="not open_transport's"),
+    server.ProjectOption("port", optional=["open_transport"], type="int", help="typed for open_transport"),
+    server.ProjectOption("baud", optional=["open_transport"], type="int", default=9600, help="a default"),
+]
+
+
+class Handler(server.ProjectAPIHandler):
+    def server_info_query(self, tvm_version):
+        return server.ServerInfo("silent", True, None, OPTIONS)
+
+    def generate_project(self, model_library_format_path, standalone_crt_dir, project_dir, options):
+        raise NotImplementedError
+
+    def build(self, options):
+        pass
+
+    def flash(self, options):
+        pass
+
+    def open_transport(self, options):
+        pathlib.Path("open_options.json").write_text(json.dumps(options, sort_keys=True))
+        return server.TransportTimeouts(session_start_retry_timeout_sec=0, session_start_timeout_sec=0.5,
+                                        session_established_timeout_sec=1.0)
+
+    def close_transport(self):
+        pass
+
+    def read_transport(self, n, timeout_sec):
+        time.sleep(min(timeout_sec or 0.0, 1.0))
+        raise server.IoTimeoutError()
+
+    def write_transport(self, data, timeout_sec):
+        pass
+
+
+if __name__ == "__main__":
+    server.main(Handler())
+'''
+
+
+@pytest.fixture
+def silent_project(tmp_path: Path) -> Path:
+    """A directory holding only the silent template's server (no .tvmc.json yet)."""
+    script = tmp_path / "silent" / "microtvm_api_server.py"
+    script.parent.mkdir()
+    script.write_text(SILENT_DEVICE_SERVER)
+    return script.parent
+
+
+def test_run_project_waits_for_hello_as_long_as_open_transport_says(silent_project):
+    """open_transport's reply is {"timeouts": {...}}: its session_start_timeout_sec (0.5 s)
+    bounds the HELLO wait, not run_project's own timeout (3 s)."""
+    from microtvm_tasks.session import run_project
+
+    start = time.monotonic()
+    with pytest.raises(SessionError,
+                       match=r"no reply to command 0x01 after 1 timed-out attempt\(s\) of 0\.5 s"):
+        run_project(silent_project, timeout=3.0)
+    assert time.monotonic() - start < 2.5
+
+
+def test_run_project_passes_open_transport_only_its_options_typed(silent_project):
+    """The .tvmc.json layer (typed at create time) and --option values (typed here) are
+    filtered to what open_transport takes, defaults filled."""
+    from microtvm_tasks.errors import OptionError
+    from microtvm_tasks.session import run_project
+    from microtvm_tasks.state import ProjectState, save_state
+
+    with pytest.raises(SessionError):  # no .tvmc.json: the template's own record fills the rest
+        run_project(silent_project, timeout=1.0, raw_options={"port": "3"})
+    assert json.loads((silent_project / "open_options.json").read_text()) == {"port": 3}
+    save_state(silent_project, ProjectState(options={"gen_only": "x", "port": 5}))
+    with pytest.raises(SessionError):
+        run_project(silent_project, timeout=1.0)
+    assert json.loads((silent_project / "open_options.json").read_text()) == {"baud": 9600, "port": 5}
+    with pytest.raises(SessionError):
+        run_project(silent_project, timeout=1.0, raw_options={"port": "0x10"})
+    assert json.loads((silent_project / "open_options.json").read_text()) == {"baud": 9600, "port": 16}
+    with pytest.raises(OptionError, match="'port' .*must be an int"):
+        run_project(silent_project, timeout=1.0, raw_options={"port": "COM3"})

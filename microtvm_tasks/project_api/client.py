@@ -15,18 +15,18 @@ specified in `microtvm_tasks.project_api.server`), with what a build tool needs 
   names (`TransportClosedError`, `IoTimeoutError`, `UnsupportedTVMVersionError`,
   `ServerError`, `JSONRPCError`) and are subclasses of the `server` module's classes
   of the same name, so ``except server.IoTimeoutError`` works as it does with TVM.
+
+This module is the protocol: requests, replies and what a bad reply means. Starting and
+watching the server process (the pipes, its stderr tail, reading with deadlines, reaping)
+is `process.py`; the error classes are `errors.py`. Every name users import from here
+(`ProjectAPIClient`, `instantiate_from_dir`, `server_command`, the errors) still is.
 """
 
 from __future__ import annotations
 
 import base64
-import collections
 import json
 import os
-import select
-import subprocess
-import sys
-import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -34,9 +34,32 @@ from pathlib import Path
 from types import EllipsisType
 from typing import Any, BinaryIO, NoReturn
 
-from microtvm_tasks.errors import MicrotvmError, TemplateError
-
 from . import server
+from .errors import (  # noqa: F401 - re-exported: users catch them as client.<Name>
+    ConnectionShutdownError,
+    IoTimeoutError,
+    JSONRPCError,
+    MalformedReplyError,
+    MismatchedIdError,
+    ProjectAPIErrorBase,
+    ProjectAPIServerNotFoundError,
+    RPCError,
+    ServerError,
+    ServerTimeoutError,
+    TransportClosedError,
+    UnsupportedProtocolVersionError,
+    UnsupportedTVMVersionError,
+    indent,
+)
+from .process import (  # noqa: F401 - re-exported: launching and supervising the server
+    STDERR_TAIL_LINES,
+    DeadlinePassed,
+    LineChannel,
+    ServerProcess,
+    launch,
+    reap_quietly,
+    server_command,
+)
 from .server import (  # noqa: F401 - re-exported: TVM's client defines them here
     SERVER_FILENAMES,
     SERVER_LAUNCH_SCRIPT_FILENAME,
@@ -56,297 +79,7 @@ STAGE_METHODS = frozenset({"generate_project", "build", "flash"})
 TRANSPORT_GRACE_SEC = 5.0
 """Added to a transport call's own ``timeout_sec`` so the server can time out first."""
 
-STDERR_TAIL_LINES = 20
-
 _DEFAULT: Any = ...  # "use the client's default timeout" in the per-call timeout= argument
-
-
-# ---------------------------------------------------------------------------------------
-# Errors
-# ---------------------------------------------------------------------------------------
-
-
-class ProjectAPIErrorBase(MicrotvmError):
-    """Base of every error the Project API client raises."""
-
-
-class ConnectionShutdownError(ProjectAPIErrorBase):
-    """The connection is closed: the server exited, or the client was shut down."""
-
-
-class MalformedReplyError(ProjectAPIErrorBase):
-    """The server answered something that is not a valid JSON-RPC 2.0 reply."""
-
-
-class MismatchedIdError(MalformedReplyError):
-    """The reply's ``id`` is not the id of the request just sent."""
-
-
-class ProjectAPIServerNotFoundError(ProjectAPIErrorBase, TemplateError):
-    """The directory has no Project API server, or the server could not be started."""
-
-
-class UnsupportedProtocolVersionError(ProjectAPIErrorBase):
-    """The server speaks a Project API protocol version other than ours (1)."""
-
-
-class ServerTimeoutError(ProjectAPIErrorBase):
-    """The server did not answer a call within its timeout (it has been stopped)."""
-
-
-class RPCError(ProjectAPIErrorBase):
-    """Base of the errors the server itself reported in a JSON-RPC ``error`` object.
-
-    ``server_stderr`` holds the lines the server wrote to stderr while serving the call
-    (when this client launched the server); they are appended to the message.
-    """
-
-    server_stderr: tuple[str, ...] = ()
-
-    def _stderr_text(self) -> str:
-        if not self.server_stderr:
-            return ""
-        return "\nThe server's stderr during the call:\n" + _indent(list(self.server_stderr))
-
-
-class JSONRPCError(server.JSONRPCError, RPCError):
-    """The server refused the request (a -326xx code: parse, invalid request/params...)."""
-
-    @property
-    def summary(self) -> str:
-        """The remote cause in one line, e.g. ``RuntimeError: compiler exited 2``.
-
-        Taken from the traceback's final ``Class: text`` line when the message is a class
-        name; a ``detail`` in ``data`` (our templates put the reason there) is appended.
-        """
-        data = self.data if isinstance(self.data, dict) else {}
-        text = str(self.message)
-        traceback = data.get("traceback")
-        if isinstance(traceback, str) and self.code == server.ErrorCode.SERVER_ERROR:
-            lines = traceback.rstrip().splitlines()
-            for index in range(len(lines) - 1, -1, -1):
-                head = lines[index].split(":", 1)[0]
-                if not lines[index].startswith(" ") and head.rsplit(".", 1)[-1] == text:
-                    rest = lines[index].split(":", 1)[1].strip() if ":" in lines[index] else ""
-                    # A ServerError's own text repeats the JSON-RPC framing: keep just the class.
-                    if rest and not rest.startswith("JSON-RPC error"):
-                        text = f"{text}: {rest}"
-                    break
-            else:
-                # TVM's server sends "calling method X" as the message: the cause is the
-                # traceback's last line.
-                last = lines[-1].strip() if lines else ""
-                if last and ": JSON-RPC error # " not in last:
-                    # (a ServerError(message=...) raised by the template ends its traceback
-                    # with its own JSON-RPC text, which would only repeat the message)
-                    text = (
-                        last
-                        if text in ("", self.client_context) or text.startswith("calling method")
-                        else (f"{text}: {last}")
-                    )
-        elif self.code != server.ErrorCode.SERVER_ERROR:
-            text = f"{text} (JSON-RPC error {int(self.code)})"
-        if data.get("detail"):
-            text = f"{text}: {data['detail']}"
-        return text
-
-    def __str__(self) -> str:
-        # The remote cause first (what the CLI user reads), then TVM's full text.
-        head = f"{self.client_context}: {self.summary}" if self.client_context else self.summary
-        return head + "\n" + server.JSONRPCError.__str__(self) + self._stderr_text()
-
-
-class ServerError(server.ServerError, JSONRPCError):
-    """The template's handler raised while serving the call (code -32000).
-
-    ``message`` is the remote exception's class name and ``data["traceback"]`` its
-    server-side traceback, both part of the text.
-    """
-
-
-class TransportClosedError(server.TransportClosedError, ServerError):
-    """The server reports that the transport to the device is closed."""
-
-
-class IoTimeoutError(server.IoTimeoutError, ServerError):
-    """The server reports that a transport read or write timed out."""
-
-
-class UnsupportedTVMVersionError(server.UnsupportedTVMVersionError, ServerError):
-    """The server refused the version string passed to ``server_info_query``."""
-
-
-def _indent(lines: list[str]) -> str:
-    return "\n".join("    " + line for line in lines)
-
-
-# ---------------------------------------------------------------------------------------
-# The launched server process
-# ---------------------------------------------------------------------------------------
-
-
-class ServerProcess:
-    """A running server: its process and the tail of its stderr.
-
-    A thread drains stderr into a bounded deque (so a chatty server never blocks on a
-    full pipe) and echoes it to our stderr when ``echo`` is set (build tools write their
-    diagnostics there; a doit task's stderr is its log file).
-    """
-
-    def __init__(self, proc: subprocess.Popen[bytes], argv: list[str], echo: bool = False):
-        self.proc = proc
-        self.argv = argv
-        self.echo = echo
-        self._lines: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
-        self._partial = b""  # an unterminated last line, shown in tails too
-        self._count = 0
-        self._idle = True  # the drain thread is waiting in read(), holding no data
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._drain, name="project-api-stderr", daemon=True)
-        self._thread.start()
-
-    def _drain(self) -> None:
-        stream = self.proc.stderr
-        if stream is None:
-            return
-        fd = stream.fileno()
-        try:
-            while True:
-                self._idle = True
-                chunk = os.read(fd, 1 << 16)
-                self._idle = False
-                if not chunk:
-                    break
-                with self._lock:
-                    *complete, self._partial = (self._partial + chunk).split(b"\n")
-                    for raw in complete:
-                        self._lines.append(raw.decode("utf-8", "replace").rstrip("\r"))
-                        self._count += 1
-                if self.echo:
-                    sys.stderr.write(chunk.decode("utf-8", "replace"))
-                    sys.stderr.flush()
-        except (OSError, ValueError):
-            pass
-        finally:
-            self._idle = True
-            try:
-                stream.close()
-            except OSError:
-                pass
-
-    def sync(self, timeout: float = 0.2) -> None:
-        """Wait (briefly) until everything already in the stderr pipe has been collected.
-
-        The server writes its stderr before its reply, so once a reply is in, the lines
-        that belong to it are in the pipe; this lets the drain thread catch up.
-        """
-        stream = self.proc.stderr
-        deadline = time.monotonic() + timeout
-        while self._thread.is_alive() and time.monotonic() < deadline:
-            try:
-                pending = stream is not None and select.select([stream.fileno()], [], [], 0)[0]
-            except (OSError, ValueError):
-                return
-            if not pending and self._idle:
-                return
-            time.sleep(0.001)
-
-    @property
-    def line_count(self) -> int:
-        """How many complete stderr lines have been seen so far (a bookmark for `tail`)."""
-        with self._lock:
-            return self._count
-
-    def tail(self, since: int | None = None) -> list[str]:
-        """The last stderr lines, or only those after bookmark ``since`` (at most 20)."""
-        with self._lock:
-            lines = list(self._lines)
-            if since is not None:
-                lines = lines[max(0, len(lines) - (self._count - since)) :]
-            if self._partial:
-                lines.append(self._partial.decode("utf-8", "replace"))
-        return lines[-STDERR_TAIL_LINES:]
-
-    def settle(self, timeout: float = 1.0) -> None:
-        """Give a server that is exiting a moment to finish and flush its stderr."""
-        if self.wait(timeout):
-            self._thread.join(timeout=0.5)
-
-    def wait(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` s for the server to exit; True once it has (and is reaped).
-
-        On Linux a pidfd wakes us the moment the process exits; Popen.wait(timeout=) would
-        poll with growing sleeps and add milliseconds to every short-lived server.
-        """
-        proc = self.proc
-        if proc.poll() is not None:
-            return True
-        pidfd_open = getattr(os, "pidfd_open", None)
-        if pidfd_open is not None:
-            try:
-                pidfd = pidfd_open(proc.pid)
-            except OSError:
-                pidfd = None
-            if pidfd is not None:
-                try:
-                    select.select([pidfd], [], [], timeout)
-                finally:
-                    os.close(pidfd)
-                return proc.poll() is not None
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        return True
-
-    def status(self) -> str:
-        """The exit status in words, e.g. ``exited with status 1``."""
-        code = self.proc.poll()
-        if code is None:
-            return "still running"
-        if code < 0:
-            import signal
-
-            try:
-                return f"killed by signal {signal.Signals(-code).name}"
-            except ValueError:
-                return f"killed by signal {-code}"
-        return f"exited with status {code}"
-
-    grace_sec = 2.0
-    """How long `reap` waits for the server to exit by itself, and again after SIGTERM."""
-
-    def reap(self) -> None:
-        """Stop the server: wait for it to exit on its own, then terminate, then kill."""
-        proc = self.proc
-        for step, wait in ((None, self.grace_sec), (proc.terminate, self.grace_sec), (proc.kill, 5.0)):
-            if step is not None:
-                try:
-                    step()
-                except OSError:
-                    pass
-            if self.wait(wait):
-                break
-        self._thread.join(timeout=0.5)
-
-    def kill(self) -> None:
-        """Stop the server at once (it broke the protocol or overran a timeout)."""
-        try:
-            self.proc.kill()
-        except OSError:
-            pass
-        self.wait(5.0)
-        self._thread.join(timeout=0.5)
-
-
-def _reap_quietly(files: list[Any], process: ServerProcess | None) -> None:
-    for f in files:
-        try:
-            f.close()
-        except (OSError, ValueError):
-            pass
-    if process is not None and process.proc.poll() is None:
-        process.reap()
 
 
 # ---------------------------------------------------------------------------------------
@@ -387,15 +120,9 @@ class ProjectAPIClient:
         self.server_process = server_process
         self.description = description
         self.next_request_id = 1
-        self._buffer = bytearray()
         self._closed = False
-        try:
-            self._read_fd: int | None = read_file.fileno()
-            self._write_fd: int | None = write_file.fileno()
-            os.set_blocking(self._write_fd, False)  # writes wait in select(), never in write()
-        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
-            self._read_fd = self._write_fd = None
-        self._finalizer = weakref.finalize(self, _reap_quietly, [read_file, write_file], server_process)
+        self._channel = LineChannel(read_file, write_file)
+        self._finalizer = weakref.finalize(self, reap_quietly, [read_file, write_file], server_process)
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -409,11 +136,7 @@ class ProjectAPIClient:
         if self._closed:
             return
         self._closed = True
-        for f in (self.write_file, self.read_file):
-            try:
-                f.close()
-            except (OSError, ValueError):
-                pass
+        self._channel.close()
         if self.server_process is not None:
             self.server_process.reap()
         self._finalizer.detach()
@@ -449,8 +172,8 @@ class ProjectAPIClient:
         except (TypeError, ValueError) as exc:
             raise TypeError(f"cannot send {method}: its parameters are not JSON data: {exc}") from exc
         try:
-            self._write(line, deadline)
-        except _Deadline:
+            self._channel.write(line, deadline)
+        except DeadlinePassed:
             self._timed_out(method, limit)
         except (BrokenPipeError, ValueError, OSError):
             self._died(method, "stopped reading requests")
@@ -458,8 +181,8 @@ class ProjectAPIClient:
             self.testonly_did_write_request()
 
         try:
-            line = self._read_line(deadline)
-        except _Deadline:
+            line = self._channel.read_line(deadline)
+        except DeadlinePassed:
             self._timed_out(method, limit)
         except (OSError, ValueError):
             line = b""
@@ -494,40 +217,6 @@ class ProjectAPIClient:
             self._broken(method, f"replied with neither result nor error: {_excerpt(line)}")
         return reply["result"]
 
-    def _write(self, data: bytes, deadline: float | None) -> None:
-        if self._write_fd is None:
-            self.write_file.write(data)
-            self.write_file.flush()
-            return
-        view = memoryview(data)
-        while view:
-            _wait_ready(self._write_fd, True, deadline)
-            try:
-                count = os.write(self._write_fd, view)
-            except BlockingIOError:
-                continue
-            view = view[count:]
-
-    def _read_line(self, deadline: float | None) -> bytes:
-        if self._read_fd is None:
-            return self.read_file.readline()
-        while True:
-            end = self._buffer.find(b"\n")
-            if end >= 0:
-                line = bytes(self._buffer[: end + 1])
-                del self._buffer[: end + 1]
-                return line
-            _wait_ready(self._read_fd, False, deadline)
-            try:
-                chunk = os.read(self._read_fd, 1 << 16)
-            except BlockingIOError:
-                continue
-            if not chunk:
-                line = bytes(self._buffer)
-                self._buffer.clear()
-                return line
-            self._buffer += chunk
-
     # -- failures ---------------------------------------------------------------------------
 
     def _diagnosis(self, lines: list[str] | None = None) -> str:
@@ -539,7 +228,7 @@ class ProjectAPIClient:
         lines = process.tail() if lines is None else lines
         text = f" The server {process.status()}."
         if lines:
-            text += f" The last {len(lines)} line(s) of its stderr:\n" + _indent(lines)
+            text += f" The last {len(lines)} line(s) of its stderr:\n" + indent(lines)
         else:
             text += " Its stderr was empty."
         return text
@@ -669,20 +358,6 @@ class ProjectAPIClient:
         return self._request_reply("write_transport", params, self._transport_limit(timeout, timeout_sec))
 
 
-class _Deadline(Exception):
-    """Internal: the call's deadline passed."""
-
-
-def _wait_ready(fd: int, for_write: bool, deadline: float | None) -> None:
-    remaining = None if deadline is None else deadline - time.monotonic()
-    if remaining is not None and remaining <= 0:
-        raise _Deadline()
-    rlist, wlist = ([], [fd]) if for_write else ([fd], [])
-    ready = select.select(rlist, wlist, [], remaining)
-    if not ready[0] and not ready[1]:
-        raise _Deadline()
-
-
 def _json_default(value: Any) -> Any:
     """Paths in parameters (e.g. options naming files) travel as strings."""
     if isinstance(value, os.PathLike):
@@ -700,36 +375,6 @@ def _excerpt(line: bytes, limit: int = 200) -> str:
 # ---------------------------------------------------------------------------------------
 
 
-def server_command(project_dir: str | os.PathLike[str]) -> list[str]:
-    """The argv that starts the server in ``project_dir`` (without the pipe flags).
-
-    ``launch_microtvm_api_server.sh`` wins when present (as in TVM: it exists to prepare
-    an environment) and is given the path of ``microtvm_api_server.py``; otherwise
-    ``microtvm_api_server.py`` runs under this interpreter; otherwise
-    ``microtvm_api_server.sh`` runs. Raises `ProjectAPIServerNotFoundError` if none exists.
-    """
-    directory = Path(project_dir).absolute()  # the server runs in it: relative paths would break
-    python_script = directory / SERVER_PYTHON_FILENAME
-    launch_script = directory / SERVER_LAUNCH_SCRIPT_FILENAME
-    shell_script = directory / SERVER_SHELL_FILENAME
-    if launch_script.is_file():
-        return [*_script_argv(launch_script), str(python_script)]
-    if python_script.is_file():
-        return [sys.executable, str(python_script)]
-    if shell_script.is_file():
-        return _script_argv(shell_script)
-    where = "directory" if directory.is_dir() else "path (not a directory)"
-    raise ProjectAPIServerNotFoundError(
-        f"no Project API server in {where} {directory}: looked for {', '.join(SERVER_FILENAMES)}. "
-        "Give a template or generated project directory."
-    )
-
-
-def _script_argv(script: Path) -> list[str]:
-    # A script that lost its executable bit (e.g. unpacked from a zip) still runs.
-    return [str(script)] if os.access(script, os.X_OK) else ["/bin/sh", str(script)]
-
-
 def instantiate_from_dir(
     project_dir: str | os.PathLike[str],
     debug: bool = False,
@@ -739,45 +384,21 @@ def instantiate_from_dir(
 ) -> ProjectAPIClient:
     """Launch the server of a template or generated project and connect to it.
 
-    The server runs with ``project_dir`` as its working directory, reading requests on
-    one inherited pipe and answering on another (``--read-fd/--write-fd``). Its stdout is
-    ours (build output shows); its stderr is captured for error messages and echoed to
-    ours when ``echo_stderr`` or ``debug`` is set (``debug`` also passes ``--debug`` to the
-    server). ``timeout`` is
+    `process.launch` starts it (the pipes, the working directory, stderr kept and echoed
+    when ``echo_stderr`` or ``debug`` is set; ``debug`` also passes ``--debug`` to the
+    server); this client speaks the protocol with it. ``timeout`` is
     the default limit for each call, in seconds (None: wait forever), except for the
     long stages generate_project, build and flash, which get ``stage_timeout``; a
     method's own ``timeout=`` overrides both. Use the returned client in a ``with``
     block so the server is always reaped.
     """
     directory = Path(project_dir).absolute()
-    argv = server_command(directory)
-    server_read, client_write = os.pipe()
-    client_read, server_write = os.pipe()
-    full_argv = [*argv, "--read-fd", str(server_read), "--write-fd", str(server_write)]
-    if debug:
-        full_argv.append("--debug")
-    try:
-        proc = subprocess.Popen(
-            full_argv,
-            cwd=directory,
-            stdin=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            pass_fds=(server_read, server_write),
-            bufsize=0,
-        )
-    except OSError as exc:
-        for fd in (client_read, client_write):
-            os.close(fd)
-        raise ProjectAPIServerNotFoundError(f"cannot start the Project API server {argv[-1]}: {exc}") from exc
-    finally:
-        os.close(server_read)
-        os.close(server_write)
-    description = f"the Project API server in {directory}"
+    read_file, write_file, process = launch(directory, debug=debug, echo_stderr=echo_stderr)
     return ProjectAPIClient(
-        os.fdopen(client_read, "rb", buffering=0),
-        os.fdopen(client_write, "wb", buffering=0),
+        read_file,
+        write_file,
         timeout=timeout,
         stage_timeout=stage_timeout,
-        server_process=ServerProcess(proc, full_argv, echo=debug or echo_stderr),
-        description=description,
+        server_process=process,
+        description=f"the Project API server in {directory}",
     )
