@@ -347,7 +347,7 @@ class Session:
             raise SessionError(f"DESCRIBE_TENSOR reply malformed: {reply!r}") from None
         if (rkind, rindex) != (kind, index):
             raise SessionError(f"DESCRIBE_TENSOR answered tensor {rkind}/{rindex}, asked {kind}/{index}")
-        from .mlf import DTYPE_BY_CODE as DTYPES  # run-protocol dtype code -> name (mlf owns the table)
+        from .mlf import DTYPE_BY_CODE as DTYPES  # run-protocol dtype code -> name
 
         if dtype not in DTYPES:
             raise SessionError(f"device reports dtype code {dtype} for tensor {name!r}; unknown to this host")
@@ -706,3 +706,13 @@ def _timeout_field(timeouts: Any, name: str, default: float) -> float:
     is absent, None or 0 (TVM: 0 means "no limit" / "no retry": the caller's own bound)."""
     value = timeouts.get(name) if isinstance(timeouts, dict) else getattr(timeouts, name, None)
     return float(value) if value else default
+
+
+def __getattr__(name: str) -> Any:
+    """`session.DTYPES` (code -> dtype name) stays importable; mlf.py owns the table, and
+    is imported only when asked, so importing session stays cheap."""
+    if name == "DTYPES":
+        from .mlf import DTYPE_BY_CODE
+
+        return DTYPE_BY_CODE
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -91,8 +91,9 @@ def test_decoder_memory_is_bounded_without_flags():
 
 def test_the_codec_is_importable_from_session_too():
     """frames.py is the codec's home; users and older code import it from session."""
-    from microtvm_tasks import frames, session
+    from microtvm_tasks import frames, mlf, session
 
-    for name in ("crc16", "encode_frame", "decode_body", "Frame", "FrameDecoder", "FLAG", "ESC", "DTYPES",
+    for name in ("crc16", "encode_frame", "decode_body", "Frame", "FrameDecoder", "FLAG", "ESC",
                  "PROTOCOL_VERSION", "CMD_HELLO", "MSG_ERROR", "ERR_FRAME", "ERROR_NAMES"):
         assert getattr(session, name) is getattr(frames, name), name
+    assert session.DTYPES is mlf.DTYPE_BY_CODE  # the one dtype table
