@@ -29,16 +29,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .options import METHOD_COMMANDS  # Project API method -> the command that calls it
+
 PROG = "microtvm"
 WHERE_CLI = "-o on the command line"
 
-#: Project API method -> the command that calls it.
-METHOD_COMMANDS = {
-    "generate_project": "create-project",
-    "build": "build",
-    "flash": "flash",
-    "open_transport": "run",
-}
 COMMAND_METHODS = {v: k for k, v in METHOD_COMMANDS.items()}
 
 #: Commands other modules register: name -> (module, help shown before it is imported).
@@ -198,14 +193,19 @@ def _template_for(args: argparse.Namespace) -> tuple[str, Path]:
     return platform, find_template(platform).resolve()
 
 
-def _typed_cli_options(items: list[str] | None, info: dict[str, Any] | None) -> dict[str, Any]:
-    """-o KEY=VALUE items, typed and checked against `info` when we have it."""
-    from .options import coerce_options, parse_kv
+def _typed_cli_options(items: list[str] | None, info: dict[str, Any] | None,
+                       method: str | None = None) -> dict[str, Any]:
+    """-o KEY=VALUE items, typed and checked against `info` when we have it (and, for
+    `method`, that it takes every one of them: an option it ignores is an error)."""
+    from .options import check_taken, coerce_options, parse_kv
 
     raw = parse_kv(items, WHERE_CLI)
     if info is None:
         return raw
-    return coerce_options(raw, info.get("project_options") or [], where=WHERE_CLI)
+    typed = coerce_options(raw, info.get("project_options") or [], where=WHERE_CLI)
+    if method is not None:
+        check_taken(typed, info.get("project_options") or [], method, WHERE_CLI)
+    return typed
 
 
 def cmd_create_project(args: argparse.Namespace) -> int:
@@ -287,7 +287,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.list_options:
         return _list_project_options(args, "build")
     info = _project_template_info(args.project_dir)  # also: StateError if not a project
-    options = _typed_cli_options(args.options, info)
+    options = _typed_cli_options(args.options, info, "build")
     if args.force:
         _remove_build_outputs(args.project_dir)
     from .project import build_project
@@ -301,7 +301,7 @@ def cmd_flash(args: argparse.Namespace) -> int:
     if args.list_options:
         return _list_project_options(args, "flash")
     info = _project_template_info(args.project_dir)
-    options = _typed_cli_options(args.options, info)
+    options = _typed_cli_options(args.options, info, "flash")
     from .project import flash_project
 
     flash_project(args.project_dir, options or None)

@@ -27,6 +27,9 @@ from .errors import OptionError
 
 #: Project API methods that take options, in the order a project goes through them.
 METHODS = ("generate_project", "build", "flash", "open_transport")
+#: the `microtvm` command of each Project API method, for messages that say where an option goes
+METHOD_COMMANDS = {"generate_project": "create-project", "build": "build", "flash": "flash",
+                   "open_transport": "run"}
 
 _TRUE = frozenset({"true", "1", "yes", "on", "y"})
 _FALSE = frozenset({"false", "0", "no", "off", "n"})
@@ -84,11 +87,12 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def parse_kv(items: Iterable[str] | None, where: str) -> dict[str, str]:
+def parse_kv(items: Iterable[str] | None, where: str, flag: str = "-o") -> dict[str, str]:
     """Turn ["KEY=VALUE", ...] into {KEY: VALUE}; later items win over earlier ones.
 
     Only the first "=" splits, so values may contain "=". `where` (e.g. "-o on the command
-    line") is named in the error for an item without "=" or with an empty key.
+    line") is named in the error for an item without "=" or with an empty key; `flag` is
+    the option the suggestion shows (`microtvm run` takes them as -O: -o is its outputs).
     """
     out: dict[str, str] = {}
     for item in items or ():
@@ -96,7 +100,7 @@ def parse_kv(items: Iterable[str] | None, where: str) -> dict[str, str]:
         key = key.strip()
         if not sep:
             raise OptionError(
-                f"option {item!r} ({where}) is not of the form KEY=VALUE; write e.g. -o {item}=VALUE"
+                f"option {item!r} ({where}) is not of the form KEY=VALUE; write e.g. {flag} {item}=VALUE"
             )
         if not key:
             raise OptionError(f"option {item!r} ({where}) has an empty name; write it as NAME=VALUE")
@@ -319,6 +323,24 @@ def _project_options_of(server_info: Any) -> Any:
     if isinstance(server_info, Mapping) and "project_options" in server_info:
         return server_info.get("project_options") or []
     return server_info
+
+
+def check_taken(options: Mapping[str, Any], project_options: Any, method: str, where: str) -> None:
+    """OptionError for an option given explicitly to `method` (a command line) that `method`
+    neither requires nor accepts: it would be silently ignored. The message names the
+    commands that do take it."""
+    known = normalize_options(project_options)
+    for name in options:
+        opt = known.get(name)
+        if opt is None or method in opt["required"] or method in opt["optional"]:
+            continue  # unknown names are coerce_options' to report
+        required, optional = methods_of(opt)
+        takers = [METHOD_COMMANDS.get(m, m) for m in (*required, *optional)]
+        command = METHOD_COMMANDS.get(method, method)
+        raise OptionError(
+            f"option '{name}' ({where}) is not used by {command}; "
+            + (f"give it to {', '.join(takers)} instead" if takers else "no command takes it")
+        )
 
 
 def resolve(method: str, *layers: Layer | Mapping[str, Any] | None, server_info: Any,

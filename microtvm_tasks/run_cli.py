@@ -17,6 +17,24 @@ import argparse
 from typing import Any
 
 
+def _count(text: str) -> int:
+    """A count argument: an integer >= 0 (argparse reports anything else with the flag)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{n} is negative; give 0 or more")
+    return n
+
+
+def _positive(text: str) -> int:
+    n = _count(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
 def register(subparsers: Any) -> None:
     """Add the `run` subcommand."""
     p = subparsers.add_parser(
@@ -33,12 +51,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--fill-mode", choices=["zeros", "ones", "random"], default="random",
                    help="fill inputs not given with -i (default: random, seeded)")
     p.add_argument("--seed", type=int, default=0, help="seed for --fill-mode random (default 0)")
-    p.add_argument("--print-top", metavar="N", type=int, default=0,
+    p.add_argument("--print-top", metavar="N", type=_count, default=0,
                    help="print the N largest values of each output with their indices")
     p.add_argument("--print-time", action="store_true",
                    help="print the device's time per inference (from its tick counter) and the round trip")
-    p.add_argument("--repeat", metavar="N", type=int, default=1, help="measurements to take (default 1)")
-    p.add_argument("--number", metavar="N", type=int, default=1,
+    p.add_argument("--repeat", metavar="N", type=_positive, default=1,
+                   help="measurements to take (default 1)")
+    p.add_argument("--number", metavar="N", type=_positive, default=1,
                    help="runs per measurement, averaged (default 1)")
     p.add_argument("--option", "-O", dest="option", action="append", default=[], metavar="KEY=VALUE",
                    help="override a project option for open_transport (e.g. a serial port)")
@@ -66,13 +85,27 @@ def _load_inputs(path: str) -> dict[str, Any]:
 
     from .errors import SessionError
 
+    how = "write one with numpy.savez(path, input_0=array, ...)"
     try:
-        with np.load(path) as data:
-            return {k: data[k] for k in data.files}
+        with open(path, "rb") as f:
+            magic = f.read(4)
     except FileNotFoundError:
         raise SessionError(f"{path}: no such inputs file") from None
+    except OSError as e:
+        raise SessionError(f"{path}: cannot read the inputs file ({e.strerror})") from None
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):  # a .npz is a zip archive (empty: no members)
+        kind = "a single .npy array" if magic[:4] == b"\x93NUM" else "not a zip archive"
+        raise SessionError(f"{path}: not a .npz file of named input arrays ({kind}); {how}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError) as e:
-        raise SessionError(f"{path}: not a .npz file of input arrays ({e})") from None
+        first = str(e).splitlines()[0]
+        raise SessionError(f"{path}: not a .npz file of input arrays ({first}); {how}") from None
+    if not arrays:
+        raise SessionError(f"{path}: holds no arrays; name them input_0, ... or after the model's inputs "
+                           "(numpy.savez(path, input_0=array))")
+    return arrays
 
 
 def print_result(result: Any, *, print_top: int = 0, print_time: bool = False, out: Any = None) -> None:
@@ -170,7 +203,7 @@ def run_command(args: argparse.Namespace) -> int:
         print(read_standalone_output(args.project_dir, timeout=args.timeout), end="")
         return 0
     inputs = _load_inputs(args.inputs) if args.inputs else None
-    raw = parse_kv(args.option, "--option on the command line") if args.option else None
+    raw = parse_kv(args.option, "--option on the command line", flag="-O") if args.option else None
     result = run_project(
         args.project_dir, inputs, fill_mode=args.fill_mode, repeat=args.repeat, number=args.number,
         raw_options=raw, seed=args.seed, timeout=args.timeout, profile=args.profile,

@@ -444,7 +444,20 @@ def to_tensor_bytes(t: TensorDesc, array: Any) -> bytes:
             f"input {t.name!r}: {a.size} values of shape {a.shape} given, the model needs shape "
             f"{list(t.shape)} ({t.nbytes // np.dtype(t.dtype).itemsize} values)"
         )
+    if a.dtype.kind == "f" and a.size and not np.isfinite(a).all():
+        bad = int(a.size - np.isfinite(a).sum())
+        raise SessionError(f"input {t.name!r}: {bad} of {a.size} values are NaN or infinite; the model "
+                           "needs finite numbers")
     if a.dtype.kind == "f" and t.quantized:
+        info = np.iinfo(t.dtype)
+        lo, hi = (info.min - t.zero_point) * t.scale, (info.max - t.zero_point) * t.scale
+        clipped = int(np.count_nonzero((a < lo - t.scale / 2) | (a > hi + t.scale / 2)))
+        if clipped:
+            import sys
+
+            print(f"microtvm: warning: input {t.name!r}: {clipped} of {a.size} values lie outside the "
+                  f"quantised range [{lo:.6g}, {hi:.6g}] (scale {t.scale:.6g}, zero point {t.zero_point}) "
+                  "and were clipped to it", file=sys.stderr)
         a = t.quantize(a)
     elif a.dtype != np.dtype(t.dtype):
         if a.dtype.kind in "iub" and np.dtype(t.dtype).kind in "iu":
@@ -532,13 +545,15 @@ def make_inputs(desc: ModelDesc, inputs: Any = None, *, fill_mode: str = "random
     for t in desc.inputs:
         if t.index in given:
             a = np.asarray(given[t.index])
-            try:
-                a = a.reshape(t.shape)
-            except ValueError:
+            want = tuple(t.shape)
+            if a.shape != want and not (want[:1] == (1,) and a.shape == want[1:]):
+                # equal element counts are not enough: (1, 10, 49, 1) for [1, 49, 10, 1] would
+                # run on transposed data; only a left-out leading batch axis of 1 is added
                 raise SessionError(
-                    f"input {t.name!r}: shape {a.shape} given, the model needs {list(t.shape)}"
-                ) from None
-            out.append(a)
+                    f"input {t.name!r}: shape {list(a.shape)} given, the model needs {list(want)}"
+                    + (f" (or {list(want[1:])}, without the batch axis)" if want[:1] == (1,) else "")
+                )
+            out.append(a.reshape(want))
             continue
         if fill_mode == "zeros":
             out.append(np.zeros(t.shape, dtype=t.dtype))
@@ -572,6 +587,12 @@ def _open_transport_options(client: Any, project_dir: Path, options: Mapping[str
 
     info = client.server_info_query(TVM_VERSION)
     where = f"options of {project_dir}"
+    if raw_options:  # a command-line option run would ignore is an error, not silence
+        from .options import check_taken, coerce_options
+
+        cli = "--option on the command line"
+        po = info.get("project_options", [])
+        check_taken(coerce_options(raw_options, po, where=cli), po, "open_transport", cli)
     remembered = _remembered_layer(project_dir)
     call = resolve("open_transport", remembered, Layer(options, where),
                    Layer(raw_options, "--option on the command line"), server_info=info, where=where)

@@ -79,3 +79,45 @@ def test_run_standalone_demo_project_prints_its_output(tmp_path, capsys):
     assert "mt: output 0 y int8 [1,4] = " in out and "mt: status 0" in out
     assert main(["run", str(proj), "-o", str(tmp_path / "o.npz")]) == 2
     assert "aot_standalone_demo" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    # same element count, other shape: would run on transposed data
+    (lambda p: np.savez(p, input_0=np.zeros((1, 2, 2), np.int8)),
+     "shape [1, 2, 2] given, the model needs [1, 4] (or [4], without the batch axis)"),
+    (lambda p: np.savez(p, input_0=np.array([[1.0, np.nan, 0.0, np.inf]], np.float32)),
+     "2 of 4 values are NaN or infinite"),
+    (lambda p: np.savez(p), "holds no arrays"),
+    (lambda p: np.save(p.with_suffix(".npy"), np.zeros(4)) or p.with_suffix(".npy").rename(p),
+     "not a .npz file of named input arrays (a single .npy array)"),
+    (lambda p: p.write_text("hello"), "not a .npz file of named input arrays (not a zip archive)"),
+])
+def test_bad_inputs_are_errors_that_say_what_is_wrong(project, tmp_path, capsys, make, message):
+    path = tmp_path / "in.npz"
+    make(path)
+    assert main(["run", str(project), "-i", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_inputs_without_the_batch_axis_and_clipped_values(project, tmp_path, capsys):
+    np.savez(tmp_path / "in.npz", input_0=np.array([1.0, -2.0, 3.0, 100.0], np.float32))
+    assert main(["run", str(project), "-i", str(tmp_path / "in.npz")]) == 0
+    out, err = capsys.readouterr()
+    assert "output_0 'y' int8[1, 4]" in out
+    assert "1 of 4 values lie outside the quantised range [-63.5, 64] (scale 0.5, zero point -1) and were " \
+           "clipped" in err
+
+
+def test_options_a_command_ignores_and_bad_counts_are_errors(project, capsys):
+    assert main(["run", str(project), "-O", "project_type=host_driven"]) == 2
+    err = capsys.readouterr().err
+    assert "option 'project_type' (--option on the command line) is not used by run; give it to " \
+           "create-project instead" in err
+    assert main(["build", str(project), "-o", "project_type=host_driven"]) == 2
+    assert "is not used by build; give it to create-project instead" in capsys.readouterr().err
+    assert main(["run", str(project), "-O", "noequals"]) == 2
+    assert "write e.g. -O noequals=VALUE" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", str(project), "--print-top", "-3"])
+    assert "-3 is negative" in capsys.readouterr().err
