@@ -109,8 +109,10 @@ def build_metadata(
     checks is written in one place.
 
     `inputs`/`outputs` map tensor names to `tensor_metadata` entries, in the run function's
-    argument order. The per-device entry sits under ``memory.main`` (read_mlf also takes
-    TVM's ``memory.functions.main``).
+    argument order. The layout is TVM 0.18's (`tvmc compile --output-format mlf`, metadata
+    version 7): the per-device entry under ``memory.functions.main``, beside an (empty)
+    ``memory.functions.operator_functions``, which TVM's own templates read (read_mlf also
+    takes the flat ``memory.main`` of archives written by earlier versions of this tool).
     """
     main = {
         "device": 1,
@@ -129,7 +131,7 @@ def build_metadata(
                 "style": "full-model",
                 "target": [target],
                 "executors": ["aot"],
-                "memory": {"operator_functions": [], "main": [main]},
+                "memory": {"functions": {"main": [main], "operator_functions": []}},
                 "generator": dict(generator),
             }
         },

@@ -70,7 +70,7 @@ class CompiledModel:
     ) -> None:
         meta = json.loads(members["metadata.json"])
         ((self.name, mod),) = meta["modules"].items()
-        self.meta = mod["memory"]["main"][0]
+        self.meta = mod["memory"]["functions"]["main"][0]
         src, inc = write_sources(members, workdir)
         (src / "mt_bench.c").write_text(_BENCH_C % {"name": self.name})
         header = (inc / f"tvmgen_{self.name}.h").read_text()

@@ -70,7 +70,7 @@ def test_metadata_layout(tmp_path):
     assert meta["version"] == 7
     mod = meta["modules"]["sine"]
     assert mod["executors"] == ["aot"] and mod["style"] == "full-model"
-    main = mod["memory"]["main"][0]
+    main = mod["memory"]["functions"]["main"][0]  # TVM 0.18's layout
     ((name, inp),) = main["inputs"].items()
     assert name == "serving_default_dense_input:0"
     assert inp["dtype"] == "int8" and inp["shape"] == [1, 1] and inp["size"] == 1
@@ -186,3 +186,36 @@ def test_deterministic_across_processes(tmp_path):
         subprocess.run([sys.executable, "-c", code, str(kws), str(out)], check=True, env=env, timeout=120)
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]
+
+
+def test_metadata_is_laid_out_as_tvm_0_18_writes_it(tmp_path):
+    """TVM's own templates read memory.functions.main (issue 18): our archives nest their
+    metadata as TVM 0.18's `tvmc compile --output-format mlf` does (an archive it made is
+    in ../shared/tvm_mlf), with our extra keys (shapes, quantisation, generator) beside."""
+    import json as _json
+    import tarfile as _tarfile
+
+    from conftest import SHARED_MODELS
+
+    tvm_tar = SHARED_MODELS.parent / "tvm_mlf" / "hello_world_int8_aot.tar"
+    if not tvm_tar.exists():
+        pytest.skip(f"{tvm_tar} not present")
+
+    def meta(path):
+        with _tarfile.open(path) as tar:
+            member = next(m for m in tar.getmembers() if m.name.lstrip("./") == "metadata.json")
+            return _json.load(tar.extractfile(member))
+
+    theirs = meta(tvm_tar)
+    ours = meta(compile_model(SINE, tmp_path / "sine.tar"))
+    assert ours["version"] == theirs["version"] == 7
+    t_mod, o_mod = theirs["modules"]["default"], ours["modules"]["default"]
+    assert set(t_mod) - {"external_dependencies"} <= set(o_mod)
+    assert set(o_mod["memory"]) == set(t_mod["memory"]) == {"functions"}
+    functions = {"main", "operator_functions"}
+    assert set(o_mod["memory"]["functions"]) == set(t_mod["memory"]["functions"]) == functions
+    t_main, o_main = t_mod["memory"]["functions"]["main"][0], o_mod["memory"]["functions"]["main"][0]
+    assert set(t_main) <= set(o_main)
+    for kind in ("inputs", "outputs"):
+        for entry in o_main[kind].values():
+            assert {"dtype", "size"} <= set(entry)

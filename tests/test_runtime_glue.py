@@ -77,7 +77,7 @@ def test_glue_rejects_inconsistent_archives(tmp_path):
     mlf = extract_fake_mlf(tmp_path / "mlf", n=4)
     meta_path = mlf / "metadata.json"
     meta = json.loads(meta_path.read_text())
-    outs = meta["modules"]["default"]["memory"]["main"][0]["outputs"]
+    outs = meta["modules"]["default"]["memory"]["functions"]["main"][0]["outputs"]
     del outs["z"]
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(MLFError, match="2 fields but"):
