@@ -7,6 +7,7 @@ Content hashes (not mtimes) decide staleness, so touching a file changes nothing
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -167,3 +168,29 @@ class ContentChecker:
 def tree_hash(root: str | os.PathLike[str], ignore: Iterable[str] = IGNORED_NAMES) -> str:
     """`ContentChecker.tree_hash` without a stored record: every file is read."""
     return ContentChecker(ignore).tree_hash(root)
+
+
+#: errno values that mean "this disk cannot take the write" (full, quota, read-only, not ours).
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def disk_error_message(e: OSError, path: str | os.PathLike[str] | None = None) -> str:
+    """One line for a write the disk refused: the path, what happened (with the errno) and the fix.
+
+    `path` overrides the exception's own file name (for an os.replace, the destination
+    `filename2` is the one a person knows, so it is preferred to the temporary file).
+    """
+    where = os.fspath(path) if path is not None else (e.filename2 or e.filename or "a file")
+    where = os.fspath(where)
+    folder = os.path.dirname(where.rstrip("/")) or "."
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = "no space left on the device" if e.errno == errno.ENOSPC else "disk quota exceeded"
+        return (f"{where}: {what} (errno {e.errno}); free some space on the disk of {folder} "
+                "(or set `build_dir:` in projects.yaml to a larger one) and run again")
+    if e.errno == errno.EROFS:
+        return (f"{where}: the file system is read-only (errno {e.errno}); remount it read-write, or work "
+                "in a writable copy of the workspace (`build_dir:` in projects.yaml can point elsewhere)")
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return (f"{where}: permission denied (errno {e.errno}); make {folder} writable for this user "
+                f"(chmod u+w {folder}) or run as its owner")
+    return f"{where}: {e.strerror or e}"

@@ -268,6 +268,17 @@ def create_project(
         if project_dir.exists():  # no hand edits (checked above): replace it
             os.rename(project_dir, work / "old")
         os.rename(target, project_dir)
+    except OSError as e:
+        from .fsutil import DISK_ERRNOS
+
+        if e.errno not in DISK_ERRNOS:
+            raise
+        # the disk refused a write: name the file where it was going to be, not in the temporary
+        # directory (removed below)
+        def real(name: Any) -> Any:
+            return name.replace(str(target), str(project_dir), 1) if isinstance(name, str) else name
+
+        raise OSError(e.errno, e.strerror, real(e.filename2 or e.filename)) from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return state

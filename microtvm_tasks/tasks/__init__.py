@@ -41,12 +41,16 @@ HandEditError unless `doit generate:<p> force=1` or `regenerate: force` in proje
 Output
 ======
 
-Each task's output (ours, the Project API server's stdout, build tools) goes to
-`.tvmc/logs/<task>.log`; it is also streamed live when doit runs one task at a time
-(the default), and its tail is shown when a task fails in a parallel run (`doit -n 2`).
-Device stages (flash, run) take a lock in `.tvmc/locks/` per board or port, so two
-never talk to the same device at once. A MicrotvmError fails the task with its message
-and no traceback.
+Each task's output (ours, the Project API server's stdout, build tools) is appended to
+`.tvmc/logs/<task>.log` under a header naming the run (pid, command, time); it is also
+streamed live when doit runs one task at a time (the default), and its tail is shown
+when a task fails in a parallel run (`doit -n 2`). A MicrotvmError, or a write the disk
+refuses (full, read-only), fails the task with one message and no traceback.
+
+Locks (`.tvmc/locks/`): a `doit` run holds the workspace lock, so a second `doit` on the
+same workspace waits (saying which pid and command holds it) and then finds the work
+done; each generate/build/flash/run holds its project's lock; device stages (flash,
+run) take a lock per board or port, so two never talk to the same device at once.
 
 This module is imported on every `doit` invocation: it imports nothing heavy (no numpy,
 no compiler) at load time.
@@ -62,7 +66,7 @@ module             what it owns
 `rules.py`         the up-to-date rules above, one function (or class) per rule
 `actions.py`       what each task does (compile, generate, build, flash, run, clean)
 `logs.py`          `run_logged`: a task's output to its log and, streaming, the console
-`locks.py`         `device_lock` and `device_key`: one flash or run per device at a time
+`locks.py`         `workspace_lock`, `project_lock`, `device_lock` (+ `device_key`): one at a time
 `reporter.py`      `ProgressReporter`: done/total, one message per failure, a summary
 `generators.py`    `WorkspaceTasks` and `workspace_tasks`: the task dicts of a projects.yaml
 =================  ==========================================================================
@@ -87,7 +91,15 @@ from .actions import (
     tvmc_argv,
 )
 from .generators import STAGE_OF_METHOD, WorkspaceTasks, workspace_tasks
-from .locks import DEVICE_OPTIONS, LOCK_TIMEOUT_SEC, device_key, device_lock
+from .locks import (
+    DEVICE_OPTIONS,
+    LOCK_TIMEOUT_SEC,
+    FileLock,
+    device_key,
+    device_lock,
+    project_lock,
+    workspace_lock,
+)
 from .logs import LOG_TAIL_LINES, run_logged
 from .reporter import ProgressReporter
 from .rules import (
@@ -102,11 +114,11 @@ from .rules import (
 )
 
 __all__ = [
-    "DEVICE_OPTIONS", "LOCK_TIMEOUT_SEC", "LOG_TAIL_LINES", "STAGE_OF_METHOD",
+    "DEVICE_OPTIONS", "LOCK_TIMEOUT_SEC", "LOG_TAIL_LINES", "STAGE_OF_METHOD", "FileLock",
     "ProgressReporter", "WorkspaceTasks",
     "build_action", "build_record", "built_from_current_generation", "clean_build_outputs", "clean_dir",
     "clean_project", "compile_action", "device_key", "device_lock", "flash_action", "flashed_current_build",
     "format_results", "generate_action", "generated_from_current_template", "options_unchanged",
     "project_files_unchanged", "ran_current_flash", "read_state", "run_action", "run_and_record",
-    "run_logged", "tvmc_argv", "workspace_tasks",
+    "project_lock", "run_logged", "tvmc_argv", "workspace_lock", "workspace_tasks",
 ]

@@ -15,7 +15,27 @@ from typing import Any
 
 from ..errors import ConfigError, MicrotvmError, StateError, ToolNotFoundError
 from ..state import try_load_state
-from .locks import device_lock
+from .locks import device_lock, project_lock
+
+
+def _pid_alive(pid: int) -> bool:
+    """Is process `pid` running (a temporary file named after it may still be written)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def _project_lock(project_dir: str, lock_dir: str | None) -> Any:
+    """The project's lock (one stage of a project directory at a time), or nothing without a lock dir."""
+    import contextlib
+
+    if lock_dir is None:
+        return contextlib.nullcontext()
+    return project_lock(lock_dir, os.path.basename(os.path.normpath(project_dir)))
 
 
 def _which(tool: str) -> str | None:
@@ -45,7 +65,9 @@ def compile_action(model_path: str, compiler: str, options: dict[str, Any], modu
     out_path = Path(out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     for stale in out_path.parent.glob(f".{out_path.stem}.*.tmp{out_path.suffix}"):
-        stale.unlink(missing_ok=True)  # left by a killed compile
+        pid = stale.name[len(out_path.stem) + 2:].split(".", 1)[0]
+        if not (pid.isdigit() and _pid_alive(int(pid))):
+            stale.unlink(missing_ok=True)  # left by a killed compile (not one still running elsewhere)
     tmp = out_path.with_name(f".{out_path.stem}.{os.getpid()}.tmp{out_path.suffix}")  # tvmc wants .tar
     try:
         if compiler == "builtin":
@@ -108,33 +130,38 @@ def _force_requested(spec_force: bool) -> bool:
 
 
 def generate_action(project_dir: str, mlf: str, template: str, options: dict[str, Any], platform: str | None,
-                    spec_force: bool, cache_dir: str, where: str, force: bool = False) -> None:
-    """generate:<project>: Project API generate_project into a temp dir, renamed into place."""
+                    spec_force: bool, cache_dir: str, where: str, force: bool = False,
+                    lock_dir: str | None = None) -> None:
+    """generate:<project>: Project API generate_project into a temp dir, renamed into place
+    (under the project's lock when `lock_dir` is given)."""
     from ..errors import HandEditError
     from ..project import create_project
 
     try:
-        create_project(project_dir, mlf, template, options, force=force or _force_requested(spec_force),
-                       platform=platform, cache_dir=cache_dir, where=where)
+        with _project_lock(project_dir, lock_dir):
+            create_project(project_dir, mlf, template, options, force=force or _force_requested(spec_force),
+                           platform=platform, cache_dir=cache_dir, where=where)
     except HandEditError as e:
         name = os.path.basename(os.path.normpath(project_dir))
         raise HandEditError(f"{e}\nHere: doit generate:{name} force=1") from None
     print(f"generated {project_dir}")
 
 
-def build_action(project_dir: str, options: dict[str, Any]) -> None:
-    """build:<project>: the project's own server builds it; the build is recorded in .tvmc.json."""
+def build_action(project_dir: str, options: dict[str, Any], lock_dir: str | None = None) -> None:
+    """build:<project>: the project's own server builds it; the build is recorded in .tvmc.json.
+    Under the project's lock (given `lock_dir`): never two builds in one project directory."""
     from ..project import build_project
 
-    build_project(project_dir, options)
+    with _project_lock(project_dir, lock_dir):
+        build_project(project_dir, options)
     print(f"built {project_dir}")
 
 
 def flash_action(project_dir: str, options: dict[str, Any], lock_dir: str, key: str) -> None:
-    """flash:<project>: under the device's lock."""
+    """flash:<project>: under the project's lock, then the device's."""
     from ..project import flash_project
 
-    with device_lock(lock_dir, key):
+    with _project_lock(project_dir, lock_dir), device_lock(lock_dir, key):
         flash_project(project_dir, options)
     print(f"flashed {project_dir}")
 
@@ -169,7 +196,7 @@ def run_action(project_dir: str, options: dict[str, Any], lock_dir: str, key: st
 
     Returns the results text, which run_logged shows even when output goes to the log only.
     """
-    with device_lock(lock_dir, key):
+    with _project_lock(project_dir, lock_dir), device_lock(lock_dir, key):
         return run_and_record(project_dir, options, run_dir, inputs)
 
 

@@ -247,8 +247,10 @@ class WorkspaceTasks:
             "name": name,
             "doc": f"generate {self._rel(p.dir)} from {spec.platform or self._rel(template)} "
                    f"and model {spec.model} (force=1 to overwrite hand edits)",
-            "actions": [self._logged(f"generate:{name}", actions.generate_action, p.dir, mlf, template,
-                                     p.options, spec.platform, spec.force_regenerate, self.cache_dir, where)],
+            # lock_dir by keyword: doit passes the `force` parameter by keyword too
+            "actions": [(*self._logged(f"generate:{name}", actions.generate_action, p.dir, mlf,
+                                       template, p.options, spec.platform, spec.force_regenerate,
+                                       self.cache_dir, where), {"lock_dir": self.lock_dir})],
             "params": [{"name": "force", "long": "force", "type": bool, "default": False,
                         "help": "regenerate even over files edited by hand (the old project is backed up)"}],
             "file_dep": [mlf],
@@ -273,7 +275,8 @@ class WorkspaceTasks:
         return {
             "name": name,
             "doc": f"build {self._rel(p.dir)} (reruns after hand edits of its files)",
-            "actions": [self._logged(f"build:{name}", actions.build_action, p.dir, p.options)],
+            "actions": [self._logged(f"build:{name}", actions.build_action, p.dir, p.options,
+                                     self.lock_dir)],
             "task_dep": [f"generate:{name}"],
             "uptodate": [
                 (rules.built_from_current_generation, [p.dir]),
@@ -316,6 +319,12 @@ class WorkspaceTasks:
     def _run(self, name: str) -> dict[str, Any]:
         p = self.projects[name]
         inputs = str(p.spec.inputs) if p.spec.inputs else None
+        if inputs and not os.path.isfile(inputs):  # (one stat per run task: cheap at load)
+            loc = project_location(self.ws, name, "inputs")
+            msg = (f"{loc}: project '{name}': its `inputs:` file {inputs} does not exist; create it (an .npz "
+                   "with one array per model input, e.g. numpy.savez) or fix the path in `inputs:`")
+            return {"name": name, "doc": f"cannot run: {msg}", "actions": [(actions.fail_with, [msg])],
+                    "task_dep": [f"flash:{name}"], "uptodate": [False], **self._common()}
         targets = [os.path.join(p.run_dir, f) for f in ("inputs.npz", "outputs.npz", "summary.json")]
         return {
             "name": name,
@@ -339,7 +348,8 @@ class WorkspaceTasks:
             "dep_file": str(self.state_dir / "doit.db"),
             "backend": "sqlite3",
             "default_tasks": list(self.ws.default_tasks),
-            "reporter": ProgressReporter,
+            # holds the workspace lock for the run: a second doit waits, then finds the work done
+            "reporter": ProgressReporter.for_workspace(self.lock_dir, str(self.ws.root)),
             "verbosity": 2,
             "subtasks": True,  # `doit list` shows every compile:/generate:/... task with its doc
             # one project's failure (or misconfiguration) does not stop the others; doit still
@@ -362,6 +372,58 @@ class WorkspaceTasks:
         }
 
 
+def _check_writable(*dirs: Path) -> None:
+    """Refuse, at load, a workspace whose `.tvmc/` or `build/` cannot be written (read-only, not
+    ours, or a disk so full not even an empty file fits), with one line naming the directory
+    and the fix: otherwise doit's database or the first task would fail with a traceback."""
+    import tempfile
+
+    from ..fsutil import DISK_ERRNOS, disk_error_message
+
+    for d in dirs:
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=d, prefix=".write-probe-"):
+                pass
+        except OSError as e:
+            if e.errno not in DISK_ERRNOS:
+                raise
+            raise MicrotvmError(disk_error_message(e, d)) from None
+
+
+def _guard_dep_file() -> None:
+    """doit's sqlite dependency file (.tvmc/doit.db) failing to open or to be written ("database
+    or disk is full", a read-only file) ends the run with one line saying what to do, instead of
+    doit's traceback. doit offers no hook there, so its SqliteDB's two entry points that write
+    are wrapped, once per process (only a doit process loads the workspace's tasks)."""
+    try:
+        from doit.dependency import SqliteDB
+    except ImportError:  # pragma: no cover - doit is a dependency
+        return
+    if getattr(SqliteDB, "_microtvm_guarded", False):
+        return
+    import functools
+    import sqlite3
+
+    def guarded(method: Callable[..., Any], doing: str) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except (sqlite3.Error, OSError) as e:
+                why = str(e) or type(e).__name__
+                print(f"microtvm: {self.name}: cannot {doing} doit's record of the tasks ({why}); free space "
+                      f"on its disk or make {os.path.dirname(os.path.abspath(self.name))} writable, then run "
+                      "again: tasks whose record was lost run again, nothing half-written is taken as done",
+                      file=sys.stderr, flush=True)
+                raise SystemExit(3) from None
+        return wrapper
+
+    SqliteDB.__init__ = guarded(SqliteDB.__init__, "open")  # type: ignore[method-assign]
+    SqliteDB.dump = guarded(SqliteDB.dump, "write")  # type: ignore[method-assign]
+    SqliteDB._microtvm_guarded = True  # type: ignore[attr-defined]
+
+
 def workspace_tasks(config: str | os.PathLike[str] = "projects.yaml") -> dict[str, Any]:
     """DOIT_CONFIG and task generators for a projects.yaml, for `globals().update(...)` in dodo.py.
 
@@ -379,9 +441,11 @@ def workspace_tasks(config: str | os.PathLike[str] = "projects.yaml") -> dict[st
         for msg in wt.broken.values():
             print(f"microtvm: {msg} (its tasks will fail; the other projects are not affected)",
                   file=sys.stderr)
+        _check_writable(wt.state_dir, wt.ws.build_dir)
     except MicrotvmError as e:
         print(f"microtvm: {e}", file=sys.stderr)
         raise SystemExit(3) from None
+    _guard_dep_file()
     ns["MICROTVM_WORKSPACE"] = wt
     from .logs import interrupt_hook
 

@@ -2,7 +2,11 @@
 
 `run_logged` wraps an action: fds 1 and 2 go to the log (through a tee thread to the
 console as well when streaming), a MicrotvmError becomes a TaskFailed with its message
-and, when the output was not shown live, the log's tail.
+and, when the output was not shown live, the log's tail. Each run is appended under a
+header (task, pid, command, time), so the log of an earlier run, or of another process,
+is never overwritten; a log past LOG_KEEP_BYTES moves to `<task>.old.log` first. A write
+the disk refuses (full, read-only, not writable) fails the task with one line naming the
+path and the fix, not a traceback.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import os
 import re
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,14 +25,17 @@ from ..errors import MicrotvmError
 #: Lines of a failed task's log shown with its error (when the log was not streamed).
 LOG_TAIL_LINES = 30
 
+#: A task's log is moved to `<task>.old.log` (replacing the older one) once it is this large.
+LOG_KEEP_BYTES = 8 << 20
 
 
-def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+def _log_tail(path: Path, lines: int = LOG_TAIL_LINES, start: int = 0) -> str:
+    """The last `lines` lines of `path` written after offset `start` (this run's part)."""
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
             size = f.tell()
-            f.seek(max(0, size - 16384))
+            f.seek(max(start, size - 16384))
             data = f.read().decode("utf-8", "replace")
     except OSError:
         return ""
@@ -55,8 +63,12 @@ class _Tee(threading.Thread):
                 return
             if not data:
                 return
-            self.log.write(data)
-            self.log.flush()
+            if self.log is not None:
+                try:
+                    self.log.write(data)
+                    self.log.flush()
+                except OSError:  # a full disk: the console still gets it; the task's own error says why
+                    self.log = None
             try:
                 os.write(self.console_fd, data)
             except OSError:
@@ -74,14 +86,29 @@ def run_logged(task_name: str, log_dir: str, func: Callable[..., Any], *args: An
     """
     from doit.exceptions import TaskFailed
 
+    from ..fsutil import DISK_ERRNOS, disk_error_message
+    from .locks import _command
+
     log_path = Path(log_dir) / (re.sub(r"[^A-Za-z0-9_.+-]", "_", task_name) + ".log")
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        if log_path.is_file() and log_path.stat().st_size > LOG_KEEP_BYTES:
+            os.replace(log_path, log_path.with_name(log_path.stem + ".old.log"))
+        log = open(log_path, "ab")  # noqa: SIM115 - closed by the with below
+        start = log.tell()
+        log.write(f"==== {task_name} · pid {os.getpid()} · {_command()} · "
+                  f"{time.strftime('%Y-%m-%d %H:%M:%S')} ====\n".encode())
+        log.flush()
+    except OSError as e:
+        if e.errno not in DISK_ERRNOS:
+            raise
+        return TaskFailed(f"{task_name}: cannot write its log: {disk_error_message(e, log_path)}")
     stream = _streaming()
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
     tee: _Tee | None = None
-    with open(log_path, "wb") as log:
+    with log:
         if stream:
             read_fd, write_fd = os.pipe()
             tee = _Tee(read_fd, log, saved[0])
@@ -103,6 +130,11 @@ def run_logged(task_name: str, log_dir: str, func: Callable[..., Any], *args: An
             result = func(*args, **kwargs)
         except MicrotvmError as e:
             failure, full_text = _short_message(e), str(e)
+        except OSError as e:  # the disk refused a write: one line, and the stage is not recorded as done
+            if e.errno not in DISK_ERRNOS:
+                raise
+            failure = full_text = (f"{disk_error_message(e)}; nothing half-written was kept, "
+                                   "the task runs again next time")
         except KeyboardInterrupt:
             INTERRUPTED.append(task_name)  # for the one-line report (interrupt_hook)
             log.write(b"\ninterrupted (Ctrl-C)\n")
@@ -123,12 +155,16 @@ def run_logged(task_name: str, log_dir: str, func: Callable[..., Any], *args: An
             os.close(saved[1])
             tail = ""
             if failure is not None:
-                log.flush()
-                if not stream:  # the task's own output, before our error text
-                    tail = _log_tail(log_path)
-                if full_text != failure:  # the server-side traceback: in the log, not on screen
-                    log.write(f"{full_text}\n".encode())
-                log.write(f"error: {failure}\n".encode())
+                try:
+                    log.flush()
+                    if not stream:  # the task's own output, before our error text
+                        tail = _log_tail(log_path, start=start)
+                    if full_text != failure:  # the server-side traceback: in the log, not on screen
+                        log.write(f"{full_text}\n".encode())
+                    log.write(f"error: {failure}\n".encode())
+                    log.flush()
+                except OSError:  # a full disk: the message still reaches the console
+                    pass
     if failure is None:
         if isinstance(result, str) and not stream:  # a result worth seeing: not only in the log
             print(f"{task_name}: {result}", flush=True)

@@ -37,6 +37,15 @@ class ProgressReporter(_ConsoleReporter):  # type: ignore[misc, valid-type]
 
     desc = "progress: done/total and the running task; up-to-date tasks summarised"
 
+    #: Where the workspace lock lives and the workspace it names (set by `for_workspace`).
+    lock_dir: str | None = None
+    workspace: str = ""
+
+    @classmethod
+    def for_workspace(cls, lock_dir: str, workspace: str) -> type[ProgressReporter]:
+        """This reporter, holding the workspace lock of `lock_dir` for the run (doit takes a class)."""
+        return type(cls.__name__, (cls,), {"lock_dir": lock_dir, "workspace": workspace})
+
     def __init__(self, outstream: Any, options: Any) -> None:
         super().__init__(outstream, options)
         self.total = 0
@@ -45,11 +54,21 @@ class ProgressReporter(_ConsoleReporter):  # type: ignore[misc, valid-type]
         self.uptodate = 0
         self.failed: list[str] = []
         self.started_at = time.monotonic()
+        self._lock: Any = None
 
     def _counts(self, task: Any) -> bool:
         return bool(task.actions) and not task.name.startswith("_")
 
     def initialize(self, tasks: Any, selected_tasks: Any) -> None:
+        """Counts the tasks and takes the workspace lock: called by doit's runner before the first
+        up-to-date check (doit reads `.tvmc/doit.db` per task, lazily), so a second `doit` waits
+        here and then sees everything the first one recorded."""
+        if self.lock_dir is not None and self._lock is None:
+            from .locks import workspace_lock
+
+            lock = workspace_lock(self.lock_dir, self.workspace)
+            lock.__enter__()
+            self._lock = lock
         self.total = sum(1 for n in _reachable(tasks, selected_tasks) if self._counts(tasks[n]))
         self.started_at = time.monotonic()
 
@@ -87,8 +106,12 @@ class ProgressReporter(_ConsoleReporter):  # type: ignore[misc, valid-type]
             self.write(f"ERROR in {task.name}: {fail.get_msg()}\n")
 
     def complete_run(self) -> None:
+        """The summary line; the workspace lock is given back (doit has written doit.db by now)."""
         from .logs import INTERRUPTED
 
+        if self._lock is not None:
+            self._lock.__exit__(None, None, None)
+            self._lock = None
         if INTERRUPTED:  # "0 failed" would mislead: the interrupt hook says what happened
             return
         elapsed = time.monotonic() - self.started_at
