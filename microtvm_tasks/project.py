@@ -265,9 +265,16 @@ def create_project(
                                     **({"backup": str(backup)} if backup else {})}},
         )
         save_state(target, state)
+        old = None
         if project_dir.exists():  # no hand edits (checked above): replace it
-            os.rename(project_dir, work / "old")
-        os.rename(target, project_dir)
+            old = work / "old"
+            os.rename(project_dir, old)
+        try:
+            os.rename(target, project_dir)
+        except OSError:
+            if old is not None:  # put the old project back before the temp dir goes
+                os.rename(old, project_dir)
+            raise
     except OSError as e:
         from .fsutil import DISK_ERRNOS
 

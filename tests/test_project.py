@@ -143,3 +143,31 @@ def test_failed_generate_keeps_the_previous_project(setup: tuple[Path, Path, Pat
     assert load_state(proj) == first
     assert "gen_flag=good" in (proj / "src" / "model.c").read_text()
     assert sorted(p.name for p in proj.parent.iterdir()) == ["c", "p"]
+
+
+def test_a_failed_final_rename_puts_the_old_project_back(tmp_path, monkeypatch):
+    """Nothing lost: if moving the new project into place fails, the old one (moved aside
+    first) is restored, not deleted with the temporary directory."""
+    import os as _os
+
+    from conftest import SINE_TFLITE, TEMPLATES_DIR
+
+    from microtvm_tasks.compiler import compile_model
+    from microtvm_tasks.project import create_project
+
+    mlf = compile_model(SINE_TFLITE, tmp_path / "sine.tar")
+    project = tmp_path / "p"
+    create_project(project, mlf, TEMPLATES_DIR / "host", {})
+    before = (project / ".tvmc.json").read_text()
+    real = _os.rename
+
+    def failing(src, dst):
+        if _os.fspath(dst) == _os.fspath(project) and "old" not in _os.fspath(src):
+            raise OSError(28, "No space left on device", _os.fspath(dst))
+        return real(src, dst)
+
+    monkeypatch.setattr(_os, "rename", failing)
+    with pytest.raises(Exception):  # noqa: B017 - the disk error, in whatever form create_project gives it
+        create_project(project, mlf, TEMPLATES_DIR / "host", {})
+    monkeypatch.setattr(_os, "rename", real)
+    assert (project / ".tvmc.json").read_text() == before
