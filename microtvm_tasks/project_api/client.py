@@ -3,8 +3,15 @@
 Wire-compatible with TVM v0.18's ``tvm.micro.project_api.client`` (the protocol is
 specified in `microtvm_tasks.project_api.server`), with what a build tool needs on top:
 
-* every call has a timeout; a server that stays silent past it is killed and the error
-  names the method and the limit, instead of hanging the build;
+* every call has a timeout (per method if the caller says so: ``method_timeouts=``); a
+  server that stays silent past it is killed and the error names the method and the
+  limit, instead of hanging the build. Two liveness rules end a wait early: a server that
+  exits is noticed at once (even when a child it left holds the pipe open), and one that
+  leaves a request unread for `REQUEST_READ_LIMIT_SEC` is not serving and is stopped.
+  A reply line is refused past 64 MiB (`process.MAX_REPLY_BYTES`), read in bounded chunks;
+* the server runs in a process group of its own that every stop signals, and dies with
+  the client (see `process`); an interruption (Ctrl-C) in the middle of a call stops the
+  server at once (SIGTERM, half a second, SIGKILL) instead of waiting for its reply;
 * `ProjectAPIClient` is a context manager that always reaps the server process (close
   the pipes so it exits on its own, then terminate, then kill);
 * when the server dies or answers something that is not a valid reply (not JSON, wrong
@@ -52,9 +59,12 @@ from .errors import (  # noqa: F401 - re-exported: users catch them as client.<N
     indent,
 )
 from .process import (  # noqa: F401 - re-exported: launching and supervising the server
+    MAX_REPLY_BYTES,
     STDERR_TAIL_LINES,
     DeadlinePassed,
     LineChannel,
+    ReplyTooLong,
+    ServerExited,
     ServerProcess,
     launch,
     reap_quietly,
@@ -76,6 +86,11 @@ or a first Arduino core download takes minutes; only a truly hung server should 
 
 STAGE_METHODS = frozenset({"generate_project", "build", "flash"})
 
+REQUEST_READ_LIMIT_SEC = 30.0
+"""A server that has not read a request this long after it was sent is not serving (it
+waits for nothing we could give it): it is stopped and the error says so, whatever the
+method's own limit (a build may take an hour; reading its request never does)."""
+
 TRANSPORT_GRACE_SEC = 5.0
 """Added to a transport call's own ``timeout_sec`` so the server can time out first."""
 
@@ -95,6 +110,7 @@ class ProjectAPIClient:
     sends one request and waits for its reply, at most ``timeout`` seconds
     (``stage_timeout``, by default the same, for generate_project, build and flash;
     None waits forever);
+    ``method_timeouts`` maps a method name to its own limit (e.g. ``{"build": 600}``);
     ``timeout=`` on any method overrides the limit for that call.
 
     Use it as a context manager: leaving the ``with`` block closes the pipes and reaps
@@ -111,17 +127,22 @@ class ProjectAPIClient:
         stage_timeout: float | None | EllipsisType = ...,
         server_process: ServerProcess | None = None,
         description: str = "the Project API server",
+        method_timeouts: dict[str, float | None] | None = None,
     ):
         self.read_file = read_file
         self.write_file = write_file
         self.testonly_did_write_request = testonly_did_write_request
         self.timeout = timeout
         self.stage_timeout = timeout if stage_timeout is ... else stage_timeout
+        self.method_timeouts = dict(method_timeouts or {})
+        self.request_read_limit: float | None = REQUEST_READ_LIMIT_SEC
         self.server_process = server_process
         self.description = description
         self.next_request_id = 1
         self._closed = False
-        self._channel = LineChannel(read_file, write_file)
+        self._channel = LineChannel(
+            read_file, write_file, exit_fd=server_process.exit_fd if server_process else None
+        )
         self._finalizer = weakref.finalize(self, reap_quietly, [read_file, write_file], server_process)
 
     # -- lifetime ---------------------------------------------------------------------------
@@ -146,14 +167,31 @@ class ProjectAPIClient:
     def __enter__(self) -> ProjectAPIClient:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        if exc_type is not None and not issubclass(exc_type, Exception) and self.server_process:
+            # interrupted (Ctrl-C, SystemExit): an idle server exits at end of file at once;
+            # do not wait long for one that does not
+            self.server_process.grace_sec = min(self.server_process.grace_sec, 0.5)
         self.shutdown()
+
+    def abandon(self) -> None:
+        """Stop the server promptly without a word to it (the client was interrupted in the
+        middle of a call, so a reply is still due and the connection cannot be reused)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._channel.close()
+        if self.server_process is not None:
+            self.server_process.abandon()
+        self._finalizer.detach()
 
     # -- one call ---------------------------------------------------------------------------
 
     def _limit(self, timeout: float | None | EllipsisType, method: str = "") -> float | None:
         if timeout is not ...:
             return timeout
+        if method in self.method_timeouts:
+            return self.method_timeouts[method]
         return self.stage_timeout if method in STAGE_METHODS else self.timeout
 
     def _request_reply(self, method: str, params: dict[str, Any], timeout: float | None = _DEFAULT) -> Any:
@@ -172,25 +210,13 @@ class ProjectAPIClient:
         except (TypeError, ValueError) as exc:
             raise TypeError(f"cannot send {method}: its parameters are not JSON data: {exc}") from exc
         try:
-            self._channel.write(line, deadline)
-        except DeadlinePassed:
-            self._timed_out(method, limit)
-        except (BrokenPipeError, ValueError, OSError):
-            self._died(method, "stopped reading requests")
-        if self.testonly_did_write_request is not None:
-            self.testonly_did_write_request()
-
-        try:
-            line = self._channel.read_line(deadline)
-        except DeadlinePassed:
-            self._timed_out(method, limit)
-        except (OSError, ValueError):
-            line = b""
-        if not line.endswith(b"\n"):
-            if line:
-                self._broken(method, f"sent an unterminated reply {_excerpt(line)} and closed the connection")
-            self._died(method, "closed the connection without replying")
-
+            line = self._exchange(method, line, deadline, limit)
+        except BaseException:
+            # Interrupted half-way (Ctrl-C): the reply is still due, so the connection is
+            # unusable and the server busy; stop it now rather than wait for its reply.
+            if not self._closed:
+                self.abandon()
+            raise
         try:
             reply = json.loads(line.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
@@ -217,7 +243,71 @@ class ProjectAPIClient:
             self._broken(method, f"replied with neither result nor error: {_excerpt(line)}")
         return reply["result"]
 
+    def _exchange(self, method: str, line: bytes, deadline: float | None, limit: float | None) -> bytes:
+        """Send one request line and return the reply line (with its newline).
+
+        The liveness rules apply here: the server's exit ends any wait at once, and a
+        request still unread after `request_read_limit` seconds stops the server.
+        """
+        channel = self._channel
+        read_limit = self.request_read_limit
+        checkpoint = None if read_limit is None else time.monotonic() + read_limit
+
+        def overdue() -> bool:  # the method's own limit is over (not just the read check)
+            return checkpoint is None or (deadline is not None and time.monotonic() >= deadline)
+
+        while True:
+            try:
+                channel.write(line, _earliest(deadline, checkpoint))
+                break
+            except DeadlinePassed:
+                if overdue():
+                    self._timed_out(method, limit)
+                self._not_reading(method, read_limit)
+            except ServerExited:
+                self._died(method, "exited before reading the request")
+            except (BrokenPipeError, ValueError, OSError):
+                self._died(method, "stopped reading requests")
+        if self.testonly_did_write_request is not None:
+            self.testonly_did_write_request()
+        while True:
+            try:
+                line = channel.read_line(_earliest(deadline, checkpoint))
+                break
+            except DeadlinePassed:
+                if overdue():
+                    self._timed_out(method, limit)
+                if channel.unread():
+                    self._not_reading(method, read_limit)
+                checkpoint = None  # it read the request: only the method's limit is left
+            except ServerExited:
+                line = b""  # it exited without replying (a child of it may hold the pipe)
+                break
+            except ReplyTooLong:
+                self._broken(
+                    method, f"sent a reply line longer than {channel.max_line >> 20} MiB (the limit) "
+                    "without a newline"
+                )
+            except (OSError, ValueError):
+                line = b""
+                break
+        if not line.endswith(b"\n"):
+            if line:
+                self._broken(method, f"sent an unterminated reply {_excerpt(line)} and closed the connection")
+            self._died(method, "closed the connection without replying")
+        return line
+
     # -- failures ---------------------------------------------------------------------------
+
+    def _not_reading(self, method: str, read_limit: float | None) -> NoReturn:
+        if self.server_process is not None:
+            self.server_process.kill()
+        self.shutdown()
+        raise ServerTimeoutError(
+            f"{self.description} did not read the {method} request within {read_limit:g} s "
+            f"(it is not serving: hung, or waiting for something else), so it was stopped."
+            f"{self._diagnosis()}"
+        )
 
     def _diagnosis(self, lines: list[str] | None = None) -> str:
         """Exit status and stderr tail of the server, for an error message."""
@@ -358,6 +448,13 @@ class ProjectAPIClient:
         return self._request_reply("write_transport", params, self._transport_limit(timeout, timeout_sec))
 
 
+def _earliest(a: float | None, b: float | None) -> float | None:
+    """The earlier of two deadlines, None meaning never."""
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
+
+
 def _json_default(value: Any) -> Any:
     """Paths in parameters (e.g. options naming files) travel as strings."""
     if isinstance(value, os.PathLike):
@@ -381,6 +478,7 @@ def instantiate_from_dir(
     timeout: float | None = DEFAULT_TIMEOUT_SEC,
     stage_timeout: float | None = STAGE_TIMEOUT_SEC,
     echo_stderr: bool = False,
+    method_timeouts: dict[str, float | None] | None = None,
 ) -> ProjectAPIClient:
     """Launch the server of a template or generated project and connect to it.
 
@@ -389,7 +487,8 @@ def instantiate_from_dir(
     server); this client speaks the protocol with it. ``timeout`` is
     the default limit for each call, in seconds (None: wait forever), except for the
     long stages generate_project, build and flash, which get ``stage_timeout``; a
-    method's own ``timeout=`` overrides both. Use the returned client in a ``with``
+    ``method_timeouts`` gives single methods a limit of their own (``{"flash": 120}``); a
+    method's own ``timeout=`` overrides all of these. Use the returned client in a ``with``
     block so the server is always reaped.
     """
     directory = Path(project_dir).absolute()
@@ -401,4 +500,5 @@ def instantiate_from_dir(
         stage_timeout=stage_timeout,
         server_process=process,
         description=f"the Project API server in {directory}",
+        method_timeouts=method_timeouts,
     )

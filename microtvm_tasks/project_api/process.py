@@ -8,6 +8,14 @@
 with a deadline, so a silent server cannot hang the caller (`DeadlinePassed` says the
 deadline is over; the client turns that into a `ServerTimeoutError` naming the method).
 `client.ProjectAPIClient` does the protocol on top of these.
+
+Lifetime: the server runs in a process group (a session) of its own, so what it starts
+(build tools, emulators) is stopped with it: every stop signals the whole group, and
+once the server has exited whatever is left in its group is killed. On Linux the server
+also gets SIGKILL from the kernel when the client dies (prctl PR_SET_PDEATHSIG, set in
+the child right after fork), so a client killed by SIGKILL or SIGTERM leaves nothing
+running; a server built on `server.main` also keeps a watchdog in its group that kills
+the group when the server or the client dies (see `server.CLIENT_PID_ENV`).
 """
 
 from __future__ import annotations
@@ -15,15 +23,18 @@ from __future__ import annotations
 import collections
 import os
 import select
+import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from .errors import ProjectAPIServerNotFoundError
 from .server import (
+    CLIENT_PID_ENV,
     SERVER_FILENAMES,
     SERVER_LAUNCH_SCRIPT_FILENAME,
     SERVER_PYTHON_FILENAME,
@@ -31,6 +42,15 @@ from .server import (
 )
 
 STDERR_TAIL_LINES = 20
+
+MAX_REPLY_BYTES = 64 << 20
+"""The longest reply line accepted (64 MiB): a server sending endless garbage is stopped
+with an error instead of growing the client's memory without bound."""
+
+ABANDON_GRACE_SEC = 0.5
+"""How long `ServerProcess.abandon` waits after SIGTERM before SIGKILL (Ctrl-C must be quick)."""
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 # ---------------------------------------------------------------------------------------
@@ -46,10 +66,22 @@ class ServerProcess:
     diagnostics there; a doit task's stderr is its log file).
     """
 
-    def __init__(self, proc: subprocess.Popen[bytes], argv: list[str], echo: bool = False):
+    def __init__(self, proc: subprocess.Popen[bytes], argv: list[str], echo: bool = False,
+                 group: bool = False):
         self.proc = proc
         self.argv = argv
         self.echo = echo
+        self.group = group
+        """True when the server leads a process group of its own (`launch` starts it so):
+        stops then signal the whole group, and leftovers are killed once it has exited."""
+        self.exit_fd: int | None = None
+        """A pidfd that becomes readable when the server exits (Linux), for `LineChannel`."""
+        pidfd_open = getattr(os, "pidfd_open", None)
+        if pidfd_open is not None:
+            try:
+                self.exit_fd = pidfd_open(proc.pid)
+            except OSError:
+                self.exit_fd = None
         self._lines: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self._partial = b""  # an unterminated last line, shown in tails too
         self._count = 0
@@ -134,17 +166,12 @@ class ServerProcess:
         proc = self.proc
         if proc.poll() is not None:
             return True
-        pidfd_open = getattr(os, "pidfd_open", None)
-        if pidfd_open is not None:
+        if self.exit_fd is not None:
             try:
-                pidfd = pidfd_open(proc.pid)
-            except OSError:
-                pidfd = None
-            if pidfd is not None:
-                try:
-                    select.select([pidfd], [], [], timeout)
-                finally:
-                    os.close(pidfd)
+                select.select([self.exit_fd], [], [], timeout)
+            except (OSError, ValueError):
+                pass
+            else:
                 return proc.poll() is not None
         try:
             proc.wait(timeout=timeout)
@@ -158,8 +185,6 @@ class ServerProcess:
         if code is None:
             return "still running"
         if code < 0:
-            import signal
-
             try:
                 return f"killed by signal {signal.Signals(-code).name}"
             except ValueError:
@@ -169,27 +194,67 @@ class ServerProcess:
     grace_sec = 2.0
     """How long `reap` waits for the server to exit by itself, and again after SIGTERM."""
 
-    def reap(self) -> None:
-        """Stop the server: wait for it to exit on its own, then terminate, then kill."""
-        proc = self.proc
-        for step, wait in ((None, self.grace_sec), (proc.terminate, self.grace_sec), (proc.kill, 5.0)):
-            if step is not None:
-                try:
-                    step()
-                except OSError:
-                    pass
-            if self.wait(wait):
-                break
+    def signal_group(self, signum: int) -> None:
+        """Send `signum` to the server's process group (or to the server alone without one)."""
+        try:
+            if self.group:
+                os.killpg(self.proc.pid, signum)
+            elif self.proc.poll() is None:
+                self.proc.send_signal(signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def sweep(self) -> None:
+        """Kill what the server left running in its process group after it exited.
+
+        Nothing the server started in its group has an owner once the server is gone (the
+        group id cannot be reused while any member lives, so this reaches only them).
+        """
+        if self.group and self.proc.poll() is not None:
+            self.signal_group(signal.SIGKILL)
+
+    def _stop(self, steps: tuple[tuple[int | None, float], ...]) -> None:
+        """Run `steps` (a signal or None, then how long to wait for the exit), then sweep.
+
+        An interruption (Ctrl-C) half-way kills the group at once before it propagates, so
+        a server is never left running because its client was interrupted while stopping it.
+        """
+        try:
+            for signum, wait in steps:
+                if signum is not None:
+                    self.signal_group(signum)
+                if self.wait(wait):
+                    break
+        except BaseException:
+            self.signal_group(signal.SIGKILL)
+            raise
+        finally:
+            self.sweep()
         self._thread.join(timeout=0.5)
+        self._close_exit_fd()
+
+    def reap(self) -> None:
+        """Stop the server: wait for it to exit on its own, then terminate, then kill (its
+        whole process group each time), then kill whatever it left in its group."""
+        self._stop(((None, self.grace_sec), (signal.SIGTERM, self.grace_sec), (signal.SIGKILL, 5.0)))
 
     def kill(self) -> None:
         """Stop the server at once (it broke the protocol or overran a timeout)."""
-        try:
-            self.proc.kill()
-        except OSError:
-            pass
-        self.wait(5.0)
-        self._thread.join(timeout=0.5)
+        self._stop(((signal.SIGKILL, 5.0),))
+
+    def abandon(self) -> None:
+        """Stop the server promptly because the client was interrupted in the middle of a
+        call: the server is busy and would not see end of file, so SIGTERM to its group,
+        `ABANDON_GRACE_SEC` to exit, then SIGKILL (bounded: about a second in all)."""
+        self._stop(((signal.SIGTERM, ABANDON_GRACE_SEC), (signal.SIGKILL, 1.0)))
+
+    def _close_exit_fd(self) -> None:
+        if self.exit_fd is not None and self.proc.poll() is not None:
+            try:
+                os.close(self.exit_fd)
+            except OSError:
+                pass
+            self.exit_fd = None
 
 
 def reap_quietly(files: list[Any], process: ServerProcess | None) -> None:
@@ -199,8 +264,11 @@ def reap_quietly(files: list[Any], process: ServerProcess | None) -> None:
             f.close()
         except (OSError, ValueError):
             pass
-    if process is not None and process.proc.poll() is None:
-        process.reap()
+    if process is not None:
+        if process.proc.poll() is None:
+            process.reap()
+        else:
+            process.sweep()
 
 
 # ---------------------------------------------------------------------------------------
@@ -212,15 +280,30 @@ class DeadlinePassed(Exception):
     """A read or write on the pipes did not complete before its deadline."""
 
 
-def wait_ready(fd: int, for_write: bool, deadline: float | None) -> None:
-    """Block until `fd` can be read (or written), or raise `DeadlinePassed`."""
+class ServerExited(Exception):
+    """The server process exited while a read or write on its pipes was waiting (a child it
+    left behind may still hold the pipe open, so end of file would never come)."""
+
+
+class ReplyTooLong(Exception):
+    """A reply line grew past `MAX_REPLY_BYTES` without a newline."""
+
+
+def wait_ready(fd: int, for_write: bool, deadline: float | None, exit_fd: int | None = None) -> None:
+    """Block until `fd` can be read (or written), or raise `DeadlinePassed`; with `exit_fd`
+    (a pidfd), raise `ServerExited` as soon as the process exits and `fd` is not ready."""
     remaining = None if deadline is None else deadline - time.monotonic()
     if remaining is not None and remaining <= 0:
         raise DeadlinePassed()
     rlist, wlist = ([], [fd]) if for_write else ([fd], [])
+    if exit_fd is not None:
+        rlist = [*rlist, exit_fd]
     ready = select.select(rlist, wlist, [], remaining)
-    if not ready[0] and not ready[1]:
-        raise DeadlinePassed()
+    if fd in ready[0] or fd in ready[1]:
+        return
+    if exit_fd is not None and exit_fd in ready[0]:
+        raise ServerExited()
+    raise DeadlinePassed()
 
 
 class LineChannel:
@@ -228,14 +311,19 @@ class LineChannel:
     by a deadline (`time.monotonic()` seconds; None waits forever).
 
     Over real pipes the write end is made non-blocking and both ends wait in select(), so
-    the deadline holds even when the server stops reading or writing half-way. Files
-    without a descriptor (an in-memory pair in tests) are read and written directly, and
-    deadlines do not apply to them.
+    the deadline holds even when the server stops reading or writing half-way; with
+    ``exit_fd`` (the server's pidfd) a wait also ends the moment the server exits. Lines
+    are read in 64 KiB chunks and refused past ``max_line`` bytes (`ReplyTooLong`), so
+    memory stays bounded whatever the server sends. Files without a descriptor (an
+    in-memory pair in tests) are read and written directly, and deadlines do not apply.
     """
 
-    def __init__(self, read_file: BinaryIO, write_file: BinaryIO) -> None:
+    def __init__(self, read_file: BinaryIO, write_file: BinaryIO, exit_fd: int | None = None,
+                 max_line: int = MAX_REPLY_BYTES) -> None:
         self.read_file = read_file
         self.write_file = write_file
+        self.exit_fd = exit_fd
+        self.max_line = max_line
         self._buffer = bytearray()
         try:
             self._read_fd: int | None = read_file.fileno()
@@ -252,28 +340,57 @@ class LineChannel:
             return
         view = memoryview(data)
         while view:
-            wait_ready(self._write_fd, True, deadline)
+            wait_ready(self._write_fd, True, deadline, self.exit_fd)
             try:
                 count = os.write(self._write_fd, view)
             except BlockingIOError:
                 continue
             view = view[count:]
 
+    def unread(self) -> int | None:
+        """How many bytes we wrote that the server has not read yet (None: cannot tell).
+
+        The liveness rule: a server that leaves a request unread in the pipe is not serving.
+        """
+        if self._write_fd is None:
+            return None
+        try:
+            import fcntl
+            import termios
+
+            count = bytearray(4)
+            fcntl.ioctl(self._write_fd, termios.FIONREAD, count)
+        except (ImportError, OSError):
+            return None
+        return int.from_bytes(count, sys.byteorder)
+
     def read_line(self, deadline: float | None) -> bytes:
         """The next line with its newline; at end of file, what is left (maybe b"")."""
         if self._read_fd is None:
-            return self.read_file.readline()
+            line = self.read_file.readline(self.max_line + 1)
+            if len(line) > self.max_line:
+                raise ReplyTooLong()
+            return line
+        searched = 0  # the buffer before this holds no newline: a long line is scanned once
         while True:
-            end = self._buffer.find(b"\n")
+            end = self._buffer.find(b"\n", searched)
             if end >= 0:
                 line = bytes(self._buffer[: end + 1])
                 del self._buffer[: end + 1]
                 return line
-            wait_ready(self._read_fd, False, deadline)
+            searched = len(self._buffer)
+            if searched > self.max_line:
+                self._buffer.clear()
+                raise ReplyTooLong()
             try:
-                chunk = os.read(self._read_fd, 1 << 16)
-            except BlockingIOError:
-                continue
+                wait_ready(self._read_fd, False, deadline, self.exit_fd)
+            except ServerExited:
+                chunk = b""  # as at end of file (a child it left may hold the pipe open)
+            else:
+                try:
+                    chunk = os.read(self._read_fd, 1 << 16)
+                except BlockingIOError:
+                    continue
             if not chunk:
                 line = bytes(self._buffer)
                 self._buffer.clear()
@@ -342,6 +459,7 @@ def launch(project_dir: str | os.PathLike[str], *, debug: bool = False,
     full_argv = [*argv, "--read-fd", str(server_read), "--write-fd", str(server_write)]
     if debug:
         full_argv.append("--debug")
+    env = {**os.environ, CLIENT_PID_ENV: str(os.getpid())}
     try:
         proc = subprocess.Popen(
             full_argv,
@@ -350,6 +468,9 @@ def launch(project_dir: str | os.PathLike[str], *, debug: bool = False,
             stderr=subprocess.PIPE,
             pass_fds=(server_read, server_write),
             bufsize=0,
+            env=env,
+            start_new_session=True,  # its own group: stopping it stops what it started
+            preexec_fn=_parent_death_preexec(),  # noqa: PLW1509 - the kernel kills it with us
         )
     except OSError as exc:
         for fd in (client_read, client_write):
@@ -361,5 +482,41 @@ def launch(project_dir: str | os.PathLike[str], *, debug: bool = False,
     return (
         os.fdopen(client_read, "rb", buffering=0),
         os.fdopen(client_write, "wb", buffering=0),
-        ServerProcess(proc, full_argv, echo=debug or echo_stderr),
+        ServerProcess(proc, full_argv, echo=debug or echo_stderr, group=True),
     )
+
+
+_PRCTL: Any = None
+
+
+def _parent_death_preexec() -> Callable[[], None] | None:
+    """A preexec_fn giving the server SIGKILL when this client dies (Linux prctl
+    PR_SET_PDEATHSIG, kept across exec); None elsewhere (there `reap` and the atexit
+    finalizer are all there is).
+
+    The kernel sends it when the thread that started the server exits: start a server from
+    a thread that outlives its use of the client (every caller here uses a ``with`` block).
+    prctl is looked up here, in the parent: ctypes in a forked child of a threaded parent is
+    not safe. A client that died before prctl took effect is caught by the getppid check.
+    """
+    global _PRCTL
+    if not sys.platform.startswith("linux"):
+        return None
+    if _PRCTL is None:
+        import ctypes
+
+        try:
+            _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):
+            _PRCTL = False
+    prctl = _PRCTL
+    if not prctl:
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec

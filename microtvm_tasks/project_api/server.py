@@ -118,6 +118,11 @@ start its server. In the order a client prefers them, as TVM's: the launch scrip
 prepares an environment and is given the Python script's path), the Python script, the
 shell script."""
 
+CLIENT_PID_ENV = "MICROTVM_PROJECT_API_CLIENT_PID"
+"""Set by this package's client when it starts a server in a process group of its own: the
+client's pid. `main` then leaves a watchdog in that group (`_watch_group`) and removes the
+variable, so nothing the server starts inherits it."""
+
 # The methods a client may call, with each named parameter and the JSON types it accepts.
 # TVM derives this table from the handler's type hints at every call; a static table is
 # faster to start and makes the wire contract visible in one place.
@@ -1077,6 +1082,7 @@ def main(handler: ProjectAPIHandler, argv: Sequence[str] | None = None) -> None:
     """
     global _DEBUG
     read_fd, write_fd, debug = _parse_args(sys.argv[1:] if argv is None else argv)
+    _watch_group()
     if debug or "logging" in sys.modules:
         import logging
 
@@ -1089,3 +1095,59 @@ def main(handler: ProjectAPIHandler, argv: Sequence[str] | None = None) -> None:
             # Ctrl-C reaches the whole process group; the client reports it (one line), so
             # the server leaves quietly with the shell's status for SIGINT
             raise SystemExit(130) from None
+
+
+_WATCHDOG_PIPE: int | None = None  # the server's end of the watchdog's lifeline, never closed
+
+
+def _watch_group() -> None:
+    """Leave a watchdog process in the server's process group that kills the group (SIGKILL)
+    as soon as the server or the client exits.
+
+    Only when our client started the server in a group of its own (`CLIENT_PID_ENV`, and
+    the group is its session's: a launch script may lead it). Then the build tools and
+    emulators the server starts in its group never outlive it, even when the server is
+    killed with SIGKILL (by the kernel when the client dies, or by the OOM killer), which
+    leaves the server itself no chance to clean up. The watchdog is forked before the
+    server starts any thread; it holds only the read end of a pipe whose write end only
+    the server has (not inherited across exec), and a pidfd of the client; it closes every
+    other descriptor, so it keeps no pipe of the protocol or of stderr open.
+    """
+    global _WATCHDOG_PIPE
+    client = os.environ.pop(CLIENT_PID_ENV, None)
+    if client is None or not hasattr(os, "fork") or _WATCHDOG_PIPE is not None:
+        return
+    try:
+        client_pid = int(client)
+        if os.getpgrp() != os.getsid(0):
+            return  # not in the group our client made: killing it could hit a stranger
+        lifeline, _WATCHDOG_PIPE = os.pipe()
+        pid = os.fork()
+    except (ValueError, OSError):
+        return
+    if pid:
+        os.close(lifeline)
+        return
+    try:  # the watchdog: never returns
+        watched = [lifeline]
+        pidfd_open = getattr(os, "pidfd_open", None)
+        if pidfd_open is not None:
+            try:
+                watched.append(pidfd_open(client_pid))
+            except OSError:
+                watched = []  # the client is gone already
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        keep = sorted({0, 1, 2, *watched})
+        for low, high in zip(keep, [*keep[1:], 1 << 20], strict=True):
+            os.closerange(low + 1, high)
+        while watched:
+            try:
+                select.select(watched, [], [])
+                break
+            except InterruptedError:
+                continue
+        os.killpg(0, 9)  # SIGKILL (9 on every POSIX system), this watchdog included
+    finally:
+        os._exit(0)
