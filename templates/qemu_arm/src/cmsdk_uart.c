@@ -23,6 +23,13 @@
 #define STATE_OVERRUNS (3u << 2)
 #define CTRL_TX_EN (1u << 0)
 #define CTRL_RX_EN (1u << 1)
+#define CTRL_RX_INT_EN (1u << 3)
+#define INTSTATUS_RX (1u << 1)
+
+/* The NVIC's set-enable, clear-enable and clear-pending registers for IRQs 0..31. */
+#define NVIC_ISER0 (*(volatile uint32_t *)0xE000E100u)
+#define NVIC_ICER0 (*(volatile uint32_t *)0xE000E180u)
+#define NVIC_ICPR0 (*(volatile uint32_t *)0xE000E280u)
 
 void cmsdk_uart_init(uintptr_t base, uint32_t pclk_hz, uint32_t baud) {
   uint32_t div = (baud == 0u) ? 16u : pclk_hz / baud;
@@ -45,6 +52,35 @@ void cmsdk_uart_init(uintptr_t base, uint32_t pclk_hz, uint32_t baud) {
 
 int cmsdk_uart_rx_ready(uintptr_t base) {
   return (UART_REG(base, UART_STATE) & STATE_RX_FULL) != 0u;
+}
+
+int cmsdk_uart_wait_rx(uintptr_t base, uint32_t rx_irq) {
+  const uint32_t bit = 1u << (rx_irq & 31u);
+  uint32_t primask;
+  if (cmsdk_uart_rx_ready(base)) {
+    return 0;
+  }
+  /* Sleep until the receive interrupt is pending instead of polling: a polling core keeps
+   * QEMU's CPU thread busy (one host core of two, here) and takes QEMU's global lock on
+   * every poll, which is what the thread delivering the host's bytes, one per main-loop
+   * iteration, needs. With PRIMASK set the interrupt wakes WFI but is never taken, so no
+   * handler runs and nothing changes for the code that is timed. */
+  __asm__ volatile("mrs %0, primask" : "=r"(primask));
+  __asm__ volatile("cpsid i" ::: "memory");
+  UART_REG(base, UART_CTRL) |= CTRL_RX_INT_EN;
+  UART_REG(base, UART_INTSTATUS) = INTSTATUS_RX; /* drop a stale request (the line goes low) */
+  NVIC_ICPR0 = bit;
+  NVIC_ISER0 = bit;
+  /* A byte arriving after the check below sets the request, so WFI returns at once. */
+  while (!cmsdk_uart_rx_ready(base)) {
+    __asm__ volatile("wfi" ::: "memory");
+  }
+  NVIC_ICER0 = bit;
+  UART_REG(base, UART_CTRL) &= ~CTRL_RX_INT_EN;
+  UART_REG(base, UART_INTSTATUS) = INTSTATUS_RX;
+  NVIC_ICPR0 = bit;
+  __asm__ volatile("msr primask, %0" ::"r"(primask) : "memory");
+  return 1;
 }
 
 uint8_t cmsdk_uart_getc(uintptr_t base) {

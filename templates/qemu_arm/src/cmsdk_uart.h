@@ -1,8 +1,8 @@
 /*
  * cmsdk_uart.h: polled driver for the ARM CMSDK APB UART, the UART of the MPS2 FPGA
- * images (and of QEMU's mps2 machines). No interrupts: the firmware only talks while it
- * waits for the host, so polling is simpler and keeps the instruction count of a timed
- * inference free of interrupt handlers.
+ * images (and of QEMU's mps2 machines). No interrupt handler: the firmware only talks while
+ * it waits for the host, so a timed inference stays free of handlers; waiting for a byte
+ * sleeps until the receive interrupt is pending without taking it (cmsdk_uart_wait_rx).
  */
 #ifndef CMSDK_UART_H_
 #define CMSDK_UART_H_
@@ -16,7 +16,12 @@ void cmsdk_uart_init(uintptr_t base, uint32_t pclk_hz, uint32_t baud);
 /* Non-zero when a received byte is waiting in the data register. */
 int cmsdk_uart_rx_ready(uintptr_t base);
 
-/* Block until a byte arrives, then return it. */
+/* Return once a received byte is waiting, sleeping (WFI) until the UART's receive interrupt,
+ * IRQ `rx_irq` of the NVIC, is pending; the interrupt itself is never taken. Returns 1 when
+ * it slept (time passed that no instruction count accounts for), 0 when a byte was there. */
+int cmsdk_uart_wait_rx(uintptr_t base, uint32_t rx_irq);
+
+/* Block until a byte arrives (polling), then return it. */
 uint8_t cmsdk_uart_getc(uintptr_t base);
 
 /* Block until the transmit buffer has room, then send `c`. */

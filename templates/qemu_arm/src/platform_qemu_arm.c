@@ -1,7 +1,9 @@
 /*
  * platform_qemu_arm.c: the platform.h hooks for the MPS2 boards under QEMU.
  *
- * Wire: UART0 (CMSDK APB UART), polled. QEMU connects it to a loopback TCP socket.
+ * Wire: UART0 (CMSDK APB UART), no interrupt handler. QEMU connects it to a loopback TCP
+ * socket. A read that finds no byte waiting sleeps in WFI until the receive interrupt is
+ * pending (cmsdk_uart_wait_rx), so an idle firmware leaves QEMU's CPU thread asleep.
  *
  * Clock: CMSDK APB timer 0, a 32-bit down-counter on the 25 MHz system clock, free running
  * with no interrupt. QEMU runs with `-icount shift=S`, so guest virtual time is exactly
@@ -15,7 +17,11 @@
  * firmware engineer (QEMU's own virtual clock, 1e9 / 2^S instructions per second, is an
  * artefact of the shift). Two runs of the same code report the same figure however long the host
  * took to send the input, because the count never depends on where in a timer period a
- * measurement starts. SysTick is not used: its 24 bits would wrap every 5.2 M instructions
+ * measurement starts. That holds while the core runs: while it sleeps in WFI, QEMU's virtual
+ * clock follows the host's, by any number of nanoseconds, and the timer's phase against the
+ * instruction grid changes. So after every sleep the count is re-based (`rebase_after_sleep`):
+ * ticks go on from the figure of that moment, computed from the counts since, and a run
+ * (which never sleeps) again gets the same figure every time. SysTick is not used: its 24 bits would wrap every 5.2 M instructions
  * at this rate and an overflow interrupt would add a varying handful of instructions
  * to the measurement.
  */
@@ -41,6 +47,31 @@
 
 static uint32_t g_last_count; /* timer counts elapsed at the previous reading (mod 2^32) */
 static uint64_t g_wraps;      /* how many times that 32-bit count has wrapped */
+static uint64_t g_base_counts; /* timer counts at the last re-base (after a sleep) */
+static uint64_t g_base_ticks;  /* ticks reported at that moment */
+
+/* Timer counts since the timer started, 64-bit. */
+static uint64_t timer_counts(void) {
+  /* The timer counts down from 0xFFFFFFFF. */
+  uint32_t count = 0xFFFFFFFFu - TIMER_REG(TIMER_VALUE);
+  if (count < g_last_count) {
+    ++g_wraps; /* at most one wrap between readings: every 1.3 G instructions for S = 7 */
+  }
+  g_last_count = count;
+  return (g_wraps << 32) | count;
+}
+
+/* Instructions in `counts` timer counts, rounded to the nearest; see the top of the file. */
+static uint64_t counts_to_ticks(uint64_t counts) {
+  return (counts * MT_TICK_NUM + MT_TICK_DEN / 2u) / MT_TICK_DEN;
+}
+
+/* After WFI: go on counting from here, on the timer's new phase (see the top of the file). */
+static void rebase_after_sleep(void) {
+  uint64_t now = timer_counts();
+  g_base_ticks += counts_to_ticks(now - g_base_counts);
+  g_base_counts = now;
+}
 
 void mt_platform_init(void) {
   cmsdk_uart_init((uintptr_t)MT_UART0_BASE, MT_SYSCLK_HZ, MT_UART_BAUD);
@@ -51,6 +82,8 @@ void mt_platform_init(void) {
   TIMER_REG(TIMER_CTRL) = TIMER_CTRL_ENABLE;
   g_last_count = 0u;
   g_wraps = 0u;
+  g_base_counts = 0u;
+  g_base_ticks = 0u;
 }
 
 int32_t mt_platform_read(uint8_t *buf, size_t n) {
@@ -58,6 +91,9 @@ int32_t mt_platform_read(uint8_t *buf, size_t n) {
   size_t got = 0u;
   if (n == 0u) {
     return 0;
+  }
+  if (cmsdk_uart_wait_rx(uart, MT_UART0_RX_IRQ)) {
+    rebase_after_sleep();
   }
   buf[got++] = cmsdk_uart_getc(uart);
   while (got < n && cmsdk_uart_rx_ready(uart)) {
@@ -76,16 +112,7 @@ int32_t mt_platform_write(const uint8_t *buf, size_t n) {
 }
 
 uint32_t mt_platform_ticks(void) {
-  /* Counts elapsed since the timer started; the timer counts down from 0xFFFFFFFF. */
-  uint32_t count = 0xFFFFFFFFu - TIMER_REG(TIMER_VALUE);
-  uint64_t total;
-  if (count < g_last_count) {
-    ++g_wraps; /* at most one wrap between readings: every 1.3 G instructions for S = 7 */
-  }
-  g_last_count = count;
-  total = (g_wraps << 32) | count;
-  /* Round to the nearest instruction; see the comment at the top of the file. */
-  return (uint32_t)((total * MT_TICK_NUM + MT_TICK_DEN / 2u) / MT_TICK_DEN);
+  return (uint32_t)(g_base_ticks + counts_to_ticks(timer_counts() - g_base_counts));
 }
 
 /* One tick per instruction, at one instruction per cycle of the board's clock. */

@@ -14,6 +14,10 @@
 #ifndef MT_UART0_BASE
 #define MT_UART0_BASE 0x40004000u
 #endif
+/* The NVIC line of UART0's receive interrupt (0 on the MPS2 images QEMU models). */
+#ifndef MT_UART0_RX_IRQ
+#define MT_UART0_RX_IRQ 0u
+#endif
 #ifndef MT_TIMER0_BASE
 #define MT_TIMER0_BASE 0x40000000u
 #endif
